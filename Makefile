@@ -1,0 +1,115 @@
+# configmgr.sql_upgrade: developer and CI entry points. `make help` lists the targets.
+#
+# Every target builds (or reuses) .venv from pinned requirements with the image's python3.11, so a
+# fresh machine needs nothing but Python and pip. See docs/development.md for the details.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.requirements.stamp
+COLLECTIONS_DIR := $(VENV)/collections
+COLLECTIONS_STAMP := $(COLLECTIONS_DIR)/.collections.stamp
+BUILD := .build
+LAYOUT := $(BUILD)/collections/ansible_collections/configmgr/sql_upgrade
+SIZE ?= 5
+PYTEST_ARGS ?=
+
+# Both collections resolvable for ansible-playbook, ansible-doc, ansible-lint and pytest's subprocesses.
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(BUILD)/collections:$(CURDIR)/$(COLLECTIONS_DIR)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export ANSIBLE_NOCOLOR := 1
+
+TEST_STEPS := pytest sanity lint pscheck docs-lint
+
+.PHONY: help venv layout test unit system pytest sanity lint ruff ansible-lint pscheck docs-lint twin clean
+
+help:
+	@echo "make test       pytest + sanity + lint + pscheck + docs-lint (runs all, fails if any fails)"
+	@echo "make unit       pytest tests/unit"
+	@echo "make system     pytest tests/system (real ansible-playbook over WinRM against twin hosts)"
+	@echo "make pytest     both of the above"
+	@echo "make sanity     ansible-test sanity, offline, in a temporary ansible_collections tree"
+	@echo "make lint       ruff + ansible-lint --profile production (offline)"
+	@echo "make pscheck    parse every .ps1 with tree-sitter; WMI/CIM use in the WMI-free window"
+	@echo "make docs-lint  antsibull-docs lint-collection-docs --plugin-docs + antsibull-changelog lint"
+	@echo "make twin SIZE=5  start a twin fleet and print its inventory (Ctrl-C stops it)"
+	@echo "make venv       create .venv from requirements/ (done by every target)"
+	@echo "make clean      remove .venv, .build and caches"
+
+# --- environment ---------------------------------------------------------------------------------
+
+venv: $(VENV_STAMP) $(COLLECTIONS_STAMP) layout
+
+$(VENV_STAMP): requirements/test.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade --requirement requirements/test.txt
+	@touch $@
+
+# ansible.windows from the `ansible` wheel on PyPI (Galaxy is unreachable offline): one download, then
+# only ansible_collections/ansible/windows/ is kept. The wheel is deleted afterwards (54 MB).
+$(COLLECTIONS_STAMP): requirements/collections.txt tests/tools/install_collection.py $(VENV_STAMP)
+	@rm -rf $(VENV)/downloads
+	$(PY) -m pip download --quiet --no-deps --dest $(VENV)/downloads --requirement requirements/collections.txt
+	$(PY) tests/tools/install_collection.py $(VENV)/downloads/ansible-*.whl ansible.windows $(COLLECTIONS_DIR)
+	@rm -rf $(VENV)/downloads
+	@touch $@
+
+# .build/collections/ansible_collections/configmgr/sql_upgrade -> the repository root (relative link).
+layout:
+	@mkdir -p $(dir $(LAYOUT))
+	@test "$$(readlink $(LAYOUT) 2>/dev/null)" = "../../../.." || ln -sfn ../../../.. $(LAYOUT)
+
+# --- the test suite ----------------------------------------------------------------------------------
+
+# Runs every step even when one fails, prints each step's wall time, then fails if any step failed.
+test: venv
+	@failed=""; summary=""; \
+	for step in $(TEST_STEPS); do \
+	  echo "=== make $$step"; start=$$(date +%s.%N); \
+	  if $(MAKE) $$step; then status=ok; else status=FAILED; failed="$$failed $$step"; fi; \
+	  summary="$$summary$$(awk -v s=$$start -v e=$$(date +%s.%N) -v n=$$step -v r=$$status 'BEGIN { printf "%-10s %-7s %6.1fs", n, r, e - s }')\n"; \
+	done; \
+	echo "=== summary"; printf "$$summary"; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
+	echo "make test: all passed"
+
+# pytest's exit code 5 (no tests collected) is non-zero, so an empty suite fails the build too.
+pytest: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: venv
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+system: venv
+	$(PY) -m pytest tests/system $(PYTEST_ARGS)
+
+sanity: venv
+	$(PY) tests/tools/sanity.py
+
+lint: ruff ansible-lint
+
+ruff: venv
+	$(VENV)/bin/ruff check .
+
+ansible-lint: venv
+	$(PY) tests/tools/lint.py
+
+pscheck: venv
+	$(PY) tests/tools/pscheck.py
+
+docs-lint: venv
+	cd $(LAYOUT) && antsibull-docs lint-collection-docs --plugin-docs .
+	antsibull-changelog lint
+
+twin: venv
+	PYTHONPATH=tests $(PY) -m twin fleet --size $(SIZE)
+
+clean:
+	rm -rf $(VENV) $(BUILD) tests/output .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
