@@ -1,0 +1,222 @@
+# Copyright: configmgr.sql_upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The on-host journal: a JSON document of the host's prior state, written before every change.
+
+Lives at ``%ProgramData%\\configmgr.sql_upgrade\\journal.json``; the executors create that folder with a
+protected ACL (SYSTEM and Administrators only, no inheritance) and write the file atomically (temp file,
+flush, rename). It is *data*: before anything acts on it, :func:`validate` checks every field, so a
+corrupted or hostile journal is refused with a message instead of being acted on.
+
+Shape (schema 1)::
+
+    {"schema": 1, "run_id": "r-…", "host": "site01", "created": "…", "updated": "…",
+     "services": {"status": "quiesced" | "restored",
+                  "records": {"SMS_EXECUTIVE": {"start_mode": "auto", "state": "running"}, …}},
+     "wmi": {"status": "disabled" | "enabled", "start_mode": "auto", "state": "running",
+             "dependents": ["CcmExec", "iphlpsvc"]}}
+
+``services`` and ``wmi`` are optional; each module owns its own section and carries the other over.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+SCHEMA = 1
+JOURNAL_DIR = "configmgr.sql_upgrade"  # under %ProgramData%
+JOURNAL_FILE = "journal.json"
+JOURNAL_PATH = "C:\\ProgramData\\configmgr.sql_upgrade\\journal.json"  # the default %ProgramData%
+START_MODES = ("auto", "delayed", "manual", "disabled", "boot", "system")
+STATES = ("running", "stopped")
+SERVICE_STATUSES = ("quiesced", "restored")
+WMI_STATUSES = ("disabled", "enabled")
+MAX_RECORDS = 5000
+MAX_NAME = 256
+_RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TOP_KEYS = {"schema", "run_id", "host", "created", "updated", "services", "wmi"}
+
+
+class JournalError(ValueError):
+    """The journal is corrupt or hostile; the message says which field and why."""
+
+
+def _check_name(where: str, name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        raise JournalError(f"{where}: a service name must be a non-empty string, got {name!r}")
+    if len(name) > MAX_NAME:
+        raise JournalError(f"{where}: service name longer than {MAX_NAME} characters")
+    if _CONTROL.search(name):
+        raise JournalError(f"{where}: service name {name!r} contains control characters")
+    # CreateService: "forward-slash (/) and backslash (\) are not valid service name characters".
+    if "/" in name or "\\" in name:
+        raise JournalError(f"{where}: {name!r} is not a valid service name (contains / or \\)")
+    return name
+
+
+def _check_str(where: str, value: Any, limit: int = 100) -> str:
+    if not isinstance(value, str) or len(value) > limit or _CONTROL.search(value):
+        raise JournalError(f"{where} must be a string of at most {limit} printable characters, got {value!r}")
+    return value
+
+
+def _check_choice(where: str, value: Any, choices: tuple) -> str:
+    if value not in choices:
+        raise JournalError("{} is {!r}; expected one of {}".format(where, value, ", ".join(choices)))
+    return value
+
+
+def _check_keys(where: str, value: Any, required: set, optional: set = frozenset()) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise JournalError(f"{where} must be an object, got {type(value).__name__}")
+    missing = required - set(value)
+    unknown = set(value) - required - set(optional)
+    if missing:
+        raise JournalError("{} lacks {}".format(where, ", ".join(sorted(missing))))
+    if unknown:
+        raise JournalError("{} has unknown keys {}".format(where, ", ".join(sorted(map(str, unknown)))))
+    return value
+
+
+def validate(doc: Any) -> dict[str, Any]:
+    """Return doc unchanged when it is a valid schema-1 journal; raise JournalError naming the fault."""
+    _check_keys("journal", doc, {"schema", "run_id", "host", "created", "updated"}, {"services", "wmi"})
+    if doc["schema"] != SCHEMA or isinstance(doc["schema"], bool):
+        raise JournalError(f"journal schema is {doc['schema']!r}; this collection reads schema {SCHEMA}")
+    if not isinstance(doc["run_id"], str) or not _RUN_ID.match(doc["run_id"]):
+        raise JournalError("journal run_id {!r} is not 1-64 letters, digits, '.', '_' or '-'".format(doc["run_id"]))
+    _check_str("journal host", doc["host"], 255)
+    _check_str("journal created", doc["created"], 40)
+    _check_str("journal updated", doc["updated"], 40)
+    if "services" in doc:
+        section = _check_keys("journal services", doc["services"], {"status", "records"})
+        _check_choice("journal services.status", section["status"], SERVICE_STATUSES)
+        records = section["records"]
+        if not isinstance(records, dict):
+            raise JournalError("journal services.records must be an object")
+        if len(records) > MAX_RECORDS:
+            raise JournalError(f"journal services.records holds {len(records)} records (limit {MAX_RECORDS})")
+        seen: dict[str, str] = {}
+        for name, record in records.items():
+            where = f"journal services.records[{name!r}]"
+            _check_name(where, name)
+            if name.casefold() in seen:
+                raise JournalError(
+                    f"{where}: recorded twice (as {seen[name.casefold()]!r} too; service names ignore case)"
+                )
+            seen[name.casefold()] = name
+            _check_keys(where, record, {"start_mode", "state"})
+            _check_choice(where + ".start_mode", record["start_mode"], START_MODES)
+            _check_choice(where + ".state", record["state"], STATES)
+    if "wmi" in doc:
+        wmi = _check_keys("journal wmi", doc["wmi"], {"status", "start_mode", "state", "dependents"})
+        _check_choice("journal wmi.status", wmi["status"], WMI_STATUSES)
+        _check_choice("journal wmi.start_mode", wmi["start_mode"], START_MODES)
+        _check_choice("journal wmi.state", wmi["state"], STATES)
+        if not isinstance(wmi["dependents"], list) or len(wmi["dependents"]) > MAX_RECORDS:
+            raise JournalError("journal wmi.dependents must be a list of service names")
+        for i, name in enumerate(wmi["dependents"]):
+            _check_name(f"journal wmi.dependents[{i}]", name)
+    return doc
+
+
+def parse(text: str | None) -> dict[str, Any] | None:
+    """The journal from its file text (None when there is no file); JournalError when it is not valid."""
+    if text is None:
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise JournalError(f"journal is not valid JSON ({exc})") from exc
+    return validate(doc)
+
+
+def make_run_id(host: str, now: str) -> str:
+    """A run id derived from the host and the host's clock: stable for one run, distinct across runs."""
+    digest = hashlib.sha256((f"{host}|{now}").encode()).hexdigest()
+    return "r-" + digest[:16]
+
+
+def new_journal(host: str, run_id: str, now: str) -> dict[str, Any]:
+    return {"schema": SCHEMA, "run_id": run_id, "host": host, "created": now, "updated": now}
+
+
+def merge_services(
+    doc: Mapping[str, Any] | None, records: Mapping[str, Mapping[str, str]], *, host: str, run_id: str, now: str
+) -> dict[str, Any]:
+    """The journal after a quiesce run records records.
+
+    The ORIGINAL prior state wins: a service already recorded by an unfinished quiesce keeps its first
+    record, so a re-run after a partial failure does not record 'disabled / stopped' as the prior state
+    and the restore brings back what the user really had. After a finished restore (status 'restored')
+    a new quiesce starts a fresh record set.
+    """
+    result = copy.deepcopy(dict(doc)) if doc else new_journal(host, run_id, now)
+    section = result.get("services")
+    if not section or section.get("status") == "restored":
+        merged: dict[str, dict[str, str]] = {}
+    else:
+        merged = {k: dict(v) for k, v in section["records"].items()}
+    known = {k.casefold() for k in merged}
+    for name, record in records.items():
+        if name.casefold() not in known:
+            merged[name] = {"start_mode": record["start_mode"], "state": record["state"]}
+            known.add(name.casefold())
+    result["services"] = {"status": "quiesced", "records": merged}
+    result["updated"] = now
+    return validate(result)
+
+
+def mark_services_restored(doc: Mapping[str, Any], now: str) -> dict[str, Any]:
+    result = copy.deepcopy(dict(doc))
+    result["services"]["status"] = "restored"
+    result["updated"] = now
+    return validate(result)
+
+
+def service_records(doc: Mapping[str, Any] | None) -> dict[str, dict[str, str]]:
+    if not doc or "services" not in doc:
+        return {}
+    return {k: dict(v) for k, v in doc["services"]["records"].items()}
+
+
+def set_wmi(
+    doc: Mapping[str, Any] | None, record: Mapping[str, Any] | None, status: str, *, host: str, run_id: str, now: str
+) -> dict[str, Any]:
+    """The journal with winmgmt's section set to status. A record is written only when given (the
+    planner gives none while an earlier 'disabled' record exists: the original prior state wins)."""
+    result = copy.deepcopy(dict(doc)) if doc else new_journal(host, run_id, now)
+    section = result.get("wmi")
+    if record is not None:
+        section = {
+            "start_mode": record["start_mode"],
+            "state": record["state"],
+            "dependents": list(record["dependents"]),
+        }
+    if section is None:
+        section = {"start_mode": "auto", "state": "running", "dependents": []}
+    section = dict(section)
+    section["status"] = status
+    result["wmi"] = section
+    result["updated"] = now
+    return validate(result)
+
+
+def dumps(doc: Mapping[str, Any]) -> str:
+    """Canonical text, as the executors store it (sorted keys, ASCII-safe)."""
+    return json.dumps(validate(dict(doc)), sort_keys=True, indent=1)
+
+
+def wmi_record(doc: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not doc or "wmi" not in doc:
+        return None
+    return dict(doc["wmi"])
+
+
+def record_names(doc: Mapping[str, Any] | None) -> list[str]:
+    return sorted(service_records(doc), key=str.casefold)

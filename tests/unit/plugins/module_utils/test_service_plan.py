@@ -1,0 +1,339 @@
+"""Unit tests of the pure quiesce / restore / WMI planning (plugins/module_utils/service_plan.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ansible_collections.configmgr.sql_upgrade.plugins.module_utils import service_plan as sp
+from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_plan import (
+    PlanError,
+    QuiesceOptions,
+    ServiceFact,
+)
+
+WINDOWS = "Microsoft\u00ae Windows\u00ae Operating System"
+
+
+def svc(
+    name: str, mode: str = "auto", state: str = "running", deps: tuple = (), pid: int = 0, product: str = ""
+) -> ServiceFact:
+    return ServiceFact(
+        name=name, start_mode=mode, state=state, dependencies=tuple(deps), process_id=pid, product_name=product
+    )
+
+
+def site_server() -> list[ServiceFact]:
+    return [
+        svc("RpcEptMapper", pid=10, product=WINDOWS),
+        svc("DcomLaunch", pid=11, product=WINDOWS),
+        svc("RpcSs", deps=("RpcEptMapper", "DcomLaunch"), pid=12, product=WINDOWS),
+        svc("WinRM", deps=("RPCSS", "HTTP"), pid=13, product=WINDOWS),
+        svc("Winmgmt", deps=("RPCSS",), pid=14, product=WINDOWS),
+        svc("iphlpsvc", deps=("RpcSs", "winmgmt"), pid=15, product=WINDOWS),
+        svc("WinDefend", pid=16, product=WINDOWS),
+        svc("SMS", mode="manual", state="stopped", product=WINDOWS),
+        svc("SMSProxy", mode="manual", state="stopped", product=WINDOWS),
+        svc("MSSQLSERVER", pid=20, product="Microsoft SQL Server"),
+        svc("SQLSERVERAGENT", deps=("MSSQLSERVER",), pid=21, product="Microsoft SQL Server"),
+        svc("MSSQL$MICROSOFT##WID", pid=22, product="Microsoft SQL Server"),
+        svc("SQLWriter", pid=23, product="Microsoft SQL Server"),
+        svc("SMS_EXECUTIVE", deps=("SMS_SITE_COMPONENT_MANAGER",), pid=30, product="Microsoft Configuration Manager"),
+        svc("SMS_SITE_COMPONENT_MANAGER", pid=31, product="Microsoft Configuration Manager"),
+        svc("SMS_SITE_VSS_WRITER", pid=32, product="Microsoft Configuration Manager"),
+        svc("SMS_SITE_BACKUP", mode="manual", state="stopped", product="Microsoft Configuration Manager"),
+        svc("CcmExec", deps=("winmgmt", "RpcSs"), pid=33, product="Microsoft Configuration Manager"),
+        svc("AcmeBackupAgent", pid=40, product="Acme Backup"),
+        svc("ContosoMonitor", mode="delayed", pid=41, product="Contoso Monitoring"),
+        svc("VendorTool", deps=("ContosoMonitor",), pid=42),
+    ]
+
+
+def decisions(facts: list[ServiceFact], **kw: Any) -> dict[str, sp.Decision]:
+    opts = QuiesceOptions(**kw)
+    return {d.name: d for d in sp.close_over_dependents(sp.classify(facts, opts), facts)}
+
+
+def test_site_server_classification_every_trap() -> None:
+    got = decisions(site_server())
+    stop = {n for n, d in got.items() if d.action == "stop"}
+    assert stop == {
+        "SMS_EXECUTIVE",
+        "SMS_SITE_COMPONENT_MANAGER",
+        "SMS_SITE_VSS_WRITER",
+        "SMS_SITE_BACKUP",
+        "CcmExec",
+        "AcmeBackupAgent",
+        "ContosoMonitor",
+        "VendorTool",
+    }
+    assert got["CcmExec"].source == "configmgr"  # under C:\Windows\CCM but Configuration Manager
+    assert got["WinDefend"].source == "windows_core"  # under ProgramData but Windows
+    assert got["SMS"].action == "keep" and got["SMSProxy"].action == "keep"  # Storage Migration Service
+    assert got["MSSQL$MICROSOFT##WID"].source == "windows_core"  # Windows Internal Database
+    assert got["MSSQLSERVER"].source == "instance"
+    assert got["SQLSERVERAGENT"].source == "sql_server"
+    assert got["WinRM"].source == "management_channel"
+    assert got["RpcSs"].source == "management_channel"
+    assert got["DcomLaunch"].source == "management_channel"  # transitive dependency of WinRM
+    assert got["AcmeBackupAgent"].source == "third_party" and "Acme Backup" in got["AcmeBackupAgent"].reason
+
+
+def test_user_pattern_sms_underscore_does_not_catch_storage_migration() -> None:
+    got = decisions(site_server(), stop=("SMS_*",))
+    assert got["SMS"].action == "keep"
+    assert got["SMSProxy"].action == "keep"
+    assert got["SMS_EXECUTIVE"].source == "user_stop"
+
+
+def test_patterns_are_case_insensitive() -> None:
+    got = decisions(site_server(), keep=("acmebackup*",))
+    assert got["AcmeBackupAgent"].action == "keep"
+    assert got["AcmeBackupAgent"].source == "user_keep"
+
+
+def test_stop_wins_over_builtin_keep_lists() -> None:
+    got = decisions(site_server(), stop=("SQLWriter", "WinDefend"))
+    assert got["SQLWriter"].action == "stop" and got["SQLWriter"].source == "user_stop"
+    assert got["WinDefend"].action == "stop"
+
+
+def test_stop_of_management_channel_is_an_error_naming_it() -> None:
+    with pytest.raises(PlanError, match=r"'Rpc\*'.*RpcEptMapper.*management channel"):
+        sp.classify(site_server(), QuiesceOptions(stop=("Rpc*",)))
+
+
+def test_stop_of_instance_is_an_error() -> None:
+    with pytest.raises(PlanError, match="MSSQLSERVER.*instance being upgraded"):
+        sp.classify(site_server(), QuiesceOptions(stop=("MSSQL*",)))
+
+
+def test_named_instance_is_kept_and_default_is_then_listed_sql() -> None:
+    facts = site_server() + [svc("MSSQL$SITEDB", pid=50)]
+    got = decisions(facts, instance="SITEDB")
+    assert got["MSSQL$SITEDB"].source == "instance"
+    assert got["MSSQLSERVER"].source == "sql_server"
+
+
+def test_keep_and_stop_same_service_names_both_patterns() -> None:
+    with pytest.raises(PlanError, match=r"AcmeBackupAgent.*'Acme\*'.*'\*Agent'"):
+        sp.classify(site_server(), QuiesceOptions(keep=("Acme*",), stop=("*Agent",)))
+
+
+def test_keep_of_dependent_of_stopped_service_names_both() -> None:
+    with pytest.raises(PlanError, match="VendorTool is kept.*depends on ContosoMonitor"):
+        decisions(site_server(), keep=("VendorTool",))
+
+
+def test_dependents_closure_stops_builtin_keep_that_depends_on_stopped() -> None:
+    facts = site_server() + [svc("Spooler", deps=("AcmeBackupAgent",), pid=60, product=WINDOWS)]
+    got = decisions(facts)
+    assert got["Spooler"].action == "stop"
+    assert got["Spooler"].source == "dependent"
+    assert "AcmeBackupAgent" in got["Spooler"].reason
+
+
+def test_stopped_dependent_is_not_pulled_in() -> None:
+    facts = site_server() + [svc("Spooler", state="stopped", deps=("AcmeBackupAgent",), product=WINDOWS)]
+    assert decisions(facts)["Spooler"].action == "keep"
+
+
+def test_version_resource_evidence() -> None:
+    facts = [
+        svc("WinRM"),
+        svc("NewWindowsSvc", product="Microsoft (R) Windows (R) Operating System"),
+        svc("SqlThing", product="Microsoft SQL Server 2022"),
+        svc("MsOther", product="Microsoft Office"),
+    ]
+    got = decisions(facts)
+    assert got["NewWindowsSvc"].source == "version_resource" and got["NewWindowsSvc"].action == "keep"
+    assert got["SqlThing"].action == "keep"
+    assert got["MsOther"].action == "stop"
+
+
+def test_session_holder_stops_even_if_windows() -> None:
+    facts = site_server() + [svc("WsusService", pid=70, product=WINDOWS)]
+    got = decisions(facts, sql_sessions=({"host_process_id": 70, "program_name": "WSUS"},))
+    assert got["WsusService"].action == "stop"
+    assert got["WsusService"].source == "sql_session"
+    assert "WSUS" in got["WsusService"].reason
+
+
+def test_session_holder_kept_by_user_is_contradiction() -> None:
+    facts = site_server() + [svc("WsusService", pid=70, product=WINDOWS)]
+    with pytest.raises(PlanError, match="keep pattern 'Wsus\\*' matches WsusService.*session"):
+        sp.classify(facts, QuiesceOptions(keep=("Wsus*",), sql_sessions=({"host_process_id": 70},)))
+
+
+def test_session_in_management_channel_is_error() -> None:
+    with pytest.raises(PlanError, match="WinRM holds a session"):
+        sp.classify(site_server(), QuiesceOptions(sql_sessions=({"host_process_id": 13},)))
+
+
+@pytest.mark.parametrize("bad", ["", "   ", 5, None])
+def test_invalid_patterns(bad: Any) -> None:
+    with pytest.raises(PlanError, match=r"option stop\[0\]"):
+        sp.validate_patterns("stop", [bad])
+
+
+def test_patterns_must_be_a_list() -> None:
+    with pytest.raises(PlanError, match="option keep must be a list"):
+        sp.validate_patterns("keep", {"a": 1})
+
+
+HOSTILE = [
+    "Evil'; Stop-Computer -Force; '",
+    'x"y',
+    "$(Stop-Computer)",
+    "`nStop-Computer",
+    "a\nb",
+    "S\u00e9rvice\u2603",
+    "svc;rm",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_names_are_data(name: str) -> None:
+    assert sp.validate_patterns("stop", [name]) == [name]
+    facts = [svc("WinRM"), svc(name, pid=5, product=WINDOWS)]
+    got = decisions(facts, stop=(name,))
+    assert got[name].action == "stop"
+    plan = sp.plan_quiesce(facts, QuiesceOptions(stop=(name,)))
+    assert {"op": "stop", "name": name, "process_id": 5} in plan.ops
+    assert plan.records[name] == {"start_mode": "auto", "state": "running"}
+
+
+def test_order_dependents_before_dependencies() -> None:
+    facts = site_server()
+    plan = sp.plan_quiesce(facts, QuiesceOptions())
+    stops = [op["name"] for op in plan.ops if op["op"] == "stop"]
+    assert stops.index("SMS_EXECUTIVE") < stops.index("SMS_SITE_COMPONENT_MANAGER")
+    assert stops.index("VendorTool") < stops.index("ContosoMonitor")
+    # set_mode disabled happens before any stop, so nothing restarts a stopped service
+    kinds = [op["op"] for op in plan.ops]
+    assert kinds == sorted(kinds, key=lambda k: 0 if k == "set_mode" else 1)
+    assert "SMS_SITE_BACKUP" not in stops  # already stopped
+    assert {"op": "set_mode", "name": "SMS_SITE_BACKUP", "start_mode": "disabled"} in plan.ops
+    assert plan.records["ContosoMonitor"] == {"start_mode": "delayed", "state": "running"}
+    assert plan.diff_after["CcmExec"] == {"start_mode": "disabled", "state": "stopped"}
+
+
+def test_cycle_is_an_error_naming_it() -> None:
+    facts = [svc("WinRM"), svc("A", deps=("B",)), svc("B", deps=("C",)), svc("C", deps=("A",))]
+    with pytest.raises(
+        PlanError, match=r"dependency cycle between services: (A -> B -> C -> A|B -> C -> A -> B|C -> A -> B -> C)"
+    ):
+        sp.plan_quiesce(facts, QuiesceOptions())
+
+
+def test_disable_false_only_stops() -> None:
+    plan = sp.plan_quiesce(site_server(), QuiesceOptions(disable=False))
+    assert all(op["op"] == "stop" for op in plan.ops)
+    assert "SMS_SITE_BACKUP" not in plan.records
+
+
+def test_second_run_has_nothing_to_do() -> None:
+    facts = site_server()
+    plan = sp.plan_quiesce(facts, QuiesceOptions())
+    after = [
+        ServiceFact(f.name, "disabled", "stopped", f.dependencies, 0, product_name=f.product_name)
+        if f.name in plan.records
+        else f
+        for f in facts
+    ]
+    again = sp.plan_quiesce(after, QuiesceOptions())
+    assert again.ops == [] and not again.changed
+
+
+def test_restore_plan_exact_and_ordered() -> None:
+    facts = site_server()
+    plan = sp.plan_quiesce(facts, QuiesceOptions())
+    quiesced = [
+        ServiceFact(f.name, "disabled", "stopped", f.dependencies, 0) if f.name in plan.records else f for f in facts
+    ]
+    restore = sp.plan_restore(quiesced, plan.records)
+    starts = [op["name"] for op in restore.ops if op["op"] == "start"]
+    assert starts.index("SMS_SITE_COMPONENT_MANAGER") < starts.index("SMS_EXECUTIVE")
+    assert starts.index("ContosoMonitor") < starts.index("VendorTool")
+    assert "SMS_SITE_BACKUP" not in starts
+    modes = {op["name"]: op["start_mode"] for op in restore.ops if op["op"] == "set_mode"}
+    assert modes["ContosoMonitor"] == "delayed" and modes["SMS_SITE_BACKUP"] == "manual"
+    kinds = [op["op"] for op in restore.ops]
+    assert kinds.index("start") > max(i for i, k in enumerate(kinds) if k == "set_mode")
+
+
+def test_restore_idempotent_and_skips_unknown_and_unnamed() -> None:
+    facts = site_server()
+    records = {
+        "AcmeBackupAgent": {"start_mode": "auto", "state": "running"},
+        "Gone": {"start_mode": "auto", "state": "running"},
+    }
+    restore = sp.plan_restore(facts, records)
+    assert restore.ops == []
+    by = {e["name"]: e for e in restore.entries}
+    assert by["Gone"]["action"] == "skip"
+    assert by["AcmeBackupAgent"]["action"] == "none"
+    assert "ContosoMonitor" not in by  # not named by the journal → left alone
+
+
+def test_restore_stops_what_was_stopped() -> None:
+    facts = [svc("WinRM"), svc("X", deps=("Y",)), svc("Y")]
+    restore = sp.plan_restore(
+        facts, {"X": {"start_mode": "manual", "state": "stopped"}, "Y": {"start_mode": "manual", "state": "stopped"}}
+    )
+    assert [op for op in restore.ops if op["op"] == "stop"] == [
+        {"op": "stop", "name": "X", "process_id": 0},
+        {"op": "stop", "name": "Y", "process_id": 0},
+    ]
+
+
+def test_wmi_disable_and_enable() -> None:
+    facts = site_server()
+    plan = sp.plan_wmi_disable(facts, None)
+    assert plan.record == {"start_mode": "auto", "state": "running", "dependents": ["CcmExec", "iphlpsvc"]}
+    assert plan.ops[0] == {"op": "set_mode", "name": "Winmgmt", "start_mode": "disabled"}
+    assert [op["name"] for op in plan.ops if op["op"] == "stop"][-1] == "Winmgmt"
+    disabled = [
+        ServiceFact(
+            f.name,
+            "disabled" if f.name == "Winmgmt" else f.start_mode,
+            "stopped" if f.name in ("Winmgmt", "CcmExec", "iphlpsvc") else f.state,
+            f.dependencies,
+        )
+        for f in facts
+    ]
+    again = sp.plan_wmi_disable(disabled, {"status": "disabled", **plan.record})
+    assert again.ops == [] and again.record is None
+    enable = sp.plan_wmi_enable(disabled, {"status": "disabled", **plan.record})
+    assert enable.ops == [
+        {"op": "set_mode", "name": "Winmgmt", "start_mode": "auto"},
+        {"op": "start", "name": "Winmgmt"},
+        {"op": "start", "name": "CcmExec"},
+        {"op": "start", "name": "iphlpsvc"},
+    ]
+    assert sp.plan_wmi_enable(facts, {"status": "enabled", **plan.record}).ops == []
+
+
+def test_wmi_enable_without_record_is_automatic() -> None:
+    facts = [svc("Winmgmt", mode="disabled", state="stopped")]
+    assert sp.plan_wmi_enable(facts, None).ops == [
+        {"op": "set_mode", "name": "Winmgmt", "start_mode": "auto"},
+        {"op": "start", "name": "Winmgmt"},
+    ]
+
+
+def test_wmi_missing_service_is_error() -> None:
+    with pytest.raises(PlanError, match="no Winmgmt"):
+        sp.plan_wmi_disable([svc("WinRM")], None)
+
+
+def test_facts_from_gather_refuses_bad_data() -> None:
+    with pytest.raises(PlanError, match="unknown start mode"):
+        sp.facts_from_gather([{"name": "A", "start_mode": "sometimes", "state": "running"}])
+    with pytest.raises(PlanError, match="reported twice"):
+        sp.facts_from_gather([{"name": "A", "start_mode": "auto", "state": "running"}] * 2)
+    facts = sp.facts_from_gather(
+        [{"name": "A", "start_mode": "auto", "state": "running", "dependencies": ["B"], "process_id": 4}]
+    )
+    assert facts[0].dependencies == ("B",) and facts[0].process_id == 4
