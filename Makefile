@@ -97,8 +97,10 @@ lint: ruff ansible-lint
 ruff: venv
 	$(VENV)/bin/ruff check .
 
+# From the ansible_collections layout (a logical path through the symlink), as ansible-lint expects a
+# collection; .ansible-lint sets profile: production and offline: true.
 ansible-lint: venv
-	$(PY) tests/tools/lint.py
+	cd $(LAYOUT) && $(CURDIR)/$(VENV)/bin/ansible-lint $(if $(CI),--nocolor,)
 
 pscheck: venv
 	$(PY) tests/tools/pscheck.py
