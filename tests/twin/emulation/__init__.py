@@ -1,0 +1,186 @@
+"""What a PowerShell executor would do on a twin host: one handler per module, plus Ansible's raw commands.
+
+Registry: handlers are registered by fully-qualified module name with the ``module`` decorator::
+
+    @module("configmgr.sql_upgrade.wmi_disable", options={"state": ...})
+    def wmi_disable(ctx: ModuleContext) -> dict: ...
+
+Anything not registered, and any option a handler does not model, raises ``UnknownCommand`` naming it (the
+front end turns that into a failed task). Results are returned as Ansible.Basic writes them: a dict, with
+``failed``/``msg`` on failure (``ModuleFailed``), never a Python traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from twin.host import Host, WindowsError_, WmiUnavailable
+
+
+class UnknownCommand(Exception):
+    """A module, option or raw command the twin does not model. The message names it."""
+
+
+class ModuleFailed(Exception):
+    """The module fails the way Ansible.Basic's FailJson does: ``{"failed": true, "msg": ...}`` plus extras."""
+
+    def __init__(self, msg: str, **extra: Any) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.extra = extra
+
+
+@dataclasses.dataclass
+class ModuleContext:
+    host: Host
+    name: str
+    params: dict[str, Any]
+    check_mode: bool = False
+    diff: bool = False
+    verbosity: int = 0
+    no_log: bool = False
+
+
+Handler = Callable[[ModuleContext], dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Registration:
+    fqcn: str
+    handler: Handler
+    supports_check_mode: bool
+
+
+REGISTRY: dict[str, Registration] = {}
+
+# Ansible.Basic accepts these internal keys (Ansible.Basic.cs, `passVars`); each maps to a context field or
+# is ignored as the real module ignores it.
+_PASS_VARS = {
+    "_ansible_check_mode": "check_mode",
+    "_ansible_diff": "diff",
+    "_ansible_verbosity": "verbosity",
+    "_ansible_no_log": "no_log",
+}
+_IGNORED_PASS_VARS = {
+    "_ansible_debug", "_ansible_keep_remote_files", "_ansible_module_name", "_ansible_remote_tmp",
+    "_ansible_tmpdir", "_ansible_version", "_ansible_string_conversion_action", "_ansible_syslog_facility",
+    "_ansible_selinux_special_fs", "_ansible_shell_executable", "_ansible_socket", "_ansible_target_log_info",
+    "_ansible_ignore_unknown_opts", "_ansible_tracebacks_for", "_ansible_no_target_syslog",
+}
+
+
+def module(fqcn: str, *, supports_check_mode: bool = True) -> Callable[[Handler], Handler]:
+    """Register a handler for a fully-qualified module name (later registrations of a name are an error)."""
+
+    def deco(fn: Handler) -> Handler:
+        if fqcn in REGISTRY:
+            raise ValueError(f"module {fqcn} is registered twice")
+        REGISTRY[fqcn] = Registration(fqcn, fn, supports_check_mode)
+        return fn
+
+    return deco
+
+
+def validate_args(fqcn: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Validate module options the way Ansible.Basic does. Seam for twin.spec (issue 9): one call site.
+
+    Returns the options with defaults applied; an Ansible.Basic-style failure raises ModuleFailed.
+    Until twin.spec can read a module's spec, options are passed through and each handler refuses options
+    it does not model (``Options.take`` below).
+    """
+    try:
+        from twin import spec  # noqa: PLC0415  (optional until the spec extractor lands)
+    except ImportError:
+        return params
+    validate = getattr(spec, "validate_module_args", None)
+    if validate is None:
+        return params
+    ok, result = validate(fqcn, params)
+    if not ok:
+        raise ModuleFailed(str(result))
+    return dict(result)
+
+
+def _split_pass_vars(args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    params: dict[str, Any] = {}
+    ctx: dict[str, Any] = {}
+    for key, value in args.items():
+        if key in _PASS_VARS:
+            ctx[_PASS_VARS[key]] = value
+        elif key in _IGNORED_PASS_VARS:
+            continue
+        elif key.startswith("_ansible_"):
+            # Ansible.Basic fails on internal keys it does not know; so does the twin.
+            raise UnknownCommand(f"internal module argument {key!r} is not modelled")
+        else:
+            params[key] = value
+    return params, ctx
+
+
+def run_module(host: Host, module_name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Run one module on the host as its executor would; return the module's JSON result as a dict."""
+    reg = REGISTRY.get(module_name)
+    if reg is None:
+        raise UnknownCommand(f"module {module_name} is not modelled by the twin")
+    params, ctx_fields = _split_pass_vars(args)
+    ctx = ModuleContext(host=host, name=module_name, params=params, **ctx_fields)
+    if ctx.check_mode and not reg.supports_check_mode:
+        # Ansible.Basic: a module without supports_check_mode exits skipped in check mode.
+        return {"changed": False, "skipped": True, "msg": "remote module does not support check mode"}
+    try:
+        ctx.params = validate_args(module_name, params)
+        result = reg.handler(ctx)
+    except ModuleFailed as exc:
+        return {"failed": True, "msg": exc.msg, "changed": False, **exc.extra}
+    except WmiUnavailable as exc:
+        return {"failed": True, "msg": str(exc), "changed": False}
+    except WindowsError_ as exc:
+        return {"failed": True, "msg": str(exc), "changed": False}
+    result.setdefault("changed", False)
+    return result
+
+
+def run_raw(host: Host, script_text: str) -> tuple[int, str, str]:
+    """Run a raw PowerShell script Ansible sends (temp dirs, win_reboot's commands); unknown → UnknownCommand."""
+    from twin.emulation.raw import run  # noqa: PLC0415  (raw imports this package)
+
+    return run(host, script_text)
+
+
+class Options:
+    """A handler's view of its options: take() each modelled one; finish() refuses the rest by name."""
+
+    def __init__(self, ctx: ModuleContext) -> None:
+        self._params = dict(ctx.params)
+        self._module = ctx.name
+        self._taken: set[str] = set()
+
+    def take(self, name: str, default: Any = None, *, modelled: Callable[[Any], bool] | None = None) -> Any:
+        self._taken.add(name)
+        value = self._params.get(name)
+        if value is None:
+            return default
+        if modelled is not None and not modelled(value):
+            raise UnknownCommand(f"{self._module}: option {name}={value!r} is not modelled by the twin")
+        return value
+
+    def refuse(self, *names: str) -> None:
+        """Options the real module has but the twin does not model: refused when set (not None)."""
+        for name in names:
+            self._taken.add(name)
+            if self._params.get(name) not in (None, [], {}):
+                raise UnknownCommand(f"{self._module}: option {name} is not modelled by the twin")
+
+    def finish(self) -> None:
+        extra = sorted(set(self._params) - self._taken)
+        if extra:
+            # Ansible.Basic's message for options the module does not have.
+            raise ModuleFailed(f"Unsupported parameters for ({self._module.rsplit('.', 1)[-1]}) module: "
+                               f"{', '.join(extra)}. Supported parameters include: "
+                               f"{', '.join(sorted(self._taken))}")
+
+
+# Register the built-in emulations (they import this package, so this comes last).
+from twin.emulation import ansible_windows as _ansible_windows  # noqa: E402, F401

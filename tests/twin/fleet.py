@@ -1,0 +1,140 @@
+"""Many twin hosts in one process, each with its own WinRM listener, and the inventory that reaches them.
+
+    with Fleet(size=3) as fleet:            # site01..site03 on 127.0.0.1, consecutive or ephemeral ports
+        fleet.write_inventory(path)          # YAML, shaped exactly like a user's winrm inventory
+        fleet.host("site01").scm.get(...)    # the host model, for assertions after a run
+
+Scenario (a dict or YAML file) is merged into the host data file: top-level keys apply to every host, and
+``hosts: {NAME: {...}}`` to one host (e.g. ``hosts: {site02: {faults: {unreachable: true}}}``).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+from twin.host import Host, ScenarioError, load_host
+from twin.winrm import HostEndpoint, Listener
+
+DEFAULT_HOST_FILE = Path(__file__).parent / "data" / "site_server.yml"
+USER = "Administrator"
+# A fixed password: the twin is a loopback test fixture; the inventory written for it carries it.
+PASSWORD = "Tw1n-P@ssw0rd"
+
+
+def _merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for key, value in override.items():
+            out[key] = _merge(base.get(key), value) if key in base else copy.deepcopy(value)
+        return out
+    return copy.deepcopy(override)
+
+
+def _load_yaml(source: str | os.PathLike[str] | dict[str, Any] | None) -> dict[str, Any]:
+    if source is None:
+        return {}
+    if isinstance(source, dict):
+        return source
+    with open(source, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ScenarioError(str(source), "a scenario must be a mapping")
+    return data
+
+
+def host_names(size: int, prefix: str = "site") -> list[str]:
+    width = max(2, len(str(size)))
+    return [f"{prefix}{i:0{width}d}" for i in range(1, size + 1)]
+
+
+class Fleet:
+    def __init__(
+        self,
+        size: int,
+        host_file: str | os.PathLike[str] | dict[str, Any] | None = None,
+        scenario: str | os.PathLike[str] | dict[str, Any] | None = None,
+        base_port: int = 0,
+        *,
+        distinct_addresses: bool = False,
+        seed: int = 1,
+    ) -> None:
+        """base_port 0: each listener takes a free ephemeral port. distinct_addresses: host i listens on
+        127.0.0.(i+1) (all of 127.0.0.0/8 is loopback on Linux), on base_port (default 5985)."""
+        if size < 1:
+            raise ValueError("a fleet needs at least one host")
+        base = _load_yaml(host_file if host_file is not None else DEFAULT_HOST_FILE)
+        overrides = dict(_load_yaml(scenario))
+        per_host = overrides.pop("hosts", {}) or {}
+        names = host_names(size)
+        unknown = sorted(set(per_host) - set(names))
+        if unknown:
+            raise ScenarioError("hosts", f"scenario names hosts not in the fleet: {', '.join(unknown)}")
+        common = _merge(base, overrides) if overrides else base
+        self.hosts: dict[str, Host] = {}
+        self.listeners: dict[str, Listener] = {}
+        for index, name in enumerate(names):
+            data = _merge(common, per_host[name]) if name in per_host else common
+            self.hosts[name] = load_host(data, name=name, seed=seed + index)
+        for index, name in enumerate(names):
+            if distinct_addresses:
+                address, port = f"127.0.0.{index + 2}", base_port or 5985
+            else:
+                address, port = "127.0.0.1", (base_port + index) if base_port else 0
+            endpoint = HostEndpoint(self.hosts[name], USER, PASSWORD, address, port, index)
+            self.listeners[name] = Listener(endpoint)
+
+    def start(self) -> Fleet:
+        for listener in self.listeners.values():
+            listener.start()
+        return self
+
+    def stop(self) -> None:
+        for listener in self.listeners.values():
+            listener.stop()
+
+    def __enter__(self) -> Fleet:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def host(self, name: str) -> Host:
+        return self.hosts[name]
+
+    def endpoint(self, name: str) -> HostEndpoint:
+        return self.listeners[name].endpoint
+
+    def inventory(self, group: str = "site_servers") -> dict[str, Any]:
+        """An inventory exactly like a user's for WinRM over HTTP with Basic auth.
+
+        ansible_winrm_proxy: null makes pywinrm ignore HTTP(S)_PROXY from the environment (it sets
+        no_proxy=* when proxy is None); otherwise requests would send loopback traffic to a proxy."""
+        hosts = {
+            name: {"ansible_host": lst.endpoint.address, "ansible_port": lst.port}
+            for name, lst in self.listeners.items()
+        }
+        return {
+            "all": {
+                "children": {group: {"hosts": hosts}},
+                "vars": {
+                    "ansible_connection": "winrm",
+                    "ansible_winrm_scheme": "http",
+                    "ansible_winrm_transport": "basic",
+                    "ansible_winrm_proxy": None,
+                    "ansible_user": USER,
+                    "ansible_password": PASSWORD,
+                },
+            }
+        }
+
+    def write_inventory(self, path: str | os.PathLike[str]) -> Path:
+        out = Path(path)
+        out.write_text(yaml.safe_dump(self.inventory(), sort_keys=False), encoding="utf-8")
+        return out

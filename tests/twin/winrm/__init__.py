@@ -1,0 +1,6 @@
+"""The twin's WS-Management (WinRM) front end: HTTP + SOAP in pywinrm's dialect, Basic auth, one listener
+per host. ``Listener(HostEndpoint(host, user, password, address, port, index))``; see server.py."""
+
+from twin.winrm.server import DropConnection, HostEndpoint, Listener
+
+__all__ = ["DropConnection", "HostEndpoint", "Listener"]

@@ -1,0 +1,149 @@
+"""Run one decoded WinRM command on a twin host: module, file transfer, temp dir, or raw script.
+
+Returns (exit code, stdout, stderr) as powershell.exe would produce them. Anything not modelled ends with a
+non-zero exit code and a message naming it (for modules, in Ansible.Basic's ``{"failed": true, "msg"}``
+shape so that Ansible prints it), never with a silent success.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from typing import Any
+
+from twin.emulation import UnknownCommand, run_module, run_raw
+from twin.emulation.paths import expand_env
+from twin.host import Host, WindowsError_
+from twin.winrm.payload import (
+    Bootstrap,
+    PayloadError,
+    decode_bootstrap_input,
+    decode_command_line,
+    is_bootstrap,
+    module_fqcn,
+)
+
+Result = tuple[int, bytes, bytes]
+
+# Exec-wrapper actions Ansible may put before module_wrapper.ps1 that the twin does not model. Each is named
+# when refused, so a test cannot pass by the twin ignoring it.
+_UNMODELLED_WRAPPERS = {
+    "become_wrapper.ps1": "become (runas) is not modelled by the twin",
+    # ansible-core 2.19 async_wrapper.ps1 breaks the async process away from the WinRM job directly when
+    # the job allows it (winrm does); only where it cannot (psrp) does it use WMI Win32_Process.Create.
+    "async_wrapper.ps1": "async is not modelled by the twin (over psrp it would need WMI Win32_Process.Create)",
+    "async_watchdog.ps1": "async is not modelled by the twin",
+    "coverage_wrapper.ps1": "PowerShell coverage collection is not modelled by the twin",
+}
+
+
+def _json(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj).encode("utf-8")
+
+
+def _failed(msg: str) -> Result:
+    return 1, _json({"failed": True, "msg": msg, "changed": False}), b""
+
+
+def execute(host: Host, command: str, arguments: str, stdin: bytes) -> Result:
+    try:
+        script = decode_command_line(command, arguments)
+    except PayloadError as exc:
+        return 1, b"", f"twin: {exc}\r\n".encode()
+    if not is_bootstrap(script):
+        if stdin:
+            return 1, b"", b"twin: a raw PowerShell script with stdin input is not modelled\r\n"
+        try:
+            rc, out, err = run_raw(host, script)
+        except UnknownCommand as exc:
+            return 1, b"", f"twin: {exc}\r\n".encode()
+        return rc, out.encode("utf-8"), err.encode("utf-8")
+    try:
+        boot = decode_bootstrap_input(stdin)
+        return _run_actions(host, boot)
+    except (PayloadError, UnknownCommand) as exc:
+        return _failed(f"twin: {exc}")
+
+
+def _run_actions(host: Host, boot: Bootstrap) -> Result:
+    if not boot.actions:
+        raise PayloadError("exec manifest has no actions")
+    for action in boot.actions[:-1]:
+        reason = _UNMODELLED_WRAPPERS.get(action.name)
+        raise PayloadError(f"exec wrapper action {action.name}: {reason or 'not modelled by the twin'}")
+    action = boot.actions[-1]
+    if action.name == "module_wrapper.ps1":
+        return _module(host, action.params)
+    if action.name == "winrm_put_file.ps1":
+        return _put_file(host, str(action.params["Path"]), boot.extra_input)
+    if action.name == "winrm_fetch_file.ps1":
+        p = action.params
+        return _fetch_file(host, str(p["Path"]), int(p["BufferSize"]), int(p["Offset"]))
+    if action.name == "powershell_mkdtemp.ps1":
+        return _mkdtemp(host, str(action.params["Directory"]), str(action.params["Name"]))
+    if action.name == "powershell_expand_user.ps1":
+        return _expand_user(host, str(action.params["Path"]))
+    raise PayloadError(f"exec wrapper action {action.name} is not modelled by the twin")
+
+
+def _module(host: Host, params: dict[str, Any]) -> Result:
+    script = str(params.get("Script", ""))
+    if not params.get("ForModule"):
+        raise PayloadError(f"script {script} (Ansible 'script' substyle) is not modelled by the twin")
+    variables = params.get("Variables") or []
+    args = next((v["Value"] for v in variables if v.get("Name") == "complex_args"), None)
+    if not isinstance(args, dict):
+        raise PayloadError(f"module {script}: no complex_args variable in the manifest")
+    result = run_module(host, module_fqcn(script), args)
+    # Ansible.Basic ExitJson exits 0, FailJson exits 1; both write the JSON result on stdout.
+    return (1 if result.get("failed") else 0), _json(result), b""
+
+
+def _put_file(host: Host, path: str, data: bytes) -> Result:
+    """winrm_put_file.ps1: each stdin line is base64 of ≤250,000 bytes; answer the SHA1 of what was written."""
+    content = bytearray()
+    for line in data.split(b"\r\n"):
+        if line.strip():
+            try:
+                content += base64.b64decode(line.strip(), validate=True)
+            except binascii.Error as exc:
+                raise PayloadError(f"put_file to {path}: a data line is not base64 ({exc})") from exc
+    try:
+        host.fs.write(path, bytes(content))
+    except WindowsError_ as exc:
+        return 1, b"", f"{exc}\r\n".encode()
+    return 0, _json({"sha1": hashlib.sha1(content).hexdigest()}), b""
+
+
+def _fetch_file(host: Host, path: str, buffer_size: int, offset: int) -> Result:
+    """winrm_fetch_file.ps1: base64 of one chunk, '[DIR]' for a directory, exit 1 if missing."""
+    if host.fs.is_dir(path):
+        return 0, b"[DIR]\r\n", b""
+    if not host.fs.exists(path):
+        return 1, b"", f"{path} does not exist\r\n".encode()
+    chunk = host.fs.read(path)[offset:offset + buffer_size]
+    return 0, (base64.b64encode(chunk) + b"\r\n") if chunk else b"", b""
+
+
+def _mkdtemp(host: Host, directory: str, name: str) -> Result:
+    """powershell_mkdtemp.ps1: New-Item -ItemType Directory under the expanded remote_tmp; prints FullName."""
+    base = expand_env(host, directory)
+    full = base.rstrip("\\") + "\\" + name
+    if host.fs.exists(full):
+        return 1, b"", f"An item with the specified name {full} already exists.\r\n".encode()
+    host.fs.mkdir(full)
+    return 0, (full + "\r\n").encode(), b""
+
+
+def _expand_user(host: Host, path: str) -> Result:
+    """powershell_expand_user.ps1: '~' is the WinRM session's working directory, the user's profile."""
+    home = expand_env(host, "%USERPROFILE%")
+    if path == "~":
+        out = home
+    elif path.startswith("~\\") or path.startswith("~/"):
+        out = home + "\\" + path[2:]
+    else:
+        out = path
+    return 0, (out + "\r\n").encode(), b""
