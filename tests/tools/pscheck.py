@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Static checks for the collection's PowerShell (`.ps1` / `.psm1`), standing in for what pwsh would catch.
+
+Usage: python tests/tools/pscheck.py [PATH ...]     (default: plugins/ and roles/ of the repository)
+Exit status 0 when clean, 1 when any finding, 2 on bad usage. One finding per line:
+    FILE:LINE:COLUMN: RULE: message
+
+Rules
+- syntax:     the file parses with tree-sitter-powershell 0.26.4 without ERROR or MISSING nodes.
+              The grammar rejects a few valid forms (TOOLING.md): `-cin`/`-iin`/`-cnotin`/`-inotin`,
+              a size suffix right of an operator (`$x -lt 10GB`), bracketed generic arguments
+              (`[List[[string]]]`), `[Flags()] enum`, a one-line `switch` with `default`, a script that is
+              only a `param()` block. There is no allow-list: the collection's code avoids those forms
+              (write `10 * 1024 * 1024 * 1024`, `[List[string]]`, `-notcontains` ...).
+- wmi-free:   a file whose first 30 lines hold the comment `# configmgr:wmi-free` runs while winmgmt is
+              stopped and disabled (KB 256202 steps 3-7); any WMI/CIM use from twin.wmi_rules fails.
+- requires:   a module (`plugins/modules/*.ps1`) carries `#AnsibleRequires -CSharpUtil Ansible.Basic`.
+- strict:     a module calls `Set-StrictMode -Version ...`.
+- eap:        a module sets `$ErrorActionPreference = 'Stop'`.
+- alias:      no built-in alias (`%`, `?`, `gci`, `sc` = Set-Content!, ...) anywhere: write the full name
+              (`sc.exe` for the service control tool).
+- iex:        no `Invoke-Expression` / `iex` anywhere: parameters are data, never code.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import tree_sitter  # noqa: E402
+
+from twin.wmi_rules import (  # noqa: E402
+    FIX,
+    WMI_FREE_MARKER,
+    find_wmi_uses,
+    node_text,
+    parse_powershell,
+    position,
+    walk,
+)
+
+Node = tree_sitter.Node
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_PATHS = ("plugins", "roles")
+MARKER_LINES = 30
+
+# Built-in aliases of Windows PowerShell 5.1 (`Get-Alias` on Windows Server 2019), lower case.
+# `sc` is Set-Content there, not the service control tool: a classic trap, write `sc.exe`.
+ALIASES = frozenset("""
+% ? ac asnp cat cd chdir clc clear clhy cli clp cls clv cnsn compare copy cp cpi cpp curl cvpa dbp del diff
+dir dnsn ebp echo epal epcsv epsn erase etsn exsn fc fhx fl foreach ft fw gal gbp gc gcb gci gcm gcs gdr ghy
+gi gjb gl gm gmo gp gps gpv group gsn gsnp gsv gu gv gwmi h history icm iex ihy ii ipal ipcsv ipmo ipsn irm
+ise iwmi iwr kill lp ls man md measure mi mount move mp mv nal ndr ni nmo npssc nsn nv ogv oh popd ps pushd
+pwd r rbp rcjb rcsn rd rdr ren ri rjb rm rmdir rmo rni rnp rp rsn rsnp rujb rv rvpa rwmi sajb sal saps sasv
+sbp sc select set shcm si sl sleep sls sort sp spjb spps spsv start sujb sv swmi tee trcm type wget where wjb
+write gcim gcls icim scim ncim rcim ncms gcms rcms gcai
+""".split())
+IEX = frozenset({"invoke-expression", "iex", "microsoft.powershell.utility\\invoke-expression"})
+REQUIRES_RE = re.compile(r"^#AnsibleRequires\s+-CSharpUtil\s+Ansible\.Basic\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    line: int
+    column: int
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}: {self.rule}: {self.message}"
+
+
+def ps_files(paths: Iterable[Path]) -> list[Path]:
+    """Every .ps1/.psm1 under `paths` (files given directly are taken as they are), sorted."""
+    found: set[Path] = set()
+    for path in paths:
+        if path.is_file():
+            found.add(path)
+        elif path.is_dir():
+            found.update(p for p in path.rglob("*") if p.suffix.lower() in (".ps1", ".psm1") and p.is_file())
+    return sorted(found)
+
+
+def is_wmi_free(source: str) -> bool:
+    head = source.splitlines()[:MARKER_LINES]
+    return any(line.strip().lower() == WMI_FREE_MARKER for line in head)
+
+
+def is_module(path: Path) -> bool:
+    return path.suffix.lower() == ".ps1" and path.parent.name == "modules" and path.parent.parent.name == "plugins"
+
+
+def syntax_findings(path: str, source: str) -> list[Finding]:
+    out: list[Finding] = []
+    for node in walk(parse_powershell(source).root_node):
+        if node.is_error or node.is_missing:
+            line, col = position(node)
+            kind = "missing" if node.is_missing else "syntax error at"
+            text = node.type if node.is_missing else node_text(node).splitlines()[0][:60] if node_text(node) else ""
+            out.append(Finding(path, line, col, "syntax", f"{kind} {text!r} (tree-sitter-powershell rejects this)"))
+    return out
+
+
+def wmi_findings(path: str, source: str) -> list[Finding]:
+    if not is_wmi_free(source):
+        return []
+    return [Finding(path, u.line, u.column, "wmi-free",
+                    f"{u.command} needs WMI/CIM ({u.reason}) but this file is marked '{WMI_FREE_MARKER}': {FIX}")
+            for u in find_wmi_uses(source)]
+
+
+def _commands(source: str) -> Iterator[tuple[str, int, int, str]]:
+    """(lower-case command name, line, column, args text) for every command with a literal name."""
+    for node in walk(parse_powershell(source).root_node):
+        if node.type != "command":
+            continue
+        name = next((c for c in node.named_children if c.type == "command_name"), None)
+        if name is None:
+            continue
+        args = next((node_text(c) for c in node.named_children if c.type == "command_elements"), "")
+        line, col = position(name)
+        yield node_text(name).lower(), line, col, args
+
+
+def style_findings(path: str, source: str) -> list[Finding]:
+    out: list[Finding] = []
+    for name, line, col, _ in _commands(source):
+        if name in IEX:
+            out.append(Finding(path, line, col, "iex", f"'{name}' runs text as code; pass data as data"))
+        elif name in ALIASES:
+            hint = " (in Windows PowerShell 'sc' is Set-Content; use sc.exe)" if name == "sc" else ""
+            out.append(Finding(path, line, col, "alias", f"alias '{name}': write the full command name{hint}"))
+    return out
+
+
+def module_findings(path: str, source: str) -> list[Finding]:
+    """House rules for an Ansible module executor."""
+    tree = parse_powershell(source)
+    nodes = list(walk(tree.root_node))
+    out: list[Finding] = []
+    if not any(n.type == "comment" and REQUIRES_RE.match(node_text(n)) for n in nodes):
+        out.append(Finding(path, 1, 1, "requires", "missing '#AnsibleRequires -CSharpUtil Ansible.Basic'"))
+    if not any(name == "set-strictmode" and re.search(r"-version\b", args, re.I)
+               for name, _, _, args in _commands(source)):
+        out.append(Finding(path, 1, 1, "strict", "missing 'Set-StrictMode -Version 2.0' (or later)"))
+    if not any(_is_eap_stop(n) for n in nodes if n.type == "assignment_expression"):
+        out.append(Finding(path, 1, 1, "eap", "missing \"$ErrorActionPreference = 'Stop'\""))
+    return out
+
+
+def _is_eap_stop(node: Node) -> bool:
+    text = re.sub(r"\s+", " ", node_text(node)).lower()
+    return text in ("$erroractionpreference = 'stop'", '$erroractionpreference = "stop"')
+
+
+def check_source(path: str, source: str, module: bool) -> list[Finding]:
+    findings = syntax_findings(path, source) + wmi_findings(path, source) + style_findings(path, source)
+    if module:
+        findings += module_findings(path, source)
+    return sorted(findings, key=lambda f: (f.path, f.line, f.column, f.rule))
+
+
+def check_file(path: Path, root: Path = REPO) -> list[Finding]:
+    try:
+        shown = str(path.resolve().relative_to(root))
+    except ValueError:
+        shown = str(path)
+    source = path.read_text(encoding="utf-8-sig")
+    return check_source(shown, source, is_module(path))
+
+
+def check_paths(paths: Iterable[Path], root: Path = REPO) -> tuple[int, list[Finding]]:
+    """(number of files checked, findings)."""
+    files = ps_files(paths)
+    return len(files), [f for p in files for f in check_file(p, root)]
+
+
+def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
+    paths = [Path(a) for a in argv] or [REPO / p for p in DEFAULT_PATHS]
+    missing = [str(p) for p in paths if not p.exists() and argv]
+    if missing:
+        print(f"pscheck: no such path: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    count, findings = check_paths(paths)
+    for finding in findings:
+        print(finding)
+    print(f"pscheck: {count} PowerShell file(s), {len(findings)} finding(s)")
+    return 1 if findings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
