@@ -18,6 +18,7 @@ BUILD := .build
 LAYOUT := $(BUILD)/collections/ansible_collections/configmgr/sql_upgrade
 SIZE ?= 5
 PYTEST_ARGS ?=
+TWIN_ARGS ?=
 
 # Both collections resolvable for ansible-playbook, ansible-doc, ansible-lint and pytest's subprocesses.
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(BUILD)/collections:$(CURDIR)/$(COLLECTIONS_DIR)
@@ -110,7 +111,7 @@ docs-lint: venv
 	antsibull-changelog lint
 
 twin: venv
-	PYTHONPATH=tests $(PY) -m twin fleet --size $(SIZE)
+	PYTHONPATH=tests $(PY) -m twin fleet --size $(SIZE) $(TWIN_ARGS)
 
 clean:
 	rm -rf $(VENV) $(BUILD) tests/output .pytest_cache .ruff_cache
