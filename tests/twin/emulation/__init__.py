@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from twin import spec
 from twin.host import Host, WindowsError_, WmiUnavailable
 
 
@@ -83,24 +84,30 @@ def module(fqcn: str, *, supports_check_mode: bool = True) -> Callable[[Handler]
     return deco
 
 
-def validate_args(fqcn: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Validate module options the way Ansible.Basic does. Seam for twin.spec (issue 9): one call site.
-
-    Returns the options with defaults applied; an Ansible.Basic-style failure raises ModuleFailed.
-    Until twin.spec can read a module's spec, options are passed through and each handler refuses options
-    it does not model (``Options.take`` below).
-    """
+def validate_args(fqcn: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Validate module arguments as Ansible.Basic does, against the spec extracted from the module's own .ps1
+    (twin.spec, issue 9). Returns the module's Params (aliases copied, defaults set, values converted, every
+    option present); Ansible.Basic's refusal raises ModuleFailed with its message."""
     try:
-        from twin import spec  # noqa: PLC0415  (optional until the spec extractor lands)
-    except ImportError:
-        return params
-    validate = getattr(spec, "validate_module_args", None)
-    if validate is None:
-        return params
-    ok, result = validate(fqcn, params)
+        ok, result = spec.validate_module_args(fqcn, args)
+    except spec.CheckModeSkipped as skipped:
+        raise _Skipped(skipped.result) from skipped
+    except spec.SpecError as exc:
+        raise UnknownCommand(f"module {fqcn}: its argument spec cannot be read: {exc}") from exc
     if not ok:
         raise ModuleFailed(str(result))
-    return dict(result)
+    return {k: v for k, v in dict(result).items() if not k.startswith("_ansible_")}
+
+
+def check_result(fqcn: str, result: dict[str, Any]) -> list[str]:
+    """Problems of a result against the module's RETURN (twin.spec); the emulation must return exactly those."""
+    return spec.check_module_result(fqcn, result)
+
+
+class _Skipped(Exception):
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__(result.get("msg", "skipped"))
+        self.result = result
 
 
 def _split_pass_vars(args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -124,21 +131,28 @@ def run_module(host: Host, module_name: str, args: dict[str, Any]) -> dict[str, 
     reg = REGISTRY.get(module_name)
     if reg is None:
         raise UnknownCommand(f"module {module_name} is not modelled by the twin")
-    params, ctx_fields = _split_pass_vars(args)
-    ctx = ModuleContext(host=host, name=module_name, params=params, **ctx_fields)
-    if ctx.check_mode and not reg.supports_check_mode:
-        # Ansible.Basic: a module without supports_check_mode exits skipped in check mode.
-        return {"changed": False, "skipped": True, "msg": "remote module does not support check mode"}
+    _, ctx_fields = _split_pass_vars(args)
     try:
-        ctx.params = validate_args(module_name, params)
+        params = validate_args(module_name, args)
+    except _Skipped as skipped:
+        return skipped.result
+    except ModuleFailed as exc:
+        return {"failed": True, "msg": exc.msg, "changed": False, **exc.extra}
+    ctx = ModuleContext(host=host, name=module_name, params=params, **ctx_fields)
+    try:
         result = reg.handler(ctx)
     except ModuleFailed as exc:
         return {"failed": True, "msg": exc.msg, "changed": False, **exc.extra}
     except WmiUnavailable as exc:
-        return {"failed": True, "msg": str(exc), "changed": False}
+        return {"failed": True, "msg": f"Unhandled exception while executing module: {exc}", "changed": False}
     except WindowsError_ as exc:
-        return {"failed": True, "msg": str(exc), "changed": False}
+        return {"failed": True, "msg": f"Unhandled exception while executing module: {exc}", "changed": False}
     result.setdefault("changed", False)
+    problems = check_result(module_name, result)
+    if problems:
+        # The emulation itself is wrong: fail loudly rather than hand Ansible a result the module never returns.
+        raise UnknownCommand(f"twin emulation of {module_name} returned a result that breaks its RETURN: "
+                             + "; ".join(problems))
     return result
 
 
@@ -174,7 +188,7 @@ class Options:
                 raise UnknownCommand(f"{self._module}: option {name} is not modelled by the twin")
 
     def finish(self) -> None:
-        extra = sorted(set(self._params) - self._taken)
+        extra = sorted(k for k in set(self._params) - self._taken if self._params[k] is not None)
         if extra:
             # Ansible.Basic's message for options the module does not have.
             raise ModuleFailed(f"Unsupported parameters for ({self._module.rsplit('.', 1)[-1]}) module: "

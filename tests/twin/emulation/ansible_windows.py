@@ -11,7 +11,7 @@ import ntpath
 from typing import Any
 
 from twin.emulation import ModuleContext, ModuleFailed, Options, UnknownCommand, module
-from twin.host import WindowsError_
+from twin.host import WindowsError_, WmiUnavailable
 
 _EPOCH_FILETIME = 116444736000000000
 
@@ -206,6 +206,12 @@ def win_service(ctx: ModuleContext) -> dict[str, Any]:
     return result
 
 
+def _path_option(opts: Options) -> Any:
+    """`path` with its aliases `dest` and `name` (Ansible.Basic copies an alias's value to the option)."""
+    values = [opts.take(key) for key in ("path", "dest", "name")]
+    return next((v for v in values if v), None)
+
+
 # --- win_stat ---------------------------------------------------------------------------------------------
 def _unix(mtime: float) -> float:
     return float(mtime)
@@ -214,7 +220,7 @@ def _unix(mtime: float) -> float:
 @module("ansible.windows.win_stat")
 def win_stat(ctx: ModuleContext) -> dict[str, Any]:
     opts = Options(ctx)
-    path = opts.take("path") or opts.take("dest") or opts.take("name")
+    path = _path_option(opts)
     get_checksum = bool(opts.take("get_checksum", True))
     get_size = bool(opts.take("get_size", True))
     algorithm = opts.take("checksum_algorithm", "sha1")
@@ -267,7 +273,7 @@ def win_file(ctx: ModuleContext) -> dict[str, Any]:
     """win_file.ps1 (Ansible.ModuleUtils.Legacy). The real module ignores unknown options (Legacy Parse-Args);
     the twin refuses them instead, so that a typo cannot make a test pass."""
     opts = Options(ctx)
-    path = opts.take("path") or opts.take("dest") or opts.take("name")
+    path = _path_option(opts)
     state = opts.take("state")
     opts.refuse("_original_basename")
     opts.finish()
@@ -321,7 +327,7 @@ def setup(ctx: ModuleContext) -> dict[str, Any]:
     host = ctx.host
     try:
         host.wmi.require("Get-CimInstance -ClassName Win32_OperatingSystem (ansible.windows.setup)")
-    except Exception as exc:
+    except WmiUnavailable as exc:
         # setup.ps1 wraps each subset; a CIM failure surfaces as the module's failure message.
         raise ModuleFailed(f"Unhandled exception while executing module: {exc}") from exc
     boot = host.boot_time_filetime

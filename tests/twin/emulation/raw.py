@@ -119,6 +119,10 @@ def fire_due_shutdown(host: Host) -> bool:
     if host.clock.now() < due:
         host.clock.advance(due - host.clock.now())
     host.reboot()
+    if host.is_up:
+        # LogonUI creates this (volatile) key when the logon screen appears after boot; win_reboot's default
+        # test command waits for it (ansible.windows plugin_utils/_reboot.py, _LOGON_UI_KEY).
+        host.registry.create_key(LOGON_UI_KEY)
     return True
 
 

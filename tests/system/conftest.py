@@ -1,0 +1,117 @@
+"""System tests: the real `ansible` / `ansible-playbook` over pywinrm against twin hosts in this process.
+
+`run_ansible` / `run_playbook` start the real CLI as a subprocess with the JSON callback, against an
+inventory a `Fleet` wrote, and return the per-host task results. Assertions then read both Ansible's
+results and the host model's state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from twin.fleet import Fleet
+
+BIN = Path(sys.executable).parent
+# ansible.windows is extracted into .venv/collections by `make venv`; a bare checkout may use /tmp/aw.
+_FALLBACK_COLLECTIONS = "/tmp/aw"
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    paths = env.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep)
+    if not any((Path(p) / "ansible_collections" / "ansible" / "windows").is_dir() for p in paths if p):
+        paths.append(_FALLBACK_COLLECTIONS)
+    env.update({
+        "ANSIBLE_COLLECTIONS_PATH": os.pathsep.join(p for p in paths if p),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORKS": "20",
+        "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-local"),
+        "ANSIBLE_HOME": str(tmp / "ansible-home"),
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "NO_PROXY": "127.0.0.0/8,localhost",
+        "no_proxy": "127.0.0.0/8,localhost",
+    })
+    return env
+
+
+# The twin (in this process) reads module specs from the same collection path (twin.spec.collection_roots).
+os.environ["ANSIBLE_COLLECTIONS_PATH"] = _env(Path("/nonexistent"))["ANSIBLE_COLLECTIONS_PATH"]
+
+
+def _results(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    start = proc.stdout.find("{")
+    if start < 0:
+        raise AssertionError(f"no JSON from ansible (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(proc.stdout[start:])
+
+
+class AnsibleRun:
+    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
+        self.proc = proc
+        self.rc = proc.returncode
+        self.data = _results(proc)
+
+    def task(self, index: int = -1) -> dict[str, dict[str, Any]]:
+        """{host: result} of one task of the (last) play."""
+        return self.data["plays"][-1]["tasks"][index]["hosts"]
+
+    def result(self, host: str, index: int = -1) -> dict[str, Any]:
+        return self.task(index)[host]
+
+    @property
+    def stats(self) -> dict[str, dict[str, int]]:
+        return self.data["stats"]
+
+
+class Runner:
+    def __init__(self, fleet: Fleet, tmp: Path) -> None:
+        self.fleet = fleet
+        self.tmp = tmp
+        self.inventory = fleet.write_inventory(tmp / "inventory.yml")
+        self.env = _env(tmp)
+
+    def ansible(self, pattern: str, module: str, args: str = "", *extra: str) -> AnsibleRun:
+        cmd = [str(BIN / "ansible"), "-i", str(self.inventory), pattern, "-m", module, *extra]
+        if args:
+            cmd += ["-a", args]
+        return AnsibleRun(subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=300,
+                                         check=False))
+
+    def playbook(self, text: str, *extra: str) -> AnsibleRun:
+        path = self.tmp / f"play{abs(hash(text)) % 10**8}.yml"
+        path.write_text(text, encoding="utf-8")
+        cmd = [str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(path), *extra]
+        return AnsibleRun(subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=300,
+                                         check=False))
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
+    """A small fleet shared by one test module (tests use distinct hosts or restore what they change)."""
+    with Fleet(size=4) as twin_fleet:
+        yield Runner(twin_fleet, tmp_path_factory.mktemp("fleet"))
+
+
+@pytest.fixture
+def make_fleet(tmp_path: Path) -> Iterator[Any]:
+    """A fleet with a scenario for one test: make_fleet(size, scenario_dict) -> Runner."""
+    started: list[Fleet] = []
+
+    def make(size: int = 1, scenario: dict[str, Any] | None = None) -> Runner:
+        f = Fleet(size=size, scenario=scenario).start()
+        started.append(f)
+        return Runner(f, tmp_path)
+
+    yield make
+    for f in started:
+        f.stop()

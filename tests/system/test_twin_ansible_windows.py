@@ -1,0 +1,168 @@
+"""The twin through the real tools: ansible / ansible-playbook → winrm plugin → pywinrm → twin front end.
+
+Each test asserts on Ansible's result and on the host model's state after the run.
+"""
+
+from __future__ import annotations
+
+import time
+
+WMI = "Winmgmt"
+
+
+def _running(host, name):
+    return host.scm.get(name).state == "running"
+
+
+def test_win_ping_reaches_every_host_and_counts_traffic(fleet):
+    before = {n: fleet.fleet.host(n).counters.winrm_commands for n in fleet.fleet.hosts}
+    run = fleet.ansible("all", "ansible.windows.win_ping")
+    assert run.rc == 0, run.proc.stdout
+    for name, host in fleet.fleet.hosts.items():
+        assert run.result(name)["ping"] == "pong"
+        assert host.counters.winrm_commands == before[name] + 1
+        assert host.counters.bytes_in > 10_000  # the exec wrapper and Ansible.Basic travel on every call
+        assert host.counters.bytes_out > 0
+
+
+def test_win_service_info_returns_the_host_models_service(fleet):
+    run = fleet.ansible("site01", "ansible.windows.win_service_info", "name=WinRM")
+    res = run.result("site01")
+    assert res["exists"] is True
+    (svc,) = res["services"]
+    assert svc == fleet.fleet.host("site01").scm.info("WinRM")
+    assert svc["state"] == "started"
+
+
+def test_stop_with_dependents_needs_force_then_start_brings_dependencies(fleet):
+    host = fleet.fleet.host("site02")
+    dependents = [d for d in host.scm.get(WMI).dependency_of if _running(host, d)]
+    assert dependents, "the site server has running WMI dependents"
+    refused = fleet.ansible("site02", "ansible.windows.win_service", f"name={WMI} state=stopped")
+    res = refused.result("site02")
+    assert res["failed"] is True
+    assert "because it has dependent services" in res["msg"]
+    assert _running(host, WMI)
+
+    forced = fleet.ansible("site02", "ansible.windows.win_service",
+                           f"name={WMI} state=stopped force_dependent_services=true")
+    res = forced.result("site02")
+    assert res["changed"] is True and res["state"] == "stopped"
+    assert host.scm.get(WMI).state == "stopped"
+    assert all(host.scm.get(d).state == "stopped" for d in dependents)
+
+    dependent = dependents[0]
+    started = fleet.ansible("site02", "ansible.windows.win_service", f"name={dependent} state=started")
+    assert started.result("site02")["state"] == "running"
+    assert _running(host, dependent) and _running(host, WMI)  # the SCM started its dependency first
+
+
+def test_check_mode_reports_change_and_changes_nothing(fleet):
+    host = fleet.fleet.host("site03")
+    name = next(n for n in host.scm.names() if _running(host, n) and not host.scm.get(n).dependency_of
+                and "stop" in host.scm.get(n).running_controls)
+    run = fleet.ansible("site03", "ansible.windows.win_service", f"name={name} state=stopped", "--check", "--diff")
+    res = run.result("site03")
+    assert res["changed"] is True
+    assert res["diff"]["before"]["state"] == "started" and res["diff"]["after"]["state"] == "stopped"
+    assert _running(host, name)
+
+
+def test_recovery_action_restarts_a_killed_service(fleet):
+    host = fleet.fleet.host("site04")
+    name = next(n for n in host.scm.names() if _running(host, n) and host.scm.get(n).start_mode != "disabled"
+                and any(a["type"] == "restart" for a in host.scm.get(n).failure_actions[:1])
+                and len(host.scm.by_pid(host.scm.get(n).process_id)) == 1)
+    old_pid = host.scm.get(name).process_id
+    host.scm.kill_process(old_pid)
+    assert host.scm.get(name).state == "stopped"
+    delay = host.scm.get(name).failure_actions[0]["delay_ms"] / 1000.0
+    # Each WinRM command lets one model second pass; ask until the recovery delay has elapsed.
+    for _ in range(int(delay) + 2):
+        res = fleet.ansible("site04", "ansible.windows.win_service_info", f"name={name}").result("site04")
+        if res["services"][0]["state"] == "started":
+            break
+    assert res["services"][0]["state"] == "started", f"{name} was not restarted after {delay} s"
+    assert res["services"][0]["process_id"] not in (0, old_pid)
+
+
+def test_setup_demand_starts_wmi_unless_disabled(make_fleet):
+    runner = make_fleet(1)
+    host = runner.fleet.host("site01")
+    host.scm.stop(WMI, force=True)
+    assert host.scm.get(WMI).state == "stopped"
+    facts = runner.ansible("site01", "ansible.windows.setup").result("site01")
+    assert facts["ansible_facts"]["ansible_os_family"] == "Windows"
+    assert _running(host, WMI)  # a WMI client started it
+
+    host.scm.stop(WMI, force=True)
+    host.scm.set_start_mode(WMI, "disabled")
+    failed = runner.ansible("site01", "ansible.windows.setup").result("site01")
+    assert failed["failed"] is True
+    assert "disabled" in failed["msg"] and "0x80070422" in failed["msg"]
+    assert host.scm.get(WMI).state == "stopped"
+
+
+def test_win_reboot_changes_boot_time_and_starts_services(make_fleet):
+    runner = make_fleet(1)
+    host = runner.fleet.host("site01")
+    auto = [n for n in host.scm.names() if host.scm.get(n).start_mode == "auto" and _running(host, n)]
+    victim = next(n for n in auto if not host.scm.get(n).dependency_of and "stop" in host.scm.get(n).running_controls)
+    host.scm.stop(victim)
+    boot_before = host.boot_time_filetime
+    started = time.perf_counter()
+    run = runner.playbook(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.windows.win_reboot: {reboot_timeout: 60}\n"
+    )
+    res = run.result("site01")
+    assert res.get("rebooted") is True, res
+    assert host.boot_time_filetime != boot_before
+    assert _running(host, victim)  # automatic services start at boot
+    assert time.perf_counter() - started < 30
+
+
+def test_unknown_module_fails_naming_it(fleet):
+    res = fleet.ansible("site01", "ansible.windows.win_updates", "state=searched").result("site01")
+    assert res["failed"] is True
+    assert "ansible.windows.win_updates is not modelled" in res["msg"]
+
+
+def test_unknown_option_fails_like_ansible_basic(fleet):
+    res = fleet.ansible("site01", "ansible.windows.win_ping", "data=x bogus=1").result("site01")
+    assert res["failed"] is True
+    assert "Unsupported parameters" in res["msg"] and "bogus" in res["msg"]
+
+
+def test_unknown_raw_command_fails_naming_it(fleet):
+    res = fleet.ansible("site01", "raw", "Get-Date").result("site01")
+    assert res.get("failed") is True and res["rc"] != 0
+    assert "Get-Date" in res["stderr"] and "not modelled" in res["stderr"]
+
+
+def test_dropped_connection_makes_host_unreachable(make_fleet):
+    runner = make_fleet(2, {"hosts": {"site02": {"faults": {"connection": {"drop_after_commands": 1}}}}})
+    run = runner.playbook(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.windows.win_ping:\n    - ansible.windows.win_ping:\n"
+    )
+    assert run.stats["site01"]["ok"] == 2 and run.stats["site01"]["unreachable"] == 0
+    assert run.stats["site02"]["ok"] == 1 and run.stats["site02"]["unreachable"] == 1
+    assert runner.fleet.host("site02").counters.winrm_commands == 1
+
+
+def test_stuck_service_fails_win_service_naming_it(make_fleet):
+    runner = make_fleet(1, {"faults": {"services": {"SMS_EXECUTIVE": {"stop": "stuck"}}}})
+    host = runner.fleet.host("site01")
+    res = runner.ansible("site01", "ansible.windows.win_service",
+                         "name=SMS_EXECUTIVE state=stopped force_dependent_services=true").result("site01")
+    assert res["failed"] is True
+    assert "SMS_EXECUTIVE" in res["msg"]
+    assert host.scm.get("SMS_EXECUTIVE").state == "stop_pending"
+
+
+def test_wrong_password_is_rejected(make_fleet):
+    runner = make_fleet(1)
+    res = runner.ansible("site01", "ansible.windows.win_ping", "", "-e", "ansible_password=wrong").result("site01")
+    assert res["unreachable"] is True
+    assert "credentials were rejected" in res["msg"]
