@@ -20,6 +20,8 @@ Rules
 - alias:      no built-in alias (`%`, `?`, `gci`, `sc` = Set-Content!, ...) anywhere: write the full name
               (`sc.exe` for the service control tool).
 - iex:        no `Invoke-Expression` / `iex` anywhere: parameters are data, never code.
+- spec:       (command line only) each module's Ansible.Basic spec equals its `.py` DOCUMENTATION and the
+              result keys it sets are in RETURN: see tests/tools/psspec.py and twin.spec.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tree_sitter  # noqa: E402
 
+from twin.spec import module_file_problems  # noqa: E402
 from twin.wmi_rules import (  # noqa: E402
     FIX,
     WMI_FREE_MARKER,
@@ -194,7 +197,12 @@ def main(argv: list[str]) -> int:
     for finding in findings:
         print(finding)
     print(f"pscheck: {count} PowerShell file(s), {len(findings)} finding(s)")
-    return 1 if findings else 0
+    spec_problems = [p for ps1 in ps_files(paths) if is_module(ps1) for p in module_file_problems(ps1)]
+    for problem in spec_problems:
+        print(f"spec: {problem}")
+    print(f"pscheck: spec = docs for {sum(is_module(p) for p in ps_files(paths))} module(s), "
+          f"{len(spec_problems)} problem(s)")
+    return 1 if findings or spec_problems else 0
 
 
 if __name__ == "__main__":

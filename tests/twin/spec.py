@@ -1174,3 +1174,14 @@ def validate_module_args(fqcn: str, params: Mapping[str, Any]) -> tuple[bool, An
 def check_module_result(fqcn: str, result: Mapping[str, Any]) -> list[str]:
     """Problems of a module result against that module's RETURN (empty list = conforms)."""
     return contract_for(fqcn).check_result(result)
+
+
+def module_file_problems(ps1: Path, py: Path | None = None) -> list[str]:
+    """spec = docs for one `.ps1` module file: a missing `.py`, an unreadable spec or docs, every mismatch."""
+    py = py if py is not None else ps1.with_suffix(".py")
+    if not py.is_file():
+        return [f"{ps1.stem}: {ps1} has no documentation stub {py.name} beside it"]
+    try:
+        return contract_problems(load_module_contract(ps1, py))
+    except (SpecError, yaml.YAMLError, SyntaxError) as error:
+        return [f"{ps1.stem}: {error}"]
