@@ -93,7 +93,9 @@ system: venv
 sanity: venv
 	$(PY) tests/tools/sanity.py
 
-lint: ruff ansible-lint
+# Both linters always run; the target fails if either failed.
+lint: venv
+	@rc=0; $(MAKE) ruff || rc=1; $(MAKE) ansible-lint || rc=1; exit $$rc
 
 ruff: venv
 	$(VENV)/bin/ruff check .
@@ -106,9 +108,12 @@ ansible-lint: venv
 pscheck: venv
 	$(PY) tests/tools/pscheck.py
 
+# Both checks always run; the target fails if either failed.
 docs-lint: venv
-	cd $(LAYOUT) && antsibull-docs lint-collection-docs --plugin-docs .
-	antsibull-changelog lint
+	@rc=0; \
+	(set -x; cd $(LAYOUT) && antsibull-docs lint-collection-docs --plugin-docs .) || rc=1; \
+	(set -x; antsibull-changelog lint) || rc=1; \
+	exit $$rc
 
 twin: venv
 	PYTHONPATH=tests $(PY) -m twin fleet --size $(SIZE) $(TWIN_ARGS)
