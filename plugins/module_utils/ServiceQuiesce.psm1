@@ -1,0 +1,353 @@
+# configmgr:wmi-free
+# Copyright: configmgr.sql_upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Shared host-side helpers of win_service_quiesce and wmi_disable: gather the service table, read and write
+# the on-host journal, and run an explicit list of Service Control Manager operations. No decisions here:
+# the action plugins plan in Python (plugins/module_utils/service_plan.py). Runs inside the WMI-free window
+# (winmgmt stopped and disabled), so only the SCM (System.ServiceProcess.ServiceController and
+# ansible.windows' SCManager.cs), the registry provider and System.IO are used; never WMI/CIM.
+#
+# Requires the caller to load
+#   #AnsibleRequires -CSharpUtil ansible_collections.ansible.windows.plugins.module_utils.SCManager
+
+Set-StrictMode -Version 2.0
+$ErrorActionPreference = 'Stop'
+
+Add-Type -AssemblyName System.ServiceProcess
+
+$script:StartModeNames = @{
+    'AutoStart' = 'auto'
+    'AutoStartDelayed' = 'delayed'
+    'DemandStart' = 'manual'
+    'Disabled' = 'disabled'
+    'BootStart' = 'boot'
+    'SystemStart' = 'system'
+}
+
+$script:StateNames = @{
+    'Running' = 'running'
+    'Stopped' = 'stopped'
+    'StartPending' = 'start_pending'
+    'StopPending' = 'stop_pending'
+    'Paused' = 'paused'
+    'ContinuePending' = 'continue_pending'
+    'PausePending' = 'pause_pending'
+}
+
+Function Get-JournalPath {
+    <#
+    .SYNOPSIS
+    %ProgramData%\configmgr.sql_upgrade\journal.json: one journal per host, shared by both modules.
+    #>
+    [OutputType([string])]
+    param ()
+    $dir = Join-Path -Path $env:ProgramData -ChildPath 'configmgr.sql_upgrade'
+    Join-Path -Path $dir -ChildPath 'journal.json'
+}
+
+Function Read-JournalText {
+    <#
+    .SYNOPSIS
+    The journal file's text, or $null when there is none. It is returned as text: the controller validates
+    it (plugins/module_utils/journal.py) before anything acts on it.
+    #>
+    [OutputType([string])]
+    param ([Parameter(Mandatory = $true)][string]$Path)
+    if (-not (Test-Path -LiteralPath $Path -PathType Leaf)) {
+        return $null
+    }
+    [System.IO.File]::ReadAllText($Path, [System.Text.Encoding]::UTF8)
+}
+
+Function Set-JournalFolderAcl {
+    <#
+    .SYNOPSIS
+    Create the journal folder and give it a protected ACL: SYSTEM and Administrators full control, nothing
+    inherited. %ProgramData% subfolders inherit write access for BUILTIN\Users by default; a user who could
+    edit the journal would steer what SYSTEM restores.
+    #>
+    param ([Parameter(Mandatory = $true)][string]$Folder)
+    if (-not (Test-Path -LiteralPath $Folder -PathType Container)) {
+        $null = New-Item -Path $Folder -ItemType Directory -Force
+    }
+    $system = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-18'
+    $admins = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-32-544'
+    $acl = New-Object -TypeName System.Security.AccessControl.DirectorySecurity
+    $acl.SetAccessRuleProtection($true, $false)
+    $acl.SetOwner($admins)
+    $inherit = [System.Security.AccessControl.InheritanceFlags]'ContainerInherit, ObjectInherit'
+    $none = [System.Security.AccessControl.PropagationFlags]::None
+    $full = [System.Security.AccessControl.FileSystemRights]::FullControl
+    $allow = [System.Security.AccessControl.AccessControlType]::Allow
+    foreach ($sid in @($system, $admins)) {
+        $rule = New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList @(
+            $sid, $full, $inherit, $none, $allow)
+        $acl.AddAccessRule($rule)
+    }
+    (Get-Item -LiteralPath $Folder -Force).SetAccessControl($acl)
+}
+
+Function Write-JournalText {
+    <#
+    .SYNOPSIS
+    Write the journal atomically: a temp file in the same folder, flushed to disk, then renamed over the
+    old one (File.Replace / File.Move are renames on one NTFS volume), so a crash never leaves half a file.
+    The text is written as given: it is data produced and validated by the controller.
+    #>
+    param (
+        [Parameter(Mandatory = $true)][string]$Path,
+        [Parameter(Mandatory = $true)][string]$Text
+    )
+    $folder = Split-Path -Path $Path -Parent
+    Set-JournalFolderAcl -Folder $folder
+    $temp = $Path + '.tmp'
+    $bytes = (New-Object -TypeName System.Text.UTF8Encoding -ArgumentList $false).GetBytes($Text)
+    $stream = New-Object -TypeName System.IO.FileStream -ArgumentList @(
+        $temp, [System.IO.FileMode]::Create, [System.IO.FileAccess]::Write, [System.IO.FileShare]::None)
+    try {
+        $stream.Write($bytes, 0, $bytes.Length)
+        $stream.Flush($true)
+    }
+    finally {
+        $stream.Dispose()
+    }
+    if (Test-Path -LiteralPath $Path -PathType Leaf) {
+        [System.IO.File]::Replace($temp, $Path, $null)
+    }
+    else {
+        [System.IO.File]::Move($temp, $Path)
+    }
+}
+
+Function Get-BinaryPath {
+    <#
+    .SYNOPSIS
+    The executable of a service's command line (quoted or not), environment variables expanded.
+    #>
+    [OutputType([string])]
+    param ([AllowEmptyString()][string]$CommandLine)
+    if (-not $CommandLine) {
+        return ''
+    }
+    $line = [System.Environment]::ExpandEnvironmentVariables($CommandLine.Trim())
+    if ($line.StartsWith('"')) {
+        $end = $line.IndexOf('"', 1)
+        if ($end -gt 0) {
+            return $line.Substring(1, $end - 1)
+        }
+        return $line.Trim('"')
+    }
+    $exe = $line.ToLowerInvariant().IndexOf('.exe')
+    if ($exe -gt 0) {
+        return $line.Substring(0, $exe + 4)
+    }
+    ($line -split ' ')[0]
+}
+
+Function Get-VersionEvidence {
+    <#
+    .SYNOPSIS
+    ProductName / CompanyName of the service's binary, or for a svchost service of its ServiceDll
+    (HKLM:\SYSTEM\CurrentControlSet\Services\NAME\Parameters), read from the file's version resource.
+    #>
+    param (
+        [Parameter(Mandatory = $true)][string]$Name,
+        [AllowEmptyString()][string]$CommandLine
+    )
+    $file = Get-BinaryPath -CommandLine $CommandLine
+    if ($file -and ([System.IO.Path]::GetFileName($file) -eq 'svchost.exe')) {
+        $key = 'HKLM:\SYSTEM\CurrentControlSet\Services\' + $Name + '\Parameters'
+        $dll = $null
+        if (Test-Path -LiteralPath $key) {
+            $dll = (Get-Item -LiteralPath $key).GetValue('ServiceDll', $null)
+        }
+        if ($dll) {
+            $file = [System.Environment]::ExpandEnvironmentVariables([string]$dll)
+        }
+    }
+    $product = ''
+    $company = ''
+    if ($file -and (Test-Path -LiteralPath $file -PathType Leaf)) {
+        $info = [System.Diagnostics.FileVersionInfo]::GetVersionInfo($file)
+        if ($info.ProductName) { $product = $info.ProductName }
+        if ($info.CompanyName) { $company = $info.CompanyName }
+    }
+    @{ product_name = $product; company_name = $company }
+}
+
+Function Get-ServiceTable {
+    <#
+    .SYNOPSIS
+    Every Win32 service with start mode (delayed auto-start included), state, dependencies, process id and
+    path, from the SCM. With -VersionEvidence also the binary's ProductName / CompanyName.
+    #>
+    param ([switch]$VersionEvidence)
+    $rights = [Ansible.Windows.SCManager.ServiceRights]'QueryConfig, QueryStatus'
+    $table = [System.Collections.Generic.List[Object]]@()
+    foreach ($controller in [System.ServiceProcess.ServiceController]::GetServices()) {
+        $name = $controller.ServiceName
+        $svc = New-Object -TypeName Ansible.Windows.SCManager.Service -ArgumentList @($name, $rights)
+        try {
+            $entry = @{
+                name = $name
+                display_name = $svc.DisplayName
+                start_mode = $script:StartModeNames[[string]$svc.StartType]
+                state = $script:StateNames[[string]$svc.State]
+                dependencies = @($svc.DependentOn)
+                process_id = [int]$svc.ProcessId
+                path = $svc.Path
+            }
+        }
+        finally {
+            $svc.Dispose()
+        }
+        if ($VersionEvidence) {
+            $evidence = Get-VersionEvidence -Name $name -CommandLine $entry.path
+            $entry.product_name = $evidence.product_name
+            $entry.company_name = $evidence.company_name
+        }
+        $table.Add($entry)
+    }
+    , $table.ToArray()
+}
+
+Function Get-HostTime {
+    [OutputType([string])]
+    param ()
+    [System.DateTime]::UtcNow.ToString('yyyy-MM-ddTHH:mm:ssZ')
+}
+
+Function Invoke-ServiceOp {
+    <#
+    .SYNOPSIS
+    Run one planned operation: set_mode, stop, start or end_process. Waits up to TimeoutSeconds for a stop
+    or start to finish; a service that does not stop in time throws, naming it.
+    #>
+    param (
+        [Parameter(Mandatory = $true)][System.Collections.IDictionary]$Op,
+        [Parameter(Mandatory = $true)][int]$TimeoutSeconds
+    )
+    $kind = [string]$Op['op']
+    $name = [string]$Op['name']
+    $wait = [System.TimeSpan]::FromSeconds($TimeoutSeconds)
+    if ($kind -eq 'set_mode') {
+        $modes = @{
+            auto = [Ansible.Windows.SCManager.ServiceStartType]::AutoStart
+            delayed = [Ansible.Windows.SCManager.ServiceStartType]::AutoStartDelayed
+            manual = [Ansible.Windows.SCManager.ServiceStartType]::DemandStart
+            disabled = [Ansible.Windows.SCManager.ServiceStartType]::Disabled
+        }
+        $mode = [string]$Op['start_mode']
+        if (-not $modes.ContainsKey($mode)) {
+            throw "service ${name}: start mode '$mode' cannot be set (auto, delayed, manual, disabled)"
+        }
+        $svc = New-Object -TypeName Ansible.Windows.SCManager.Service -ArgumentList @(
+            $name, [Ansible.Windows.SCManager.ServiceRights]'QueryConfig, ChangeConfig, QueryStatus')
+        try {
+            $svc.StartType = $modes[$mode]
+        }
+        finally {
+            $svc.Dispose()
+        }
+    }
+    elseif ($kind -eq 'stop') {
+        $controller = New-Object -TypeName System.ServiceProcess.ServiceController -ArgumentList $name
+        try {
+            if ($controller.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Stopped) {
+                if ($controller.Status -ne [System.ServiceProcess.ServiceControllerStatus]::StopPending) {
+                    $controller.Stop()
+                }
+                try {
+                    $controller.WaitForStatus([System.ServiceProcess.ServiceControllerStatus]::Stopped, $wait)
+                }
+                catch [System.ServiceProcess.TimeoutException] {
+                    throw "service $name did not stop within $TimeoutSeconds seconds (state: $($controller.Status))"
+                }
+            }
+        }
+        finally {
+            $controller.Dispose()
+        }
+        $processId = [int]$Op['process_id']
+        if ($processId -gt 0) {
+            # A process left behind by the stopped service (it reported SERVICE_STOPPED but did not exit) is
+            # ended, unless another running service still lives in it (shared svchost).
+            $rights = [Ansible.Windows.SCManager.ServiceRights]'QueryStatus'
+            $shared = $false
+            foreach ($other in [System.ServiceProcess.ServiceController]::GetServices()) {
+                if ($other.Status -eq [System.ServiceProcess.ServiceControllerStatus]::Stopped) { continue }
+                $svc = New-Object -TypeName Ansible.Windows.SCManager.Service -ArgumentList @($other.ServiceName, $rights)
+                try {
+                    if ([int]$svc.ProcessId -eq $processId) { $shared = $true }
+                }
+                finally {
+                    $svc.Dispose()
+                }
+            }
+            $left = Get-Process -Id $processId -ErrorAction SilentlyContinue
+            if ($left -and -not $shared) {
+                Stop-Process -Id $processId -Force
+            }
+        }
+    }
+    elseif ($kind -eq 'start') {
+        $controller = New-Object -TypeName System.ServiceProcess.ServiceController -ArgumentList $name
+        try {
+            if ($controller.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Running) {
+                $controller.Start()
+                try {
+                    $controller.WaitForStatus([System.ServiceProcess.ServiceControllerStatus]::Running, $wait)
+                }
+                catch [System.ServiceProcess.TimeoutException] {
+                    throw "service $name did not start within $TimeoutSeconds seconds (state: $($controller.Status))"
+                }
+            }
+        }
+        finally {
+            $controller.Dispose()
+        }
+    }
+    elseif ($kind -eq 'expect_stopped') {
+        # Windows starts a stopped (not disabled) winmgmt again on the next WMI request; after the settle
+        # time the service must still be stopped, or something is restarting it.
+        Start-Sleep -Seconds ([int]$Op['seconds'])
+        $controller = New-Object -TypeName System.ServiceProcess.ServiceController -ArgumentList $name
+        try {
+            if ($controller.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Stopped) {
+                throw "service $name did not stay stopped: it is $($controller.Status) $([int]$Op['seconds']) seconds later"
+            }
+        }
+        finally {
+            $controller.Dispose()
+        }
+    }
+    elseif ($kind -eq 'end_process') {
+        Stop-Process -Id ([int]$Op['process_id']) -Force -ErrorAction SilentlyContinue
+    }
+    else {
+        throw "unknown operation '$kind' for service $name"
+    }
+}
+
+Function Find-NamedProcess {
+    <#
+    .SYNOPSIS
+    Running processes by exact name (Process.GetProcessesByName reads the kernel's process list, not WMI,
+    and takes no wildcards: a name is matched as data, never as a pattern).
+    #>
+    param ([string[]]$Name)
+    $found = [System.Collections.Generic.List[Object]]@()
+    foreach ($processName in $Name) {
+        foreach ($process in [System.Diagnostics.Process]::GetProcessesByName($processName)) {
+            $found.Add(@{ name = $process.ProcessName; process_id = [int]$process.Id })
+        }
+    }
+    , $found.ToArray()
+}
+
+$exported = @(
+    'Get-JournalPath', 'Read-JournalText', 'Write-JournalText', 'Get-ServiceTable', 'Get-HostTime',
+    'Invoke-ServiceOp', 'Find-NamedProcess'
+)
+Export-ModuleMember -Function $exported

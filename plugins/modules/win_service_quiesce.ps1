@@ -1,0 +1,91 @@
+#!powershell
+# configmgr:wmi-free
+
+# Copyright: configmgr.sql_upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+#AnsibleRequires -CSharpUtil Ansible.Basic
+#AnsibleRequires -CSharpUtil ansible_collections.ansible.windows.plugins.module_utils.SCManager
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceQuiesce
+
+# Thin executor of win_service_quiesce (KB 256202 step 2 and its undo). The action plugin
+# (plugins/action/win_service_quiesce.py) calls it twice: _phase=gather reads the service table and the
+# journal; _phase=apply writes the journal and runs the explicit operations the controller planned. It makes
+# no decisions. Parameters arrive as JSON-decoded values and are never turned into script text. Service
+# Control Manager only (runs while winmgmt is disabled): no WMI/CIM.
+
+Set-StrictMode -Version 2.0
+$ErrorActionPreference = 'Stop'
+
+$spec = @{
+    options = @{
+        state = @{ type = 'str'; default = 'quiesced'; choices = @('quiesced', 'restored') }
+        keep = @{ type = 'list'; elements = 'str'; default = @() }
+        stop = @{ type = 'list'; elements = 'str'; default = @() }
+        disable = @{ type = 'bool'; default = $true }
+        processes = @{ type = 'list'; elements = 'str'; default = @() }
+        instance = @{ type = 'str'; default = 'MSSQLSERVER' }
+        sql_sessions = @{ type = 'list'; elements = 'dict'; default = @() }
+        timeout = @{ type = 'int'; default = 120 }
+        missing_journal_ok = @{ type = 'bool'; default = $false }
+        _phase = @{ type = 'str'; default = 'gather'; choices = @('gather', 'apply') }
+        _plan = @{ type = 'list'; elements = 'dict'; default = @() }
+        _journal_before = @{ type = 'str' }
+        _journal_after = @{ type = 'str' }
+    }
+    supports_check_mode = $true
+}
+
+$module = [Ansible.Basic.AnsibleModule]::Create($args, $spec)
+
+$journalPath = Get-JournalPath
+$module.Result.journal_path = $journalPath
+
+if ($module.Params._phase -eq 'gather') {
+    # Read only: safe in check mode.
+    $module.Result.services = Get-ServiceTable -VersionEvidence
+    $module.Result.journal_text = Read-JournalText -Path $journalPath
+    $module.Result.host_time = Get-HostTime
+    $module.Result.host_name = $env:COMPUTERNAME
+    $module.Result.processes = Find-NamedProcess -Name ([string[]]@($module.Params.processes))
+    $module.ExitJson()
+}
+
+$applied = [System.Collections.Generic.List[Object]]@()
+$module.Result.applied = $applied
+if ($module.CheckMode) {
+    # The action plugin never sends apply in check mode; if something does, change nothing.
+    $module.ExitJson()
+}
+
+if ($null -ne $module.Params._journal_before) {
+    try {
+        Write-JournalText -Path $journalPath -Text $module.Params._journal_before
+    }
+    catch {
+        $module.FailJson("failed to write the journal $journalPath before changing anything: $($_.Exception.Message)", $_)
+    }
+    $module.Result.changed = $true
+}
+
+foreach ($op in $module.Params._plan) {
+    try {
+        Invoke-ServiceOp -Op $op -TimeoutSeconds $module.Params.timeout
+    }
+    catch {
+        $msg = "$($op.op) of service $($op.name) failed: $($_.Exception.Message). The journal $journalPath holds " +
+        "the prior state of every service this run changes: run win_service_quiesce with state=restored to put " +
+        "the host back, or fix $($op.name) and run again."
+        $module.Result.failed_op = $op
+        $module.FailJson($msg, $_)
+    }
+    $applied.Add($op)
+    $module.Result.changed = $true
+}
+
+if ($null -ne $module.Params._journal_after) {
+    Write-JournalText -Path $journalPath -Text $module.Params._journal_after
+    $module.Result.changed = $true
+}
+
+$module.ExitJson()

@@ -1,0 +1,80 @@
+#!powershell
+# configmgr:wmi-free
+
+# Copyright: configmgr.sql_upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+#AnsibleRequires -CSharpUtil Ansible.Basic
+#AnsibleRequires -CSharpUtil ansible_collections.ansible.windows.plugins.module_utils.SCManager
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceQuiesce
+
+# Thin executor of wmi_disable (KB 256202 steps 3 and 7). The action plugin (plugins/action/wmi_disable.py)
+# calls it with _phase=gather (service table + journal) and _phase=apply (write the journal, run the planned
+# operations on Winmgmt and its dependents). Service Control Manager only: it runs while winmgmt is
+# stopped and disabled, so it must not touch WMI/CIM itself.
+
+Set-StrictMode -Version 2.0
+$ErrorActionPreference = 'Stop'
+
+$spec = @{
+    options = @{
+        state = @{ type = 'str'; default = 'disabled'; choices = @('disabled', 'enabled') }
+        timeout = @{ type = 'int'; default = 120 }
+        settle_seconds = @{ type = 'int'; default = 5 }
+        _phase = @{ type = 'str'; default = 'gather'; choices = @('gather', 'apply') }
+        _plan = @{ type = 'list'; elements = 'dict'; default = @() }
+        _journal_before = @{ type = 'str' }
+        _journal_after = @{ type = 'str' }
+    }
+    supports_check_mode = $true
+}
+
+$module = [Ansible.Basic.AnsibleModule]::Create($args, $spec)
+
+$journalPath = Get-JournalPath
+$module.Result.journal_path = $journalPath
+
+if ($module.Params._phase -eq 'gather') {
+    $module.Result.services = Get-ServiceTable
+    $module.Result.journal_text = Read-JournalText -Path $journalPath
+    $module.Result.host_time = Get-HostTime
+    $module.Result.host_name = $env:COMPUTERNAME
+    $module.ExitJson()
+}
+
+$applied = [System.Collections.Generic.List[Object]]@()
+$module.Result.applied = $applied
+if ($module.CheckMode) {
+    $module.ExitJson()
+}
+
+if ($null -ne $module.Params._journal_before) {
+    try {
+        Write-JournalText -Path $journalPath -Text $module.Params._journal_before
+    }
+    catch {
+        $module.FailJson("failed to write the journal $journalPath before changing anything: $($_.Exception.Message)", $_)
+    }
+    $module.Result.changed = $true
+}
+
+foreach ($op in $module.Params._plan) {
+    try {
+        Invoke-ServiceOp -Op $op -TimeoutSeconds $module.Params.timeout
+    }
+    catch {
+        $msg = "$($op.op) of service $($op.name) failed: $($_.Exception.Message). The journal $journalPath holds " +
+        "Winmgmt's prior start mode and running dependents: run wmi_disable with state=enabled to put them back."
+        $module.Result.failed_op = $op
+        $module.FailJson($msg, $_)
+    }
+    $applied.Add($op)
+    $module.Result.changed = $true
+}
+
+if ($null -ne $module.Params._journal_after) {
+    Write-JournalText -Path $journalPath -Text $module.Params._journal_after
+    $module.Result.changed = $true
+}
+
+$module.ExitJson()
