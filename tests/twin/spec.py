@@ -165,6 +165,12 @@ def _check_keys(spec: dict[str, Any], filename: str, context: list[str]) -> None
             where = " -> ".join(context) or "the spec"
             raise SpecError(f"{filename}: {where}: argument spec entry contains an invalid key '{key}', "
                             f"valid keys: {', '.join(SPEC_KEYS)}")
+    for key in ("mutually_exclusive", "required_one_of", "required_together", "required_if"):
+        groups = spec.get(key)
+        if groups is not None and not (isinstance(groups, list) and all(isinstance(g, list) for g in groups)):
+            where = " -> ".join(context) or "the spec"
+            raise SpecError(f"{filename}: {where}: {key} must be a list of lists, got {groups!r} (PowerShell "
+                            f"unrolls @(@('a', 'b')) to @('a', 'b'): write @(, @('a', 'b')))")
     for name, option in (spec.get("options") or {}).items():
         if not isinstance(option, dict):
             raise SpecError(f"{filename}: option {name} is not a hashtable")
