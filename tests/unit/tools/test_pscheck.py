@@ -19,6 +19,24 @@ $module.ExitJson()
 """
 
 
+GOOD_DOC = '''DOCUMENTATION = """
+module: good
+short_description: A fixture.
+options:
+  name:
+    description: A service.
+    type: str
+    required: true
+"""
+RETURN = """
+state:
+  description: Its state.
+  returned: success
+  type: str
+"""
+'''
+
+
 def rules(findings):
     return [(f.rule, f.line, f.column) for f in findings]
 
@@ -89,13 +107,16 @@ def test_cli_exit_codes_and_output(tmp_path: Path, capsys):
     modules = tmp_path / "plugins" / "modules"
     modules.mkdir(parents=True)
     (modules / "good.ps1").write_text(GOOD_MODULE)
+    (modules / "good.py").write_text(GOOD_DOC)
     assert main([str(tmp_path)]) == 0
-    assert "1 PowerShell file(s), 0 finding(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 PowerShell file(s), 0 finding(s)" in out and "spec = docs for 1 module(s), 0 problem(s)" in out
     (modules / "bad.ps1").write_text(GOOD_MODULE.replace("Set-StrictMode -Version 2.0\n", "").replace(
         "$module.ExitJson()", "Get-WmiObject -Class Win32_Service\n$module.ExitJson()"))
     assert main([str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "bad.ps1:1:1: strict:" in out and "bad.ps1:11:1: wmi-free: Get-WmiObject" in out
+    assert "spec: bad: " in out and "has no documentation stub bad.py" in out
     count, findings = check_paths([tmp_path])
     assert count == 2 and len(findings) == 2
     assert main([str(tmp_path / "nope")]) == 2
