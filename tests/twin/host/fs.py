@@ -1,0 +1,163 @@
+"""A small NTFS-like file system: drive-letter paths, case-insensitive and case-preserving."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import Unmodelled, WindowsError_
+
+if TYPE_CHECKING:
+    from .clock import Clock
+
+_DRIVE = re.compile(r"^[A-Za-z]:$")
+
+
+def normalize_path(path: str) -> str:
+    """'c:/Program Files//X\\' -> 'C:\\Program Files\\X'. UNC and relative paths are not modelled."""
+    text = path.replace("/", "\\")
+    if text.startswith("\\\\"):
+        # A share reached from a WinRM session needs delegation (the double hop): not modelled here.
+        raise Unmodelled(f"UNC path {path!r}")
+    parts = [p for p in text.split("\\") if p not in ("", ".")]
+    if not parts or not _DRIVE.match(parts[0]):
+        raise Unmodelled(f"path {path!r} is not an absolute drive-letter path")
+    out: list[str] = [parts[0].upper()]
+    for part in parts[1:]:
+        if part == "..":
+            if len(out) > 1:
+                out.pop()
+            continue
+        out.append(part)
+    return "\\".join(out) if len(out) > 1 else out[0] + "\\"
+
+
+def parent_of(path: str) -> str | None:
+    norm = normalize_path(path)
+    if norm.endswith("\\"):
+        return None
+    head = norm.rsplit("\\", 1)[0]
+    return head + "\\" if _DRIVE.match(head) else head
+
+
+@dataclass
+class Entry:
+    path: str
+    is_dir: bool
+    data: bytes
+    mtime: float
+    version: dict[str, str] | None = None  # the file's version resource (ProductName, CompanyName ...)
+
+
+class FileSystem:
+    def __init__(self, clock: Clock, drives: list[str]) -> None:
+        self._clock = clock
+        self._entries: dict[str, Entry] = {}
+        for drive in drives:
+            root = normalize_path(drive.rstrip(":") + ":\\")
+            self._entries[root.lower()] = Entry(root, True, b"", clock.now())
+
+    def _get(self, path: str) -> Entry | None:
+        return self._entries.get(normalize_path(path).lower())
+
+    def exists(self, path: str) -> bool:
+        return self._get(path) is not None
+
+    def is_dir(self, path: str) -> bool:
+        entry = self._get(path)
+        return entry is not None and entry.is_dir
+
+    def mkdir(self, path: str) -> None:
+        """New-Item -ItemType Directory -Force: creates missing parents too."""
+        norm = normalize_path(path)
+        chain = []
+        cur: str | None = norm
+        while cur is not None and cur.lower() not in self._entries:
+            chain.append(cur)
+            cur = parent_of(cur)
+        if cur is None:
+            raise WindowsError_(3, f"{path} (no such drive)")
+        if not self._entries[cur.lower()].is_dir:
+            raise WindowsError_(183, cur)
+        for item in reversed(chain):
+            self._entries[item.lower()] = Entry(item, True, b"", self._clock.now())
+
+    def write(self, path: str, data: bytes, version: dict[str, str] | None = None) -> None:
+        norm = normalize_path(path)
+        parent = parent_of(norm)
+        if parent is None or not self.is_dir(parent):
+            # CreateFile in a missing folder: ERROR_PATH_NOT_FOUND (3).
+            raise WindowsError_(3, path)
+        existing = self._entries.get(norm.lower())
+        if existing is not None and existing.is_dir:
+            raise WindowsError_(5, f"{path} is a directory")
+        display = existing.path if existing is not None else norm
+        self._entries[norm.lower()] = Entry(display, False, bytes(data), self._clock.now(), version)
+
+    def read(self, path: str) -> bytes:
+        entry = self._get(path)
+        if entry is None:
+            raise WindowsError_(2, path)
+        if entry.is_dir:
+            raise WindowsError_(5, f"{path} is a directory")
+        return entry.data
+
+    def version(self, path: str) -> dict[str, str] | None:
+        entry = self._get(path)
+        if entry is None:
+            raise WindowsError_(2, path)
+        return dict(entry.version) if entry.version else None
+
+    def listdir(self, path: str) -> list[str]:
+        entry = self._get(path)
+        if entry is None:
+            raise WindowsError_(3, path)
+        if not entry.is_dir:
+            # Listing a file as a folder: ERROR_DIRECTORY (267).
+            raise WindowsError_(267, path)
+        prefix = entry.path.lower().rstrip("\\") + "\\"
+        return sorted(
+            e.path[len(prefix) :]
+            for low, e in self._entries.items()
+            if low.startswith(prefix) and "\\" not in low[len(prefix) :] and low != prefix
+        )
+
+    def remove(self, path: str, recurse: bool = False) -> None:
+        entry = self._get(path)
+        if entry is None:
+            raise WindowsError_(2, path)
+        low = entry.path.lower()
+        if entry.is_dir:
+            children = [k for k in self._entries if k.startswith(low.rstrip("\\") + "\\")]
+            if children and not recurse:
+                # RemoveDirectory on a non-empty folder: ERROR_DIR_NOT_EMPTY (145).
+                raise WindowsError_(145, path)
+            for child in children:
+                del self._entries[child]
+        del self._entries[low]
+
+    def stat(self, path: str, sha1: bool = False) -> dict[str, Any]:
+        entry = self._get(path)
+        if entry is None:
+            raise WindowsError_(2, path)
+        out: dict[str, Any] = {
+            "path": entry.path,
+            "is_dir": entry.is_dir,
+            "size": len(entry.data),
+            "mtime": entry.mtime,
+        }
+        if sha1 and not entry.is_dir:
+            out["sha1"] = hashlib.sha1(entry.data).hexdigest()
+        return out
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return {
+            e.path: {
+                "is_dir": e.is_dir,
+                "size": len(e.data),
+                "sha1": None if e.is_dir else hashlib.sha1(e.data).hexdigest(),
+            }
+            for e in sorted(self._entries.values(), key=lambda x: x.path.lower())
+        }

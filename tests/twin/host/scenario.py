@@ -1,0 +1,731 @@
+"""Loading and validating a host description (the scenario file).
+
+Shape (see twin/data/site_server.yml for a full example):
+
+    host:       computer_name, domain (NetBIOS, or null for a workgroup), clock_start, boot_time, drives,
+                drivers (kernel drivers that services depend on: Get-Service does not list them),
+                component_manager_poll_seconds
+    services:   exactly the `services` list ansible.windows.win_service_info returns
+    model:      services: {NAME: model-only facts}; see MODEL_KEYS
+    sql:        instances, sms_provider
+    network:    controller_ip, adapters, firewall {profiles, rules}, remote_clients
+    files:      [{path, content | content_b64 | dir: true, version: {ProductName, CompanyName, FileVersion}}]
+    registry:   {KEY: {VALUE: DATA}}
+    faults:     see twin.host.faults
+
+Services without model facts (a user's own win_service_info output): nothing is guessed from the
+service's name. The version resource is read from `files` (the binary in `path`; for svchost services the
+ServiceDll under HKLM\\SYSTEM\\CurrentControlSet\\Services\\NAME\\Parameters in `registry`); the role
+follows from its ProductName (Windows / SQL Server / Configuration Manager / IIS, anything else:
+third_party), and a service with no version resource anywhere is third_party, as KB 256202 treats an
+unknown service. sql_client is false unless the model says so. Running controls default to
+['stop', 'shutdown'] for a service loaded stopped.
+
+Every problem raises ScenarioError naming the path of the bad item, e.g.
+`services[12].start_mode: 'sometimes' is not one of auto, delayed, manual, disabled`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import pickle
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from .clock import Clock, parse_iso
+from .errors import ScenarioError
+from .faults import parse_faults
+from .fs import FileSystem, normalize_path
+from .net import (
+    ACTIONS,
+    CLIENT_TARGETS,
+    DIRECTIONS,
+    PROFILES,
+    PROTOCOLS,
+    Adapter,
+    Firewall,
+    FirewallProfile,
+    FirewallRule,
+    Network,
+    RemoteClient,
+)
+from .registry import Registry
+from .scm import ROLES, START_MODES, Service
+from .sql import USER_ACCESS, SqlInstance, SqlServer, parse_version
+
+if TYPE_CHECKING:
+    from .host import Host
+
+try:
+    _Loader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML without libyaml
+    _Loader = yaml.SafeLoader
+
+TOP_KEYS = ("host", "services", "model", "sql", "network", "files", "registry", "faults")
+HOST_KEYS = (
+    "computer_name",
+    "domain",
+    "clock_start",
+    "boot_time",
+    "drives",
+    "drivers",
+    "component_manager_poll_seconds",
+)
+SERVICE_REQUIRED = ("name", "display_name", "path", "start_mode", "state")
+SERVICE_KEYS = (
+    "checkpoint",
+    "controls_accepted",
+    "dependencies",
+    "dependency_of",
+    "description",
+    "desktop_interact",
+    "display_name",
+    "error_control",
+    "failure_actions",
+    "failure_actions_on_non_crash_failure",
+    "failure_command",
+    "failure_reboot_msg",
+    "failure_reset_period_sec",
+    "launch_protection",
+    "load_order_group",
+    "name",
+    "path",
+    "pre_shutdown_timeout_ms",
+    "preferred_node",
+    "process_id",
+    "required_privileges",
+    "service_exit_code",
+    "service_flags",
+    "service_type",
+    "sid_info",
+    "start_mode",
+    "state",
+    "triggers",
+    "username",
+    "wait_hint_ms",
+    "win32_exit_code",
+)
+# Reported as loaded, no behaviour attached.
+STATIC_KEYS = (
+    "desktop_interact",
+    "error_control",
+    "launch_protection",
+    "load_order_group",
+    "pre_shutdown_timeout_ms",
+    "preferred_node",
+    "required_privileges",
+    "service_flags",
+    "sid_info",
+)
+# Loaded states: pending states are transient; save win_service_info output when services are settled.
+LOAD_STATES = {"started": "running", "stopped": "stopped"}
+SERVICE_TYPES = ("win32_own_process", "win32_share_process", "user_own_process", "user_share_process")
+FAILURE_TYPES = ("none", "restart", "reboot", "run_command")
+MODEL_KEYS = (
+    "role",
+    "sql_client",
+    "sql_instance",
+    "sql_program_name",
+    "product_name",
+    "company_name",
+    "file_version",
+    "service_dll",
+    "component_manager_restarts",
+    "controls_accepted_running",
+)
+
+_cache: dict[str, bytes] = {}
+
+
+# -- small validators --------------------------------------------------------------------------------
+def _map(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ScenarioError(path, f"expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, path: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ScenarioError(path, f"expected a list, got {type(value).__name__}")
+    return value
+
+
+def _keys(value: dict[str, Any], allowed: tuple[str, ...], path: str, required: tuple[str, ...] = ()) -> None:
+    for key in value:
+        if key not in allowed:
+            raise ScenarioError(f"{path}.{key}" if path else str(key), f"unknown key (allowed: {', '.join(allowed)})")
+    for key in required:
+        if key not in value:
+            raise ScenarioError(f"{path}.{key}" if path else key, "is required")
+
+
+def _str(value: Any, path: str, optional: bool = False) -> str:
+    if value is None and optional:
+        return None  # type: ignore[return-value]
+    if not isinstance(value, str) or (not value and not optional):
+        raise ScenarioError(path, f"{value!r} is not a non-empty string")
+    return value
+
+
+def _one_of(value: Any, choices: tuple[str, ...], path: str) -> str:
+    if value not in choices:
+        raise ScenarioError(path, f"{value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _int(value: Any, path: str, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ScenarioError(path, f"{value!r} is not an integer")
+    if minimum is not None and value < minimum:
+        raise ScenarioError(path, f"{value} is less than {minimum}")
+    return value
+
+
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ScenarioError(path, f"{value!r} is not true or false")
+    return value
+
+
+def _str_list(value: Any, path: str) -> list[str]:
+    items = _list(value, path)
+    for i, item in enumerate(items):
+        _str(item, f"{path}[{i}]")
+    return items
+
+
+def _ip(value: Any, path: str, network: bool = False) -> str:
+    import ipaddress
+
+    text = _str(value, path)
+    try:
+        if network:
+            ipaddress.ip_network(text, strict=False)
+        else:
+            ipaddress.ip_address(text)
+    except ValueError:
+        raise ScenarioError(path, f"{text!r} is not an IP {'address or network' if network else 'address'}") from None
+    return text
+
+
+# -- loading -----------------------------------------------------------------------------------------
+def read_scenario(source: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """Parse (YAML once per file content) and validate; returns a private deep copy."""
+    if isinstance(source, dict):
+        data = pickle.loads(pickle.dumps(source))
+        validate(data)
+        return data
+    raw = Path(source).read_bytes()
+    key = hashlib.sha1(raw).hexdigest()
+    blob = _cache.get(key)
+    if blob is None:
+        try:
+            data = yaml.load(raw, Loader=_Loader)
+        except yaml.YAMLError as err:
+            raise ScenarioError(str(source), f"not valid YAML: {err}") from None
+        try:
+            validate(data)
+        except ScenarioError as err:
+            raise ScenarioError(f"{source}: {err.path}", str(err).split(": ", 1)[-1]) from None
+        blob = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
+        _cache[key] = blob
+    return pickle.loads(blob)
+
+
+def validate(data: Any) -> None:
+    top = _map(data, "")
+    _keys(top, TOP_KEYS, "", required=("host", "services"))
+    host = _map(top["host"], "host")
+    _keys(host, HOST_KEYS, "host", required=("computer_name", "clock_start"))
+    _str(host["computer_name"], "host.computer_name")
+    _str(host.get("domain"), "host.domain", optional=True)
+    for key in ("clock_start", "boot_time"):
+        if key in host:
+            try:
+                parse_iso(_str(host[key], f"host.{key}"))
+            except ValueError:
+                raise ScenarioError(f"host.{key}", f"{host[key]!r} is not an ISO 8601 time") from None
+    for i, drive in enumerate(_str_list(host.get("drives", ["C"]), "host.drives")):
+        if not re.fullmatch(r"[A-Za-z]", drive):
+            raise ScenarioError(f"host.drives[{i}]", f"{drive!r} is not a drive letter")
+    drivers = {d.lower() for d in _str_list(host.get("drivers", []), "host.drivers")}
+    if "component_manager_poll_seconds" in host:
+        _int(host["component_manager_poll_seconds"], "host.component_manager_poll_seconds", minimum=1)
+    names = _validate_services(_list(top["services"], "services"), drivers)
+    model = _map(top.get("model") or {}, "model")
+    _keys(model, ("services",), "model")
+    for name, facts in _map(model.get("services") or {}, "model.services").items():
+        _validate_model(name, facts, names)
+    if "sql" in top:
+        _validate_sql(_map(top["sql"], "sql"), names)
+    if "network" in top:
+        _validate_network(_map(top["network"], "network"))
+    for i, item in enumerate(_list(top.get("files") or [], "files")):
+        _validate_file(item, f"files[{i}]")
+    for key, values in _map(top.get("registry") or {}, "registry").items():
+        for vname, vdata in _map(values or {}, f"registry.{key}").items():
+            if isinstance(vdata, bool) or not isinstance(vdata, (str, int, list)):
+                raise ScenarioError(f"registry.{key}.{vname}", f"{vdata!r} is not a string, integer or list")
+    parse_faults(top.get("faults"), "faults", names)
+
+
+def _validate_services(items: list[Any], drivers: set[str]) -> set[str]:
+    names: dict[str, int] = {}
+    for i, raw in enumerate(items):
+        path = f"services[{i}]"
+        svc = _map(raw, path)
+        _keys(svc, SERVICE_KEYS, path, required=SERVICE_REQUIRED)
+        name = _str(svc["name"], f"{path}.name")
+        if name.lower() in names:
+            raise ScenarioError(f"{path}.name", f"{name!r} duplicates services[{names[name.lower()]}]")
+        names[name.lower()] = i
+        _str(svc["display_name"], f"{path}.display_name")
+        _str(svc["path"], f"{path}.path")
+        _one_of(svc["start_mode"], START_MODES, f"{path}.start_mode")
+        _one_of(svc["state"], tuple(LOAD_STATES), f"{path}.state")
+        _one_of(svc.get("service_type", "win32_own_process"), SERVICE_TYPES, f"{path}.service_type")
+        pid = _int(svc.get("process_id", 0), f"{path}.process_id", minimum=0)
+        if svc["state"] == "started" and pid == 0:
+            raise ScenarioError(f"{path}.process_id", "a started service needs its process id")
+        if svc["state"] == "stopped" and pid != 0:
+            raise ScenarioError(f"{path}.process_id", f"{pid}: a stopped service has process id 0")
+        _str_list(svc.get("dependencies", []), f"{path}.dependencies")
+        _str_list(svc.get("dependency_of", []), f"{path}.dependency_of")
+        _str_list(svc.get("controls_accepted", []), f"{path}.controls_accepted")
+        for j, action in enumerate(_list(svc.get("failure_actions", []), f"{path}.failure_actions")):
+            apath = f"{path}.failure_actions[{j}]"
+            action = _map(action, apath)
+            _keys(action, ("type", "delay_ms"), apath, required=("type", "delay_ms"))
+            _one_of(action["type"], FAILURE_TYPES, f"{apath}.type")
+            _int(action["delay_ms"], f"{apath}.delay_ms", minimum=0)
+        if "failure_reset_period_sec" in svc:
+            _int(svc["failure_reset_period_sec"], f"{path}.failure_reset_period_sec", minimum=0)
+        for j, trig in enumerate(_list(svc.get("triggers", []), f"{path}.triggers")):
+            _map(trig, f"{path}.triggers[{j}]")
+        for key in ("failure_actions_on_non_crash_failure", "desktop_interact"):
+            if key in svc:
+                _bool(svc[key], f"{path}.{key}")
+    for i, raw in enumerate(items):
+        for j, dep in enumerate(raw.get("dependencies", [])):
+            if dep.lower() not in names and dep.lower() not in drivers:
+                if dep.startswith("+"):
+                    raise ScenarioError(
+                        f"services[{i}].dependencies[{j}]", f"load-order group dependency {dep!r} is not modelled"
+                    )
+                raise ScenarioError(
+                    f"services[{i}].dependencies[{j}]",
+                    f"{dep!r} is neither a service in this file nor listed in host.drivers",
+                )
+    derived: dict[str, set[str]] = {n: set() for n in names}
+    for raw in items:
+        for dep in raw.get("dependencies", []):
+            if dep.lower() in derived:
+                derived[dep.lower()].add(raw["name"].lower())
+    for i, raw in enumerate(items):
+        if "dependency_of" in raw:
+            given = {d.lower() for d in raw["dependency_of"]}
+            if given != derived[raw["name"].lower()]:
+                raise ScenarioError(
+                    f"services[{i}].dependency_of",
+                    f"{sorted(given)} does not match the services that depend on "
+                    f"{raw['name']}: {sorted(derived[raw['name'].lower()])}",
+                )
+    _check_cycles(items)
+    return set(names)
+
+
+def _check_cycles(items: list[dict[str, Any]]) -> None:
+    graph = {s["name"].lower(): [d.lower() for d in s.get("dependencies", [])] for s in items}
+    state: dict[str, int] = {}
+
+    def visit(node: str, chain: list[str]) -> None:
+        if state.get(node) == 2 or node not in graph:
+            return
+        if state.get(node) == 1:
+            raise ScenarioError("services", f"dependency cycle: {' -> '.join(chain + [node])}")
+        state[node] = 1
+        for nxt in graph[node]:
+            visit(nxt, chain + [node])
+        state[node] = 2
+
+    for node in graph:
+        visit(node, [])
+
+
+def _validate_model(name: str, facts: Any, names: set[str]) -> None:
+    path = f"model.services.{name}"
+    if name.lower() not in names:
+        raise ScenarioError(path, f"no service named {name!r} in services")
+    facts = _map(facts, path)
+    _keys(facts, MODEL_KEYS, path)
+    if "role" in facts:
+        _one_of(facts["role"], ROLES, f"{path}.role")
+    for key in ("sql_client", "component_manager_restarts"):
+        if key in facts:
+            _bool(facts[key], f"{path}.{key}")
+    for key in ("sql_instance", "sql_program_name", "product_name", "company_name", "file_version", "service_dll"):
+        if key in facts:
+            _str(facts[key], f"{path}.{key}", optional=True)
+    if "controls_accepted_running" in facts:
+        _str_list(facts["controls_accepted_running"], f"{path}.controls_accepted_running")
+
+
+def _validate_sql(sql: dict[str, Any], names: set[str]) -> None:
+    _keys(sql, ("instances", "sms_provider"), "sql", required=("instances",))
+    inst_names = set()
+    for i, raw in enumerate(_list(sql["instances"], "sql.instances")):
+        path = f"sql.instances[{i}]"
+        inst = _map(raw, path)
+        _keys(
+            inst,
+            (
+                "name",
+                "service_name",
+                "agent_service_name",
+                "instance_id",
+                "version",
+                "edition",
+                "collation",
+                "port",
+                "root",
+                "databases",
+            ),
+            path,
+            required=("name", "instance_id", "version", "edition", "root"),
+        )
+        name = _str(inst["name"], f"{path}.name")
+        inst_names.add(name)
+        svc = inst.get("service_name") or default_service_name(name)
+        if svc.lower() not in names:
+            raise ScenarioError(f"{path}.service_name", f"{svc!r} is not a service in this file")
+        agent = inst.get("agent_service_name")
+        if agent is not None and agent.lower() not in names:
+            raise ScenarioError(f"{path}.agent_service_name", f"{agent!r} is not a service in this file")
+        try:
+            parse_version(_str(inst["version"], f"{path}.version"))
+        except ValueError as err:
+            raise ScenarioError(f"{path}.version", str(err)) from None
+        _int(inst.get("port", 1433), f"{path}.port", minimum=1)
+        for db, spec in _map(inst.get("databases") or {}, f"{path}.databases").items():
+            spec = _map(spec, f"{path}.databases.{db}")
+            _keys(spec, ("user_access",), f"{path}.databases.{db}")
+            _one_of(spec.get("user_access", "MULTI_USER"), USER_ACCESS, f"{path}.databases.{db}.user_access")
+    if not inst_names:
+        raise ScenarioError("sql.instances", "at least one instance is needed")
+    if sql.get("sms_provider") is not None:
+        prov = _map(sql["sms_provider"], "sql.sms_provider")
+        _keys(prov, ("instance", "program_name"), "sql.sms_provider", required=("instance",))
+        if prov["instance"] not in inst_names:
+            raise ScenarioError("sql.sms_provider.instance", f"{prov['instance']!r} is not an instance")
+
+
+def default_service_name(instance: str) -> str:
+    # A default instance's service is MSSQLSERVER; a named instance's is MSSQL$NAME.
+    return "MSSQLSERVER" if instance.upper() == "MSSQLSERVER" else f"MSSQL${instance}"
+
+
+def _validate_network(net: dict[str, Any]) -> None:
+    _keys(net, ("controller_ip", "adapters", "firewall", "remote_clients"), "network")
+    if net.get("controller_ip") is not None:
+        _ip(net["controller_ip"], "network.controller_ip")
+    for i, raw in enumerate(_list(net.get("adapters") or [], "network.adapters")):
+        path = f"network.adapters[{i}]"
+        ad = _map(raw, path)
+        _keys(
+            ad,
+            ("name", "address", "prefix_length", "gateway", "profile", "up"),
+            path,
+            required=("name", "address", "prefix_length", "profile"),
+        )
+        _str(ad["name"], f"{path}.name")
+        _ip(ad["address"], f"{path}.address")
+        _int(ad["prefix_length"], f"{path}.prefix_length", minimum=0)
+        if ad.get("gateway") is not None:
+            _ip(ad["gateway"], f"{path}.gateway")
+        _one_of(ad["profile"], PROFILES, f"{path}.profile")
+        if "up" in ad:
+            _bool(ad["up"], f"{path}.up")
+    fw = _map(net.get("firewall") or {}, "network.firewall")
+    _keys(fw, ("profiles", "rules"), "network.firewall")
+    profiles = _map(fw.get("profiles") or {}, "network.firewall.profiles")
+    for prof in PROFILES:
+        if prof not in profiles and net.get("adapters"):
+            raise ScenarioError(f"network.firewall.profiles.{prof}", "is required")
+    for prof, raw in profiles.items():
+        path = f"network.firewall.profiles.{prof}"
+        _one_of(prof, PROFILES, path)
+        spec = _map(raw, path)
+        _keys(
+            spec,
+            ("enabled", "default_inbound", "default_outbound"),
+            path,
+            required=("enabled", "default_inbound", "default_outbound"),
+        )
+        _bool(spec["enabled"], f"{path}.enabled")
+        _one_of(spec["default_inbound"], ACTIONS, f"{path}.default_inbound")
+        _one_of(spec["default_outbound"], ACTIONS, f"{path}.default_outbound")
+    for i, raw in enumerate(_list(fw.get("rules") or [], "network.firewall.rules")):
+        path = f"network.firewall.rules[{i}]"
+        rule = _map(raw, path)
+        _keys(
+            rule,
+            ("name", "direction", "action", "protocol", "local_ports", "remote_addresses", "profiles", "enabled"),
+            path,
+            required=("name", "direction", "action"),
+        )
+        _str(rule["name"], f"{path}.name")
+        _one_of(rule["direction"], DIRECTIONS, f"{path}.direction")
+        _one_of(rule["action"], ACTIONS, f"{path}.action")
+        _one_of(rule.get("protocol", "tcp"), PROTOCOLS, f"{path}.protocol")
+        if rule.get("local_ports") is not None:
+            for j, port in enumerate(_list(rule["local_ports"], f"{path}.local_ports")):
+                _int(port, f"{path}.local_ports[{j}]", minimum=1)
+        if rule.get("remote_addresses") is not None:
+            for j, addr in enumerate(_list(rule["remote_addresses"], f"{path}.remote_addresses")):
+                _ip(addr, f"{path}.remote_addresses[{j}]", network=True)
+        if rule.get("profiles") is not None:
+            for j, prof in enumerate(_list(rule["profiles"], f"{path}.profiles")):
+                _one_of(prof, PROFILES, f"{path}.profiles[{j}]")
+        if "enabled" in rule:
+            _bool(rule["enabled"], f"{path}.enabled")
+    for i, raw in enumerate(_list(net.get("remote_clients") or [], "network.remote_clients")):
+        path = f"network.remote_clients[{i}]"
+        cl = _map(raw, path)
+        _keys(
+            cl,
+            ("name", "address", "host_name", "program_name", "login_name", "target", "instance"),
+            path,
+            required=("name", "address", "host_name", "program_name", "login_name", "target"),
+        )
+        _ip(cl["address"], f"{path}.address")
+        _one_of(cl["target"], CLIENT_TARGETS, f"{path}.target")
+
+
+def _validate_file(raw: Any, path: str) -> None:
+    item = _map(raw, path)
+    _keys(item, ("path", "content", "content_b64", "dir", "version"), path, required=("path",))
+    try:
+        normalize_path(_str(item["path"], f"{path}.path"))
+    except NotImplementedError as err:
+        raise ScenarioError(f"{path}.path", str(err)) from None
+    kinds = [k for k in ("content", "content_b64", "dir") if k in item]
+    if len(kinds) > 1:
+        raise ScenarioError(path, f"give only one of content, content_b64, dir (got {', '.join(kinds)})")
+    if "content_b64" in item:
+        try:
+            base64.b64decode(_str(item["content_b64"], f"{path}.content_b64"), validate=True)
+        except ValueError:
+            raise ScenarioError(f"{path}.content_b64", "is not base64") from None
+    if "version" in item:
+        ver = _map(item["version"], f"{path}.version")
+        _keys(
+            ver, ("ProductName", "CompanyName", "FileVersion", "ProductVersion", "FileDescription"), f"{path}.version"
+        )
+
+
+# -- building ---------------------------------------------------------------------------------------
+def binary_of(path: str) -> str:
+    """The executable of an ImagePath: quoted, or everything up to '.exe'."""
+    text = path.strip()
+    if text.startswith('"'):
+        return text[1:].split('"', 1)[0]
+    match = re.match(r"(?i)^(.*?\.exe)\b", text)
+    return match.group(1) if match else text.split(" ", 1)[0]
+
+
+def _expand(path: str) -> str:
+    env = {
+        "%systemroot%": "C:\\Windows",
+        "%windir%": "C:\\Windows",
+        "%programdata%": "C:\\ProgramData",
+        "%programfiles%": "C:\\Program Files",
+        "%programfiles(x86)%": "C:\\Program Files (x86)",
+    }
+    for key, value in env.items():
+        path = re.sub(re.escape(key), lambda _m, v=value: v, path, flags=re.IGNORECASE)
+    return path
+
+
+def role_from_product(product: str | None, company: str | None) -> str:
+    if not product:
+        return "third_party"
+    text = product.lower()
+    microsoft = (company or "").lower().startswith("microsoft")
+    if microsoft and "sql server" in text:
+        return "sql"
+    if microsoft and ("configuration manager" in text or "system center" in text):
+        return "configmgr"
+    if microsoft and "internet information services" in text:
+        return "iis"
+    if microsoft and "windows" in text:
+        return "windows"
+    return "third_party"
+
+
+def _build_services(data: dict[str, Any], fs_versions: dict[str, dict[str, str]], registry: Registry) -> list[Service]:
+    model = (data.get("model") or {}).get("services") or {}
+    model_lower = {k.lower(): v for k, v in model.items()}
+    out = []
+    for raw in data["services"]:
+        facts = model_lower.get(raw["name"].lower(), {})
+        dll = facts.get("service_dll")
+        if dll is None:
+            key = f"HKLM\\SYSTEM\\CurrentControlSet\\Services\\{raw['name']}\\Parameters"
+            try:
+                dll = registry.get(key, "ServiceDll")
+            except OSError:
+                dll = None
+        version = None
+        for candidate in ([dll] if dll else []) + [binary_of(raw["path"])]:
+            try:
+                version = fs_versions.get(normalize_path(_expand(candidate)).lower())
+            except NotImplementedError:
+                version = None
+            if version:
+                break
+        product = facts.get("product_name", (version or {}).get("ProductName"))
+        company = facts.get("company_name", (version or {}).get("CompanyName"))
+        running = raw.get("controls_accepted") if raw["state"] == "started" else None
+        out.append(
+            Service(
+                name=raw["name"],
+                display_name=raw["display_name"],
+                description=raw.get("description"),
+                path=raw["path"],
+                start_mode=raw["start_mode"],
+                state=LOAD_STATES[raw["state"]],
+                dependencies=list(raw.get("dependencies", [])),
+                process_id=raw.get("process_id", 0),
+                failure_actions=[dict(a) for a in raw.get("failure_actions", [])],
+                failure_actions_on_non_crash_failure=raw.get("failure_actions_on_non_crash_failure", False),
+                failure_command=raw.get("failure_command"),
+                failure_reboot_msg=raw.get("failure_reboot_msg"),
+                failure_reset_period_sec=raw.get("failure_reset_period_sec", 0),
+                triggers=list(raw.get("triggers", [])),
+                service_type=raw.get("service_type", "win32_own_process"),
+                username=raw.get("username"),
+                static_info={k: raw[k] for k in STATIC_KEYS if k in raw},
+                running_controls=list(facts.get("controls_accepted_running") or running or ["stop", "shutdown"]),
+                role=facts.get("role") or role_from_product(product, company),
+                sql_client=facts.get("sql_client", False),
+                product_name=product,
+                company_name=company,
+                file_version=facts.get("file_version", (version or {}).get("FileVersion")),
+                service_dll=dll,
+                sql_program_name=facts.get("sql_program_name"),
+                sql_instance=facts.get("sql_instance"),
+                component_manager_restarts=facts.get("component_manager_restarts", False),
+                win32_exit_code=raw.get("win32_exit_code", 0),
+            )
+        )
+    return out
+
+
+def build_parts(host: Host, data: dict[str, Any]) -> dict[str, Any]:
+    h = data["host"]
+    clock = Clock(parse_iso(h["clock_start"]))
+    registry = Registry(data.get("registry") or {})
+    fs = FileSystem(clock, h.get("drives", ["C"]))
+    versions: dict[str, dict[str, str]] = {}
+    for item in data.get("files") or []:
+        if item.get("dir"):
+            fs.mkdir(item["path"])
+            continue
+        parent = item["path"].replace("/", "\\").rsplit("\\", 1)[0]
+        fs.mkdir(parent)
+        content = (
+            base64.b64decode(item["content_b64"]) if "content_b64" in item else item.get("content", "").encode("utf-8")
+        )
+        fs.write(item["path"], content, item.get("version"))
+        if item.get("version"):
+            versions[normalize_path(item["path"]).lower()] = dict(item["version"])
+    net = data.get("network") or {}
+    fw = net.get("firewall") or {}
+
+    def make_network(owner: Host) -> Network:
+        return Network(
+            owner,
+            [
+                Adapter(a["name"], a["address"], a["prefix_length"], a.get("gateway"), a["profile"], a.get("up", True))
+                for a in net.get("adapters") or []
+            ],
+            Firewall(
+                {
+                    k: FirewallProfile(v["enabled"], v["default_inbound"], v["default_outbound"])
+                    for k, v in (fw.get("profiles") or {}).items()
+                },
+                [
+                    FirewallRule(
+                        r["name"],
+                        r["direction"],
+                        r["action"],
+                        r.get("protocol", "tcp"),
+                        r.get("local_ports"),
+                        r.get("remote_addresses"),
+                        r.get("profiles"),
+                        r.get("enabled", True),
+                    )
+                    for r in fw.get("rules") or []
+                ],
+            ),
+            [
+                RemoteClient(
+                    c["name"],
+                    c["address"],
+                    c["host_name"],
+                    c["program_name"],
+                    c["login_name"],
+                    c["target"],
+                    c.get("instance", "MSSQLSERVER"),
+                )
+                for c in net.get("remote_clients") or []
+            ],
+            net.get("controller_ip"),
+        )
+
+    sql = data.get("sql") or {"instances": []}
+
+    def make_sql(owner: Host) -> SqlServer:
+        instances = [
+            SqlInstance(
+                name=i["name"],
+                service_name=owner.scm.get(i.get("service_name") or default_service_name(i["name"])).name,
+                agent_service_name=i.get("agent_service_name"),
+                instance_id=i["instance_id"],
+                version=i["version"],
+                edition=i["edition"],
+                collation=i.get("collation", "SQL_Latin1_General_CP1_CI_AS"),
+                port=i.get("port", 1433),
+                root=i["root"],
+                databases={
+                    k: {"user_access": (v or {}).get("user_access", "MULTI_USER")}
+                    for k, v in (i.get("databases") or {}).items()
+                },
+                host=owner,
+            )
+            for i in sql["instances"]
+        ]
+        provider = sql.get("sms_provider")
+        if provider is not None:
+            provider = {"instance": provider["instance"], "program_name": provider.get("program_name", "SMS Provider")}
+        return SqlServer(owner, instances, provider)
+
+    make: dict[str, Callable[[Host], Any]] = {"network": make_network, "sql": make_sql}
+    return {
+        "computer_name": h["computer_name"],
+        "domain_netbios": h.get("domain"),
+        "component_manager_poll_seconds": float(h.get("component_manager_poll_seconds", 60)),
+        "drivers": list(h.get("drivers", [])),
+        "clock": clock,
+        "boot_time": parse_iso(h.get("boot_time", h["clock_start"])),
+        "faults": parse_faults(data.get("faults"), "faults"),
+        "registry": registry,
+        "fs": fs,
+        "services": _build_services(data, versions, registry),
+        **make,
+    }
