@@ -179,6 +179,16 @@ def mark_services_restored(doc: Mapping[str, Any], now: str) -> dict[str, Any]:
     return validate(result)
 
 
+def is_finished(doc: Mapping[str, Any] | None) -> bool:
+    """True when nothing in the journal is still to be undone: services restored (or never quiesced) and
+    WMI enabled (or never disabled). A new run then starts a fresh journal with a new run id."""
+    if not doc:
+        return True
+    services_done = "services" not in doc or doc["services"]["status"] == "restored"
+    wmi_done = "wmi" not in doc or doc["wmi"]["status"] == "enabled"
+    return services_done and wmi_done
+
+
 def service_records(doc: Mapping[str, Any] | None) -> dict[str, dict[str, str]]:
     if not doc or "services" not in doc:
         return {}

@@ -1,0 +1,139 @@
+# Copyright: configmgr.sql_upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller-side validation of the task options of win_service_quiesce and wmi_disable, and shaping of
+their results. Pure and Ansible-free: the action plugins call these before anything is sent to the host,
+so bad input fails with a message naming the option and nothing reaches the host.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .service_plan import PlanError, validate_patterns
+
+BOOL_TRUE = ("yes", "on", "1", "true", "y", "t")
+BOOL_FALSE = ("no", "off", "0", "false", "n", "f")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PROCESS_BAD = re.compile(r"[*?\[\]\\/\x00-\x1f\x7f]")
+
+
+def _bool(option: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in BOOL_TRUE + BOOL_FALSE:
+        return value.strip().lower() in BOOL_TRUE
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise PlanError(f"option {option} must be a boolean, got {value!r}")
+
+
+def _int(option: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool):
+        raise PlanError(f"option {option} must be an integer, got {value!r}")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise PlanError(f"option {option} must be an integer, got {value!r}") from None
+    if not low <= number <= high:
+        raise PlanError(f"option {option} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _choice(option: str, value: Any, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise PlanError(f"option {option} must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
+def _unknown(args: Mapping[str, Any], known: Sequence[str]) -> None:
+    unknown = sorted(k for k in args if k not in known)
+    internal = [k for k in unknown if k.startswith("_")]
+    if internal:
+        raise PlanError(f"option {internal[0]} is internal to the action plugin and cannot be set in a task")
+    if unknown:
+        raise PlanError(f"unsupported option(s) {', '.join(unknown)}; supported: {', '.join(sorted(known))}")
+
+
+QUIESCE_OPTIONS = (
+    "state",
+    "keep",
+    "stop",
+    "disable",
+    "processes",
+    "instance",
+    "sql_sessions",
+    "timeout",
+    "missing_journal_ok",
+)
+WMI_OPTIONS = ("state", "timeout", "settle_seconds")
+
+
+def validate_quiesce_args(args: Mapping[str, Any]) -> dict[str, Any]:
+    """The task's options with defaults applied, or PlanError naming the first bad option."""
+    _unknown(args, QUIESCE_OPTIONS)
+    state = _choice("state", args.get("state", "quiesced"), ("quiesced", "restored"))
+    keep = validate_patterns("keep", args.get("keep"))
+    stop = validate_patterns("stop", args.get("stop"))
+    processes = args.get("processes") or []
+    if not isinstance(processes, list):
+        raise PlanError("option processes must be a list of process names")
+    for index, name in enumerate(processes):
+        if not isinstance(name, str) or not name.strip() or _PROCESS_BAD.search(name):
+            raise PlanError(
+                f"option processes[{index}] must be a process name without wildcards or path characters "
+                f"(for example Microsoft.ConfigurationManagement), got {name!r}"
+            )
+    instance = args.get("instance", "MSSQLSERVER")
+    if not isinstance(instance, str) or not instance.strip() or _CONTROL.search(instance) or "\\" in instance:
+        raise PlanError(f"option instance must be a SQL Server instance name such as MSSQLSERVER, got {instance!r}")
+    sessions = args.get("sql_sessions") or []
+    if not isinstance(sessions, list):
+        raise PlanError("option sql_sessions must be a list of dicts with host_process_id")
+    for index, session in enumerate(sessions):
+        pid = session.get("host_process_id") if isinstance(session, dict) else None
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid < 0:
+            raise PlanError(
+                f"option sql_sessions[{index}] needs host_process_id as a non-negative integer, got {session!r}"
+            )
+    return {
+        "state": state,
+        "keep": keep,
+        "stop": stop,
+        "disable": _bool("disable", args.get("disable", True)),
+        "processes": list(processes),
+        "instance": instance,
+        "sql_sessions": [dict(s) for s in sessions],
+        "timeout": _int("timeout", args.get("timeout", 120), 1, 86400),
+        "missing_journal_ok": _bool("missing_journal_ok", args.get("missing_journal_ok", False)),
+    }
+
+
+def validate_wmi_args(args: Mapping[str, Any]) -> dict[str, Any]:
+    _unknown(args, WMI_OPTIONS)
+    return {
+        "state": _choice("state", args.get("state", "disabled"), ("disabled", "enabled")),
+        "timeout": _int("timeout", args.get("timeout", 120), 1, 86400),
+        "settle_seconds": _int("settle_seconds", args.get("settle_seconds", 5), 0, 3600),
+    }
+
+
+def summarize(ops: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """stopped / disabled / started / restored / ended_processes from a list of operations (planned or applied)."""
+    stopped = [op["name"] for op in ops if op["op"] == "stop"]
+    disabled = [op["name"] for op in ops if op["op"] == "set_mode" and op["start_mode"] == "disabled"]
+    started = [op["name"] for op in ops if op["op"] == "start"]
+    restored: list[str] = []
+    for op in ops:
+        if op["op"] in ("start", "stop") or (op["op"] == "set_mode" and op["start_mode"] != "disabled"):
+            if op["name"] not in restored:
+                restored.append(op["name"])
+    ended = [{"name": op["name"], "process_id": op["process_id"]} for op in ops if op["op"] == "end_process"]
+    return {
+        "stopped": stopped,
+        "disabled": disabled,
+        "started": started,
+        "restored": restored,
+        "ended_processes": ended,
+    }

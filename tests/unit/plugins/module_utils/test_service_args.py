@@ -1,0 +1,79 @@
+"""Controller-side option validation of win_service_quiesce / wmi_disable (plugins/module_utils/service_args.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_args import (
+    summarize,
+    validate_quiesce_args,
+    validate_wmi_args,
+)
+from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_plan import PlanError
+
+
+def test_defaults() -> None:
+    opts = validate_quiesce_args({})
+    assert opts == {
+        "state": "quiesced",
+        "keep": [],
+        "stop": [],
+        "disable": True,
+        "processes": [],
+        "instance": "MSSQLSERVER",
+        "sql_sessions": [],
+        "timeout": 120,
+        "missing_journal_ok": False,
+    }
+    assert validate_wmi_args({}) == {"state": "disabled", "timeout": 120, "settle_seconds": 5}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"state": "paused"}, "option state must be one of quiesced, restored"),
+        ({"stop": [""]}, r"option stop\[0\] is an empty pattern"),
+        ({"keep": "  "}, r"option keep\[0\] is an empty pattern"),
+        ({"bogus": 1}, "unsupported option.*bogus"),
+        ({"_plan": []}, "option _plan is internal"),
+        ({"timeout": "soon"}, "option timeout must be an integer"),
+        ({"timeout": 0}, "between 1 and 86400"),
+        ({"disable": "maybe"}, "option disable must be a boolean"),
+        ({"processes": ["*"]}, r"option processes\[0\] must be a process name without wildcards"),
+        ({"processes": ["C:\\x.exe"]}, r"processes\[0\]"),
+        ({"instance": ""}, "option instance"),
+        ({"sql_sessions": [{"program_name": "x"}]}, r"sql_sessions\[0\] needs host_process_id"),
+    ],
+)
+def test_bad_quiesce_args(args: dict, message: str) -> None:
+    with pytest.raises(PlanError, match=message):
+        validate_quiesce_args(args)
+
+
+def test_bad_wmi_args() -> None:
+    with pytest.raises(PlanError, match="option state must be one of disabled, enabled"):
+        validate_wmi_args({"state": "off"})
+    with pytest.raises(PlanError, match="unsupported option"):
+        validate_wmi_args({"keep": ["x"]})
+
+
+def test_hostile_patterns_pass_through_intact() -> None:
+    hostile = ["a'; Stop-Computer; '", "$(whoami)", "`n", "x\ny", "\u00fc\u2603"]
+    assert validate_quiesce_args({"stop": hostile, "disable": "yes"})["stop"] == hostile
+
+
+def test_summarize() -> None:
+    ops = [
+        {"op": "set_mode", "name": "A", "start_mode": "disabled"},
+        {"op": "stop", "name": "A", "process_id": 1},
+        {"op": "set_mode", "name": "B", "start_mode": "auto"},
+        {"op": "start", "name": "B"},
+        {"op": "end_process", "name": "console", "process_id": 9},
+    ]
+    assert summarize(ops) == {
+        "stopped": ["A"],
+        "disabled": ["A"],
+        "started": ["B"],
+        "restored": ["A", "B"],
+        "ended_processes": [{"name": "console", "process_id": 9}],
+    }
