@@ -396,8 +396,13 @@ def _module_strings(path: Path, names: tuple[str, ...]) -> dict[str, str]:
 
 
 def _fragment_dirs() -> dict[str, Path]:
+    """Doc fragment folders: this collection, ansible-core's, and every collection in collection_roots()."""
     import importlib.util
-    dirs = {"configmgr.sql_upgrade": REPO / "plugins" / "doc_fragments"}
+    dirs: dict[str, Path] = {}
+    for root in reversed(collection_roots()):
+        for folder in sorted(root.glob("ansible_collections/*/*/plugins/doc_fragments")):
+            dirs[f"{folder.parents[2].name}.{folder.parents[1].name}"] = folder
+    dirs["configmgr.sql_upgrade"] = REPO / "plugins" / "doc_fragments"
     found = importlib.util.find_spec("ansible")
     if found is not None and found.submodule_search_locations:
         dirs["ansible.builtin"] = Path(list(found.submodule_search_locations)[0]) / "plugins" / "doc_fragments"
@@ -410,7 +415,8 @@ def _fragment(name: str, dirs: Mapping[str, Path]) -> dict[str, Any]:
     collection = "ansible.builtin" if len(parts) <= 2 else ".".join(parts[:2])
     rest = parts if len(parts) <= 2 else parts[2:]
     if collection not in dirs:
-        raise SpecError(f"doc fragment {name}: collection {collection} is not known here")
+        raise SpecError(f"doc fragment {name}: collection {collection} is not known here "
+                        f"(searched: {', '.join(sorted(dirs))})")
     path = dirs[collection] / f"{rest[0]}.py"
     if not path.is_file():
         raise SpecError(f"doc fragment {name}: {path} not found")
@@ -517,7 +523,7 @@ def _compare_option(opt: Mapping[str, Any], doc: Mapping[str, Any], module: str,
     differ("default", _norm_default(opt.get("default"), doc_kind), _norm_default(doc.get("default"), doc_kind))
     differ("choices", _sorted_str(opt.get("choices")), _sorted_str(doc.get("choices")))
     differ("aliases", _sorted_str(opt.get("aliases")), _sorted_str(doc.get("aliases")))
-    if kind == "list" or doc_kind == "list":
+    if (kind == "list" or doc_kind == "list") and not legacy:  # Get-AnsibleParam has no elements
         differ("elements", _spec_type(opt, "elements"), doc.get("elements"))
     sub_spec, sub_doc = opt.get("options") or {}, doc.get("suboptions") or {}
     if sub_spec or sub_doc:

@@ -120,3 +120,36 @@ def test_cli_exit_codes_and_output(tmp_path: Path, capsys):
     count, findings = check_paths([tmp_path])
     assert count == 2 and len(findings) == 2
     assert main([str(tmp_path / "nope")]) == 2
+
+
+# Valid PowerShell that tree-sitter-powershell 0.26.4 rejects (TOOLING.md, plus forms found in the ansible.windows
+# corpus): pscheck reports them as syntax findings, so the collection's code must avoid them.
+GRAMMAR_GAPS = [
+    "$a = 1\nif ($a -cin @(1, 2)) { exit 0 }\n",
+    "$free = 5\nif ($free -lt 10GB) { exit 1 }\n",
+    "$f = [Func[[Object], [UInt32]]] { [UInt32]$args[0] }\n",
+    "$l = [System.Collections.Generic.List`1[String]]@()\n",
+    "$m = [System.Net.WebRequestMethods+Ftp]::GetDateTimestamp\n",
+    ":outer foreach ($i in 1..3) { foreach ($j in 1..3) { break outer } }\n",
+]
+
+
+def test_known_grammar_gaps_are_reported():
+    for source in GRAMMAR_GAPS:
+        findings = check_source("gap.ps1", source, module=False)
+        assert findings and {f.rule for f in findings} == {"syntax"}, source
+
+
+def test_supported_forms_parse_clean():
+    source = """using namespace System.Collections.Generic
+param([string]$Name)
+$list = [List[string]]::new()
+$size = 10 * 1024 * 1024 * 1024
+$here = @'
+Get-CimInstance inside a here-string
+'@
+try { $x = ${env:ProgramFiles(x86)} } finally { $list.Clear() }
+$splat = @{ Name = 'x' }
+Get-Service @splat
+"""
+    assert [f for f in check_source("ok.ps1", source, module=False) if f.rule == "syntax"] == []
