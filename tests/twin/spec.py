@@ -810,7 +810,9 @@ def validate_args(spec: Mapping[str, Any], args: Mapping[str, Any], module_name:
         _check_arguments(spec, params, legal, run, flags, root=True)
         return params
     except ArgumentError as error:
-        error.result.setdefault("invocation", {"module_args": mask_no_log(spec, dict(args))})
+        # Ansible.Basic has already removed the `_ansible_*` keys when it fails on the arguments.
+        user_args = {k: v for k, v in args.items() if not (k.startswith("_ansible_") and k[9:] in PASS_VARS)}
+        error.result.setdefault("invocation", {"module_args": mask_no_log(spec, user_args)})
         raise
 
 

@@ -178,10 +178,11 @@ def test_check_mode_honoured():
 
 def test_failure_result_masks_no_log(service_spec):
     with pytest.raises(ArgumentError) as caught:
-        validate_args(service_spec, {"name": "x", "password": "s3cret", "username": "u", "bogus": 1}, "w")
+        validate_args(service_spec, {"name": "x", "password": "s3cret", "username": "u", "bogus": 1, **PASS}, "w")
     result = caught.value.result
     assert result["failed"] is True and result["msg"].startswith("Unsupported parameters for (w) module: bogus.")
     assert result["invocation"]["module_args"]["password"] == NO_LOG_MASK
+    assert not any(k.startswith("_ansible_") for k in result["invocation"]["module_args"])
     assert "s3cret" not in str(result)
 
 
