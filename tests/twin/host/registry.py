@@ -94,7 +94,12 @@ class Registry:
             del self._keys[sub]
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
-        return {disp: {n: d for n, d in vals.values()} for disp, vals in sorted(self._keys.values())}
+        """JSON-able: REG_BINARY data appears as a hex string."""
+
+        def plain(data: Any) -> Any:
+            return data.hex() if isinstance(data, bytes) else data
+
+        return {disp: {n: plain(d) for n, d in vals.values()} for disp, vals in sorted(self._keys.values())}
 
     def reboot_pending(self) -> list[str]:
         """The pending-reboot markers that are set, by name."""

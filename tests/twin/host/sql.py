@@ -257,6 +257,9 @@ class SqlServer:
 
     @property
     def default_instance_name(self) -> str:
+        """The instance local SQL clients use unless their model names one: the first listed."""
+        if not self.instances:
+            raise Unmodelled("SQL Server: this host has no `sql.instances`")
         return next(iter(self.instances))
 
     def instance(self, name: str) -> SqlInstance:
