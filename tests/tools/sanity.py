@@ -5,8 +5,9 @@ ansible-test needs the collection at `.../ansible_collections/configmgr/sql_upgr
 1. copies the git-tracked and untracked-but-not-ignored files (`git ls-files -co --exclude-standard`)
    into a temporary `.../ansible_collections/configmgr/sql_upgrade`, and ansible.windows from
    `.venv/collections` beside it. The tree must lie outside this git work tree: inside it, ansible-test
-   would ask git for the file list, and git ignores `.build/`. The tree is removed after a passing run
-   and kept after a failing one (its tests/output/ holds the results);
+   would ask git for the file list, and git ignores `.build/`. It is one folder per work tree under the
+   system's temporary directory (`configmgr-sql_upgrade-sanity-<hash of the repository path>`), wiped at
+   the start of a run and left in place afterwards, so its tests/output/ can be read;
 2. installs the offline pip bootstrap (tests/tools/get_pip_bootstrap.py) at
    `~/.ansible/test/cache/get_pip_<pip version>.py`, where ansible-test looks before it tries to
    download get-pip.py from the internet (see docs/development.md);
@@ -20,6 +21,7 @@ Both runs always happen; the exit status is non-zero if either failed.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import re
@@ -107,6 +109,12 @@ def sanity_commands(ansible_test: str, python_version: str, files: list[str]) ->
     ]
 
 
+def sanity_root(repo: Path, tmp: Path) -> Path:
+    """A folder outside the work tree, stable for this work tree (so runs do not pile up)."""
+    digest = hashlib.sha256(str(repo).encode()).hexdigest()[:10]
+    return tmp / f"configmgr-sql_upgrade-sanity-{digest}"
+
+
 def build_tree(root: Path, files: list[str]) -> Path:
     """root/ansible_collections/configmgr/sql_upgrade with `files`, and ansible.windows beside it."""
     collection = root / "ansible_collections" / "configmgr" / "sql_upgrade"
@@ -126,7 +134,9 @@ def main() -> int:
         return 2
 
     files = tracked_files(REPO_ROOT)
-    root = Path(tempfile.mkdtemp(prefix="configmgr-sql_upgrade-sanity-"))
+    root = sanity_root(REPO_ROOT, Path(tempfile.gettempdir()))
+    if root.exists():
+        shutil.rmtree(root)
     collection = build_tree(root, files)
     print(f"sanity: copied {len(files)} files into {collection}")
 
@@ -149,9 +159,8 @@ def main() -> int:
             failed.append(title)
     print(PSLINT_NOTE)
     if failed:
-        print(f"sanity: FAILED: {'; '.join(failed)} (tree kept for inspection: {collection})")
+        print(f"sanity: FAILED: {'; '.join(failed)} (results in {collection / 'tests' / 'output'})")
         return 1
-    shutil.rmtree(root)
     print("sanity: passed")
     return 0
 
