@@ -1,0 +1,140 @@
+"""wmi_disable over WinRM against a twin site server (real ansible-playbook, action plugin, pywinrm, twin)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import twin.emulation.configmgr  # noqa: F401  (registers the collection's executors with the twin)
+from twin.emulation.configmgr import journal_path
+
+HOST = "site01"
+WMI = "Winmgmt"
+
+
+def play(task: str) -> str:
+    return f"""
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: the task under test
+{task}
+"""
+
+
+def wmi(runner: Any, state: str, *extra: str, args: str = "") -> dict[str, Any]:
+    task = f"      configmgr.sql_upgrade.wmi_disable:\n        state: {state}\n" + args
+    return runner.playbook(play(task), *extra).result(HOST)
+
+
+def services(host: Any) -> dict[str, tuple[str, str]]:
+    return {name: (v["start_mode"], v["state"]) for name, v in host.snapshot()["services"].items()}
+
+
+def running_dependents(host: Any) -> list[str]:
+    return sorted(d for d in host.scm.get(WMI).dependency_of if host.scm.get(d).state == "running")
+
+
+def test_disable_records_stops_and_disables_then_enable_restores(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    before = services(host)
+    dependents = running_dependents(host)
+    assert "CcmExec" in dependents  # the realistic site server has running WMI dependents
+    res = wmi(runner, "disabled")
+    assert not res.get("failed"), res.get("msg")
+    assert res["changed"] is True
+    assert host.scm.get(WMI).state == "stopped" and host.scm.get(WMI).start_mode == "disabled"
+    assert all(host.scm.get(d).state == "stopped" for d in dependents)
+    assert res["stopped"][-1] == WMI and set(res["stopped"][:-1]) >= set(dependents)
+    doc = json.loads(host.fs.read(journal_path(host)))
+    assert doc["wmi"]["status"] == "disabled"
+    assert doc["wmi"]["start_mode"] == before[WMI][0]
+    assert set(doc["wmi"]["dependents"]) >= set(dependents)
+    # WinRM does not depend on winmgmt: the management channel is still up.
+    assert host.scm.get("WinRM").state == "running"
+
+    again = wmi(runner, "disabled")
+    assert again["changed"] is False
+
+    res = wmi(runner, "enabled")
+    assert not res.get("failed"), res.get("msg")
+    assert res["changed"] is True
+    assert res["started"][0] == WMI
+    assert services(host) == before
+    assert json.loads(host.fs.read(journal_path(host)))["wmi"]["status"] == "enabled"
+    assert wmi(runner, "enabled")["changed"] is False
+
+
+def test_check_mode_changes_nothing(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    before = host.snapshot()["services"]
+    # -vvv: CallbackBase._dump_results drops `diff` from results below verbosity 3.
+    res = wmi(runner, "disabled", "--check", "--diff", "-vvv")
+    assert res["changed"] is True
+    assert res["diff"]["after"][WMI] == {"start_mode": "disabled", "state": "stopped"}
+    assert host.snapshot()["services"] == before
+    assert not host.fs.exists(journal_path(host))
+
+
+# A WMI client over WinRM: win_stat of a folder runs Get-CimInstance Win32_Share (win_stat.ps1).
+WMI_CLIENT = "      ansible.windows.win_stat:\n        path: C:\\Windows\n        get_size: false\n"
+
+
+def test_stopped_wmi_comes_back_for_a_wmi_client_but_disabled_does_not(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    # Only stopped (as ansible.windows.win_service would leave it): the next WMI client starts it again.
+    stop = runner.playbook(play(
+        f"      ansible.windows.win_service:\n        name: {WMI}\n        state: stopped\n"
+        "        force_dependent_services: true\n"
+    )).result(HOST)
+    assert stop["changed"] is True and host.scm.get(WMI).state == "stopped"
+    client = runner.playbook(play(WMI_CLIENT))
+    assert client.rc == 0, client.proc.stdout[-2000:]
+    assert host.scm.get(WMI).state == "running"
+
+    # Disabled by wmi_disable: the same WMI client fails, and winmgmt stays stopped.
+    assert wmi(runner, "disabled")["changed"] is True
+    client = runner.playbook(play(WMI_CLIENT))
+    assert client.rc != 0
+    assert "disabled" in client.result(HOST)["msg"].lower() or "0x80070422" in client.result(HOST)["msg"]
+    assert host.scm.get(WMI).state == "stopped"
+    host.tick(600)  # remote SMS Provider clients keep trying
+    assert host.scm.get(WMI).state == "stopped"
+
+
+def test_enable_without_a_journal_sets_automatic(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    host.scm.stop(WMI, force=True)
+    host.scm.set_start_mode(WMI, "disabled")
+    res = wmi(runner, "enabled")
+    assert not res.get("failed"), res.get("msg")
+    assert host.scm.get(WMI).start_mode == "auto" and host.scm.get(WMI).state == "running"
+
+
+def test_unknown_state_fails_on_the_controller(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    commands = host.counters.winrm_commands
+    res = wmi(runner, "paused")
+    assert res["failed"] is True and "option state must be one of disabled, enabled" in res["msg"]
+    assert HOST in res["msg"]
+    assert host.counters.winrm_commands == commands
+
+
+def test_quiesce_then_wmi_then_restore_both_gives_back_the_table(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    before = services(host)
+    text = play(
+        "      configmgr.sql_upgrade.win_service_quiesce:\n        state: quiesced\n"
+        "    - configmgr.sql_upgrade.wmi_disable:\n        state: disabled\n"
+        "    - configmgr.sql_upgrade.wmi_disable:\n        state: enabled\n"
+        "    - configmgr.sql_upgrade.win_service_quiesce:\n        state: restored\n"
+    )
+    run = runner.playbook(text)
+    assert run.rc == 0, run.proc.stdout[-3000:]
+    assert services(host) == before

@@ -1,0 +1,204 @@
+"""Emulation of this collection's executors win_service_quiesce.ps1 and wmi_disable.ps1 on a twin host.
+
+Both executors are thin: ``_phase=gather`` reads the service table (plus, for quiesce, each binary's version
+resource) and the on-host journal; ``_phase=apply`` writes the journal and runs an explicit list of Service
+Control Manager operations. The emulation follows the PowerShell line by line (plugins/module_utils/
+ServiceQuiesce.psm1), against the host model, and returns the same keys. Arguments were already validated
+against the spec extracted from the .ps1 (twin.spec); anything the twin does not model is refused by name.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+from twin.emulation import ModuleContext, ModuleFailed, UnknownCommand, module
+from twin.emulation.paths import session_env
+from twin.host import Host, WindowsError_
+
+JOURNAL_FOLDER = "configmgr.sql_upgrade"
+JOURNAL_FILE = "journal.json"
+# ServiceController.WaitForStatus polls QueryServiceStatus every 250 ms until the status or the timeout.
+POLL_SECONDS = 0.25
+SET_MODES = ("auto", "delayed", "manual", "disabled")
+
+
+def journal_path(host: Host) -> str:
+    """Get-JournalPath: Join-Path $env:ProgramData 'configmgr.sql_upgrade\\journal.json'."""
+    return session_env(host)["PROGRAMDATA"].rstrip("\\") + "\\" + JOURNAL_FOLDER + "\\" + JOURNAL_FILE
+
+
+def _folder(path: str) -> str:
+    return path.rsplit("\\", 1)[0]
+
+
+def host_time(host: Host) -> str:
+    """Get-HostTime: [DateTime]::UtcNow.ToString('yyyy-MM-ddTHH:mm:ssZ'), from the model's clock."""
+    when = _dt.datetime.fromtimestamp(host.clock.now(), tz=_dt.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def read_journal(host: Host) -> str | None:
+    """Read-JournalText: the file's UTF-8 text, or $null."""
+    path = journal_path(host)
+    if not host.fs.exists(path):
+        return None
+    return host.fs.read(path).decode("utf-8")
+
+
+def write_journal(host: Host, text: str) -> None:
+    """Write-JournalText: create the folder (its protected ACL is not modelled: the twin has no ACLs, so a
+    test cannot prove it), write a temp file and rename it over the journal. The model's write is atomic,
+    which is what the temp + flush + rename gives on NTFS."""
+    path = journal_path(host)
+    folder = _folder(path)
+    if not host.fs.is_dir(folder):
+        host.fs.mkdir(folder)
+    host.fs.write(path + ".tmp", text.encode("utf-8"))
+    host.fs.write(path, host.fs.read(path + ".tmp"))
+    host.fs.remove(path + ".tmp")
+
+
+def service_table(host: Host, version_evidence: bool) -> list[dict[str, Any]]:
+    """Get-ServiceTable: every service's SCManager facts; with -VersionEvidence the ProductName and
+    CompanyName that FileVersionInfo reads from the binary (or the svchost ServiceDll): the model keeps
+    them per service (scenario `model.services.NAME.product_name`)."""
+    table: list[dict[str, Any]] = []
+    for svc in host.scm.all():
+        entry: dict[str, Any] = {
+            "name": svc.name,
+            "display_name": svc.display_name,
+            "start_mode": svc.start_mode,
+            "state": svc.state,
+            "dependencies": list(svc.dependencies),
+            "process_id": svc.process_id,
+            "path": svc.path,
+        }
+        if version_evidence:
+            entry["product_name"] = svc.product_name or ""
+            entry["company_name"] = svc.company_name or ""
+        table.append(entry)
+    return table
+
+
+def _wait_stopped(host: Host, name: str, timeout: int) -> None:
+    waited = 0.0
+    while host.scm.get(name).state != "stopped":
+        if waited >= timeout:
+            state = host.scm.get(name).state
+            raise _OpError(f"service {name} did not stop within {timeout} seconds (state: {_net_status(state)})")
+        host.tick(POLL_SECONDS)
+        waited += POLL_SECONDS
+
+
+def _net_status(state: str) -> str:
+    """ServiceControllerStatus names, as the executor's message prints them."""
+    return {"running": "Running", "stopped": "Stopped", "start_pending": "StartPending",
+            "stop_pending": "StopPending", "paused": "Paused"}[state]
+
+
+class _OpError(Exception):
+    pass
+
+
+def run_op(host: Host, op: dict[str, Any], timeout: int) -> None:
+    """Invoke-ServiceOp."""
+    kind = op.get("op")
+    name = str(op.get("name"))
+    if kind == "set_mode":
+        mode = op.get("start_mode")
+        if mode not in SET_MODES:
+            raise _OpError(f"service {name}: start mode '{mode}' cannot be set (auto, delayed, manual, disabled)")
+        # SCManager.Service.StartType setter: ChangeServiceConfig (+ the delayed auto-start flag).
+        host.scm.set_start_mode(name, str(mode))
+    elif kind == "stop":
+        svc = host.scm.get(name)  # new ServiceController(name): 1060 if it does not exist
+        if svc.state != "stopped":
+            if svc.state != "stop_pending":
+                # .NET Framework's ServiceController.Stop() stops every running dependent service first
+                # (its DependentServices, each waited for), then sends SERVICE_CONTROL_STOP: force=True.
+                host.scm.stop(name, force=True)
+            _wait_stopped(host, name, timeout)
+        # A process left behind is ended; in the model a service's process ends with it.
+    elif kind == "start":
+        svc = host.scm.get(name)
+        if svc.state != "running":
+            host.scm.start(name)  # the model starts instantly; dependencies first, 1058 if disabled
+    elif kind == "expect_stopped":
+        seconds = int(op.get("seconds", 0))
+        host.tick(float(seconds))
+        state = host.scm.get(name).state
+        if state != "stopped":
+            raise _OpError(f"service {name} did not stay stopped: it is {_net_status(state)} {seconds} seconds later")
+    elif kind == "end_process":
+        raise UnknownCommand("configmgr executors: op end_process is not modelled (the twin has no process list)")
+    else:
+        raise _OpError(f"unknown operation '{kind}' for service {name}")
+
+
+def _gather(ctx: ModuleContext, version_evidence: bool) -> dict[str, Any]:
+    host = ctx.host
+    return {
+        "changed": False,
+        "journal_path": journal_path(host),
+        "services": service_table(host, version_evidence),
+        "journal_text": read_journal(host),
+        "host_time": host_time(host),
+        "host_name": host.computer_name,
+    }
+
+
+def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
+    """The apply phase; fix is the executor's advice, with {name} for the service whose operation failed."""
+    host = ctx.host
+    params = ctx.params
+    path = journal_path(host)
+    applied: list[dict[str, Any]] = []
+    result: dict[str, Any] = {"changed": False, "journal_path": path, "applied": applied}
+    if ctx.check_mode:
+        return result
+    if params.get("_journal_before") is not None:
+        try:
+            write_journal(host, params["_journal_before"])
+        except WindowsError_ as err:
+            raise ModuleFailed(f"failed to write the journal {path} before changing anything: {err}",
+                               **result) from err
+        result["changed"] = True
+    for op in params.get("_plan") or []:
+        try:
+            run_op(host, op, int(params["timeout"]))
+        except (WindowsError_, _OpError) as err:
+            advice = fix.format(name=op.get("name"))
+            msg = f"{op.get('op')} of service {op.get('name')} failed: {err}. The journal {path} holds {advice}"
+            raise ModuleFailed(msg, **result, failed_op=op) from err
+        applied.append(op)
+        result["changed"] = True
+    if params.get("_journal_after") is not None:
+        write_journal(host, params["_journal_after"])
+        result["changed"] = True
+    return result
+
+
+@module("configmgr.sql_upgrade.win_service_quiesce")
+def win_service_quiesce(ctx: ModuleContext) -> dict[str, Any]:
+    if ctx.params.get("_phase") == "gather":
+        if ctx.params.get("processes"):
+            raise UnknownCommand("win_service_quiesce: option processes is not modelled (the twin has no process list)")
+        result = _gather(ctx, version_evidence=True)
+        result["processes"] = []
+        return result
+    return _apply(
+        ctx,
+        "the prior state of every service this run changes: run win_service_quiesce with state=restored to put "
+        "the host back, or fix {name} and run again.",
+    )
+
+
+@module("configmgr.sql_upgrade.wmi_disable")
+def wmi_disable(ctx: ModuleContext) -> dict[str, Any]:
+    if ctx.params.get("_phase") == "gather":
+        return _gather(ctx, version_evidence=False)
+    return _apply(
+        ctx,
+        "Winmgmt's prior start mode and running dependents: run wmi_disable with state=enabled to put them back.",
+    )
