@@ -19,6 +19,7 @@ from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_plan
     PlanError,
     QuiesceOptions,
     facts_from_gather,
+    local_sessions,
     plan_quiesce,
     plan_restore,
 )
@@ -111,7 +112,7 @@ class ActionModule(ActionBase):
             stop=tuple(opts["stop"]),
             instance=opts["instance"],
             disable=opts["disable"],
-            sql_sessions=tuple(opts["sql_sessions"]),
+            sql_sessions=tuple(local_sessions(opts["sql_sessions"], str(gathered.get("host_name") or ""))),
         )
         plan = plan_quiesce(facts, options)
         ops = list(plan.ops)

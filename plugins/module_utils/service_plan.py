@@ -532,6 +532,18 @@ def _norm_product(text: str) -> str:
     return " ".join(text.split())
 
 
+def local_sessions(sessions: Sequence[Mapping[str, Any]], computer_name: str) -> list[Mapping[str, Any]]:
+    """Sessions opened from this computer. sys.dm_exec_sessions.host_process_id is the process id on the
+    CLIENT's machine (host_name), so a remote client's pid says nothing about local services. A session
+    without host_name is taken as local."""
+    local: list[Mapping[str, Any]] = []
+    for session in sessions:
+        host_name = session.get("host_name")
+        if host_name in (None, "") or str(host_name).casefold() == computer_name.casefold():
+            local.append(session)
+    return local
+
+
 def _session_holders(facts: Sequence[ServiceFact], sessions: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """casefolded service name → description of the session it holds (mapped by host process id)."""
     by_pid: dict[int, list[ServiceFact]] = {}

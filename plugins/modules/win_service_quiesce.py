@@ -87,8 +87,10 @@ options:
   sql_sessions:
     description:
       - Sessions on the instance being upgraded, each a dict with C(host_process_id) (int) and optionally
-        C(program_name), for example from C(sys.dm_exec_sessions). A running service whose process id
-        holds one stops, with the reason "holds a session on the instance being upgraded".
+        C(host_name) and C(program_name), for example the rows of C(sys.dm_exec_sessions). A running service
+        whose process id holds one stops, with the reason "holds a session on the instance being upgraded".
+      - Only sessions from this computer count (C(host_name) equal to the computer name, or absent), because
+        C(host_process_id) is the process id on the client's machine.
     type: list
     elements: dict
     default: []

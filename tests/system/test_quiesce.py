@@ -209,3 +209,29 @@ def test_hostile_names_reach_the_host_as_data(make_fleet: Any, monkeypatch: Any)
     assert [r["keep"] for r in received] == [hostile]
     assert received[0]["_phase"] == "gather"
     assert host.is_up and services(host)["WinRM"][1] == "running"
+
+
+def test_services_holding_a_session_on_the_instance_stop_too(make_fleet: Any) -> None:
+    """WSUS is Windows, but it is a SQL client of the instance being upgraded (SUSDB): the live sessions
+    (the gate's query, here read from the model) stop it with that reason; remote sessions are ignored."""
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    before = services(host)
+    sessions = [
+        {k: s[k] for k in ("host_process_id", "host_name", "program_name")}
+        for s in host.sql.instances["MSSQLSERVER"].sessions()
+    ]
+    wsus = next(s for s in sessions if s["program_name"] == "WSUS Service")
+    assert host.scm.get("WsusService").process_id == wsus["host_process_id"]
+    args = "        sql_sessions: " + json.dumps(sessions) + "\n"
+    res = quiesce(runner, args)
+    assert not res.get("failed"), res.get("msg")
+    plan = {p["name"]: p for p in res["plan"]}
+    assert plan["WsusService"]["action"] == "stop" and plan["WsusService"]["source"] == "sql_session"
+    assert "WSUS Service" in plan["WsusService"]["reason"]
+    assert host.scm.get("WsusService").state == "stopped"
+    # No local service is left holding a session; only remote clients (the firewall's job, step 4) remain.
+    remaining = host.sql.instances["MSSQLSERVER"].sessions()
+    assert all(s["host_name"] != host.computer_name or s["host_process_id"] == host.wmiprvse_pid for s in remaining)
+    assert restore(runner)["changed"] is True
+    assert services(host) == before

@@ -337,3 +337,13 @@ def test_facts_from_gather_refuses_bad_data() -> None:
         [{"name": "A", "start_mode": "auto", "state": "running", "dependencies": ["B"], "process_id": 4}]
     )
     assert facts[0].dependencies == ("B",) and facts[0].process_id == 4
+
+
+def test_only_local_sessions_count() -> None:
+    sessions = [
+        {"host_process_id": 70, "host_name": "CM01", "program_name": "WSUS Service"},
+        {"host_process_id": 40, "host_name": "ADMIN-WS01", "program_name": "SSMS"},
+        {"host_process_id": 41},
+    ]
+    local = sp.local_sessions(sessions, "cm01")
+    assert [s["host_process_id"] for s in local] == [70, 41]
