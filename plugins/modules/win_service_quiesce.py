@@ -125,7 +125,7 @@ seealso:
   - module: configmgr.sql_upgrade.wmi_disable
   - module: ansible.windows.win_service_info
 author:
-  - configmgr.sql_upgrade contributors
+  - configmgr.sql_upgrade maintainers (@configmgr)
 """
 
 EXAMPLES = r"""

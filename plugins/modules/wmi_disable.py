@@ -58,7 +58,7 @@ notes:
 seealso:
   - module: configmgr.sql_upgrade.win_service_quiesce
 author:
-  - configmgr.sql_upgrade contributors
+  - configmgr.sql_upgrade maintainers (@configmgr)
 """
 
 EXAMPLES = r"""

@@ -10,13 +10,14 @@ import dataclasses
 import json
 from typing import Any
 
-import twin.emulation.configmgr  # noqa: F401  (registers the collection's executors with the twin)
 from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_plan import (
     CONFIGMGR,
     SQL_SERVER,
     first_match,
 )
 from twin import emulation
+
+# Importing twin.emulation.configmgr registers the collection's executors with the twin.
 from twin.emulation.configmgr import journal_path
 
 HOST = "site01"
@@ -98,7 +99,7 @@ def test_restore_gives_back_the_exact_prior_table_and_is_idempotent(make_fleet: 
     res = restore(runner)
     assert not res.get("failed"), res.get("msg")
     assert res["changed"] is True
-    after = {n: v for n, v in services(host).items()}
+    after = services(host)
     assert after == before
     again = restore(runner)
     assert again["changed"] is False

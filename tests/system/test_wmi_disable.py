@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import twin.emulation.configmgr  # noqa: F401  (registers the collection's executors with the twin)
+# Importing twin.emulation.configmgr registers the collection's executors with the twin.
 from twin.emulation.configmgr import journal_path
 
 HOST = "site01"
