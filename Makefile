@@ -49,12 +49,12 @@ venv: $(VENV_STAMP) $(COLLECTIONS_STAMP) layout
 
 $(VENV_STAMP): requirements/test.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade --requirement requirements/test.txt
+	$(PY) -m pip install --quiet --requirement requirements/test.txt
 	@touch $@
 
 # ansible.windows from the `ansible` wheel on PyPI (Galaxy is unreachable offline): one download, then
 # only ansible_collections/ansible/windows/ is kept. The wheel is deleted afterwards (54 MB).
-$(COLLECTIONS_STAMP): requirements/collections.txt tests/tools/install_collection.py $(VENV_STAMP)
+$(COLLECTIONS_STAMP): requirements/collections.txt tests/tools/install_collection.py | $(VENV_STAMP)
 	@rm -rf $(VENV)/downloads
 	$(PY) -m pip download --quiet --no-deps --dest $(VENV)/downloads --requirement requirements/collections.txt
 	$(PY) tests/tools/install_collection.py $(VENV)/downloads/ansible-*.whl ansible.windows $(COLLECTIONS_DIR)
