@@ -731,6 +731,24 @@ def plan_quiesce(facts: Sequence[ServiceFact], options: QuiesceOptions) -> Quies
     return QuiescePlan(decisions, ops, records, stop_order, before, after)
 
 
+def _check_startable(names: Sequence[str], facts: Sequence[ServiceFact], new_modes: Mapping[str, str]) -> None:
+    """Refuse, before any change, a restore that would start a service whose dependency stays disabled and
+    stopped: StartService would fail with ERROR_SERVICE_DEPENDENCY_FAIL (1068). Typically Winmgmt, still
+    disabled by wmi_disable while CcmExec is to start."""
+    index = _index(facts)
+    for name in names:
+        for dep in dependency_closure([name], facts):
+            fact = index.get(dep.casefold())
+            if fact is None or fact.name.casefold() == name.casefold() or fact.is_running:
+                continue
+            if new_modes.get(fact.name.casefold(), fact.start_mode) == "disabled":
+                hint = " (run wmi_disable with state=enabled first)" if fact.name.casefold() == "winmgmt" else ""
+                raise PlanError(
+                    f"cannot start {name}: it depends on {fact.name}, which is disabled and stopped and not "
+                    f"recorded in the journal; enable {fact.name}{hint} and restore again"
+                )
+
+
 @dataclass
 class RestorePlan:
     entries: list[dict[str, str]]
@@ -782,6 +800,7 @@ def plan_restore(facts: Sequence[ServiceFact], records: Mapping[str, Mapping[str
             entries.append({"name": fact.name, "action": "restore", "reason": ", ".join(actions)})
         else:
             entries.append({"name": fact.name, "action": "none", "reason": "already as recorded"})
+    _check_startable(to_start, facts, {op["name"].casefold(): op["start_mode"] for op in mode_ops})
     ops: list[dict[str, Any]] = []
     ops.extend(
         {"op": "stop", "name": n, "process_id": index[n.casefold()].process_id}

@@ -138,3 +138,26 @@ def test_quiesce_then_wmi_then_restore_both_gives_back_the_table(make_fleet: Any
     run = runner.playbook(text)
     assert run.rc == 0, run.proc.stdout[-3000:]
     assert services(host) == before
+
+
+def test_restoring_services_while_wmi_is_disabled_is_refused_before_any_change(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    before = services(host)
+    first = runner.playbook(play(
+        "      configmgr.sql_upgrade.win_service_quiesce:\n        state: quiesced\n"
+        "    - configmgr.sql_upgrade.wmi_disable:\n        state: disabled\n"
+    ))
+    assert first.rc == 0, first.proc.stdout[-2000:]
+    window = services(host)
+    early = runner.playbook(play("      configmgr.sql_upgrade.win_service_quiesce:\n        state: restored\n"))
+    res = early.result(HOST)
+    assert res["failed"] is True
+    assert "cannot start CcmExec: it depends on Winmgmt" in res["msg"] and "state=enabled" in res["msg"]
+    assert services(host) == window
+    late = runner.playbook(play(
+        "      configmgr.sql_upgrade.wmi_disable:\n        state: enabled\n"
+        "    - configmgr.sql_upgrade.win_service_quiesce:\n        state: restored\n"
+    ))
+    assert late.rc == 0, late.proc.stdout[-2000:]
+    assert services(host) == before

@@ -347,3 +347,19 @@ def test_only_local_sessions_count() -> None:
     ]
     local = sp.local_sessions(sessions, "cm01")
     assert [s["host_process_id"] for s in local] == [70, 41]
+
+
+def test_restore_refuses_to_start_a_service_whose_dependency_stays_disabled() -> None:
+    facts = [
+        svc("WinRM"),
+        svc("Winmgmt", mode="disabled", state="stopped"),
+        svc("CcmExec", mode="disabled", state="stopped", deps=("Winmgmt",)),
+    ]
+    with pytest.raises(PlanError, match="cannot start CcmExec: it depends on Winmgmt.*wmi_disable with state=enabled"):
+        sp.plan_restore(facts, {"CcmExec": {"start_mode": "auto", "state": "running"}})
+    # Recorded together (the journal re-enables the dependency), the restore is fine.
+    plan = sp.plan_restore(
+        facts,
+        {"CcmExec": {"start_mode": "auto", "state": "running"}, "Winmgmt": {"start_mode": "auto", "state": "running"}},
+    )
+    assert [op["name"] for op in plan.ops if op["op"] == "start"] == ["Winmgmt", "CcmExec"]
