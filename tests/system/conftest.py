@@ -1,12 +1,14 @@
 """System tests: the real `ansible` / `ansible-playbook` over pywinrm against twin hosts in this process.
 
-`run_ansible` / `run_playbook` start the real CLI as a subprocess with the JSON callback, against an
-inventory a `Fleet` wrote, and return the per-host task results. Assertions then read both Ansible's
+`Runner.ansible` / `Runner.playbook` start the real CLI as a subprocess, against an inventory a `Fleet` wrote,
+with this folder's `twin_json` stdout callback (callback_plugins/), which writes every task result to a JSON
+file; they return an `AnsibleRun` with the per-host task results. Assertions then read both Ansible's
 results and the host model's state.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -20,6 +22,8 @@ import pytest
 from twin.fleet import Fleet
 
 BIN = Path(sys.executable).parent
+CALLBACKS = Path(__file__).parent / "callback_plugins"
+_RUNS = itertools.count(1)
 # ansible.windows is extracted into .venv/collections by `make venv`; a bare checkout may use /tmp/aw.
 _FALLBACK_COLLECTIONS = "/tmp/aw"
 
@@ -31,8 +35,13 @@ def _env(tmp: Path) -> dict[str, str]:
         paths.append(_FALLBACK_COLLECTIONS)
     env.update({
         "ANSIBLE_COLLECTIONS_PATH": os.pathsep.join(p for p in paths if p),
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+        # ansible-core 2.19 ships no JSON stdout callback (json is ansible.posix's): use our own. The ad-hoc
+        # `ansible` CLI uses the stdout callback only with ANSIBLE_LOAD_CALLBACK_PLUGINS.
+        "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACKS),
+        "ANSIBLE_STDOUT_CALLBACK": "twin_json",
         "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        "ANSIBLE_HOST_KEY_CHECKING": "0",
+        "ANSIBLE_DEPRECATION_WARNINGS": "0",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORKS": "20",
         "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-local"),
@@ -48,18 +57,21 @@ def _env(tmp: Path) -> dict[str, str]:
 os.environ["ANSIBLE_COLLECTIONS_PATH"] = _env(Path("/nonexistent"))["ANSIBLE_COLLECTIONS_PATH"]
 
 
-def _results(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    start = proc.stdout.find("{")
-    if start < 0:
-        raise AssertionError(f"no JSON from ansible (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return json.loads(proc.stdout[start:])
+def _run(cmd: list[str], env: dict[str, str], tmp: Path) -> AnsibleRun:
+    result_file = tmp / f"result-{os.getpid()}-{next(_RUNS)}.json"
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**env, "TWIN_JSON_RESULT": str(result_file)},
+                          timeout=300, check=False)
+    if not result_file.exists():
+        raise AssertionError(f"ansible wrote no results (rc {proc.returncode}): {' '.join(cmd)}\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return AnsibleRun(proc, json.loads(result_file.read_text(encoding="utf-8")))
 
 
 class AnsibleRun:
-    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
+    def __init__(self, proc: subprocess.CompletedProcess[str], data: dict[str, Any]) -> None:
         self.proc = proc
         self.rc = proc.returncode
-        self.data = _results(proc)
+        self.data = data
 
     def task(self, index: int = -1) -> dict[str, dict[str, Any]]:
         """{host: result} of one task of the (last) play."""
@@ -84,15 +96,13 @@ class Runner:
         cmd = [str(BIN / "ansible"), "-i", str(self.inventory), pattern, "-m", module, *extra]
         if args:
             cmd += ["-a", args]
-        return AnsibleRun(subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=300,
-                                         check=False))
+        return _run(cmd, self.env, self.tmp)
 
     def playbook(self, text: str, *extra: str) -> AnsibleRun:
         path = self.tmp / f"play{abs(hash(text)) % 10**8}.yml"
         path.write_text(text, encoding="utf-8")
         cmd = [str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(path), *extra]
-        return AnsibleRun(subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=300,
-                                         check=False))
+        return _run(cmd, self.env, self.tmp)
 
 
 @pytest.fixture(scope="module")

@@ -77,13 +77,15 @@ def test_recovery_action_restarts_a_killed_service(fleet):
     host.scm.kill_process(old_pid)
     assert host.scm.get(name).state == "stopped"
     delay = host.scm.get(name).failure_actions[0]["delay_ms"] / 1000.0
-    # Each WinRM command lets one model second pass; ask until the recovery delay has elapsed.
-    for _ in range(int(delay) + 2):
-        res = fleet.ansible("site04", "ansible.windows.win_service_info", f"name={name}").result("site04")
-        if res["services"][0]["state"] == "started":
-            break
+    assert delay > 2, "the recovery delay must outlast the one model second a WinRM command takes"
+    res = fleet.ansible("site04", "ansible.windows.win_service_info", f"name={name}").result("site04")
+    assert res["services"][0]["state"] == "stopped"  # the SCM waits out the recovery delay
+    # Time passes on the host while the controller is away (each WinRM command also ticks one second).
+    host.tick(delay)
+    res = fleet.ansible("site04", "ansible.windows.win_service_info", f"name={name}").result("site04")
     assert res["services"][0]["state"] == "started", f"{name} was not restarted after {delay} s"
     assert res["services"][0]["process_id"] not in (0, old_pid)
+    assert res["services"][0]["process_id"] == host.scm.get(name).process_id
 
 
 def test_setup_demand_starts_wmi_unless_disabled(make_fleet):

@@ -45,6 +45,8 @@ class ModuleContext:
 
 
 Handler = Callable[[ModuleContext], dict[str, Any]]
+# A literal Ansible.Basic spec, or a function of the module's arguments that builds it as the .ps1 does.
+ArgSpec = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +54,10 @@ class Registration:
     fqcn: str
     handler: Handler
     supports_check_mode: bool
+    # None: the spec and RETURN come from the module's own .ps1/.py (twin.spec). A dict: the module builds its
+    # spec at run time, which twin.spec refuses to read; the emulation then carries the module's literal spec
+    # (cited where it is registered) and results are checked only for Ansible.Basic's common keys.
+    argspec: ArgSpec | None = None
 
 
 REGISTRY: dict[str, Registration] = {}
@@ -72,35 +78,47 @@ _IGNORED_PASS_VARS = {
 }
 
 
-def module(fqcn: str, *, supports_check_mode: bool = True) -> Callable[[Handler], Handler]:
-    """Register a handler for a fully-qualified module name (later registrations of a name are an error)."""
+def module(fqcn: str, *, supports_check_mode: bool = True,
+           argspec: ArgSpec | None = None) -> Callable[[Handler], Handler]:
+    """Register a handler for a fully-qualified module name (later registrations of a name are an error).
+
+    ``argspec``: only for modules whose .ps1 builds its spec at run time (see Registration)."""
 
     def deco(fn: Handler) -> Handler:
         if fqcn in REGISTRY:
             raise ValueError(f"module {fqcn} is registered twice")
-        REGISTRY[fqcn] = Registration(fqcn, fn, supports_check_mode)
+        REGISTRY[fqcn] = Registration(fqcn, fn, supports_check_mode, argspec)
         return fn
 
     return deco
 
 
-def validate_args(fqcn: str, args: dict[str, Any]) -> dict[str, Any]:
+def validate_args(fqcn: str, args: dict[str, Any], argspec: ArgSpec | None = None) -> dict[str, Any]:
     """Validate module arguments as Ansible.Basic does, against the spec extracted from the module's own .ps1
-    (twin.spec, issue 9). Returns the module's Params (aliases copied, defaults set, values converted, every
-    option present); Ansible.Basic's refusal raises ModuleFailed with its message."""
+    (twin.spec, issue 9), or ``argspec`` when given. Returns the module's Params (aliases copied, defaults set,
+    values converted, every option present); Ansible.Basic's refusal raises ModuleFailed with its message."""
     try:
-        ok, result = spec.validate_module_args(fqcn, args)
+        if argspec is not None:
+            literal = argspec(args) if callable(argspec) else argspec
+            ok, result = True, spec.validate_args(literal, args, fqcn.rsplit(".", 1)[-1])
+        else:
+            ok, result = spec.validate_module_args(fqcn, args)
+    except spec.ArgumentError as exc:
+        ok, result = False, exc.msg
     except spec.CheckModeSkipped as skipped:
         raise _Skipped(skipped.result) from skipped
-    except spec.SpecError as exc:
+    except (spec.SpecError, OSError) as exc:
         raise UnknownCommand(f"module {fqcn}: its argument spec cannot be read: {exc}") from exc
     if not ok:
         raise ModuleFailed(str(result))
     return {k: v for k, v in dict(result).items() if not k.startswith("_ansible_")}
 
 
-def check_result(fqcn: str, result: dict[str, Any]) -> list[str]:
-    """Problems of a result against the module's RETURN (twin.spec); the emulation must return exactly those."""
+def check_result(fqcn: str, result: dict[str, Any], argspec: ArgSpec | None = None) -> list[str]:
+    """Problems of a result against the module's RETURN (twin.spec); the emulation must return exactly those.
+    Modules registered with their own argspec have no readable contract: nothing to check beyond the handler."""
+    if argspec is not None:
+        return []
     return spec.check_module_result(fqcn, result)
 
 
@@ -133,7 +151,7 @@ def run_module(host: Host, module_name: str, args: dict[str, Any]) -> dict[str, 
         raise UnknownCommand(f"module {module_name} is not modelled by the twin")
     _, ctx_fields = _split_pass_vars(args)
     try:
-        params = validate_args(module_name, args)
+        params = validate_args(module_name, args, reg.argspec)
     except _Skipped as skipped:
         return skipped.result
     except ModuleFailed as exc:
@@ -148,7 +166,7 @@ def run_module(host: Host, module_name: str, args: dict[str, Any]) -> dict[str, 
     except WindowsError_ as exc:
         return {"failed": True, "msg": f"Unhandled exception while executing module: {exc}", "changed": False}
     result.setdefault("changed", False)
-    problems = check_result(module_name, result)
+    problems = check_result(module_name, result, reg.argspec)
     if problems:
         # The emulation itself is wrong: fail loudly rather than hand Ansible a result the module never returns.
         raise UnknownCommand(f"twin emulation of {module_name} returned a result that breaks its RETURN: "

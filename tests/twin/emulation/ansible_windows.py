@@ -6,6 +6,7 @@ RETURN documents. Options the real module has but the twin does not model are re
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import ntpath
 from typing import Any
@@ -14,6 +15,10 @@ from twin.emulation import ModuleContext, ModuleFailed, Options, UnknownCommand,
 from twin.host import WindowsError_, WmiUnavailable
 
 _EPOCH_FILETIME = 116444736000000000
+
+
+def _utc(unix_seconds: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(unix_seconds, tz=datetime.UTC)
 
 
 # --- win_ping ---------------------------------------------------------------------------------------------
@@ -312,14 +317,38 @@ def win_file(ctx: ModuleContext) -> dict[str, Any]:
 
 
 # --- setup ------------------------------------------------------------------------------------------------
-@module("ansible.windows.setup")
+# setup.ps1's literal $spec. The module then adds every other option it is given as `type = 'raw'` (so that
+# the gather_facts action can pass options it does not know), which twin.spec refuses to read as a dynamic
+# spec; _setup_spec does the same here, and the handler refuses those extra options by name.
+_SETUP_OPTIONS: dict[str, Any] = {
+    "_measure_subset": {"type": "bool", "default": False},
+    "fact_path": {"type": "path"},
+    "gather_subset": {"type": "list", "elements": "str", "default": "all"},
+    "gather_timeout": {"type": "int", "default": 10},
+}
+
+
+def _setup_spec(args: dict[str, Any]) -> dict[str, Any]:
+    options = dict(_SETUP_OPTIONS)
+    for key in args:
+        if not key.startswith("_") and key not in options:
+            options[key] = {"type": "raw"}
+    return {"options": options, "supports_check_mode": True}
+
+
+@module("ansible.windows.setup", argspec=_setup_spec)
 def setup(ctx: ModuleContext) -> dict[str, Any]:
     """setup.ps1 reads Win32_ComputerSystem / Win32_OperatingSystem / Win32_Bios through Get-CimInstance for
     most subsets, so it needs WMI (a stopped winmgmt is demand-started; a disabled one fails the module)."""
     opts = Options(ctx)
     subset = opts.take("gather_subset", ["all"])
     opts.take("gather_timeout", 10)
-    opts.take("fact_path")
+    opts.take("_measure_subset", False, modelled=lambda v: v is False)
+    opts.take("fact_path", modelled=lambda v: False)  # local facts (*.ps1 / *.json run on the host)
+    extra = sorted(k for k in ctx.params if k not in _SETUP_OPTIONS and ctx.params[k] is not None)
+    if extra:
+        raise UnknownCommand(f"ansible.windows.setup: option {', '.join(extra)} (accepted by setup.ps1 as raw and "
+                             "ignored) is not modelled by the twin")
     opts.finish()
     subsets = [subset] if isinstance(subset, str) else list(subset)
     if subsets not in (["all"], ["min"], ["!all"], ["!all", "!min"]):
@@ -332,14 +361,15 @@ def setup(ctx: ModuleContext) -> dict[str, Any]:
         raise ModuleFailed(f"Unhandled exception while executing module: {exc}") from exc
     boot = host.boot_time_filetime
     facts: dict[str, Any] = {
-        "ansible_hostname": host.name.upper()[:15],
-        "ansible_nodename": host.name.upper()[:15],
+        "ansible_hostname": host.computer_name.upper()[:15],
+        "ansible_nodename": host.computer_name.upper()[:15],
         "ansible_system": "Win32NT",
         "ansible_os_family": "Windows",
         "ansible_os_name": "Microsoft Windows Server 2022 Standard",
         "ansible_distribution": "Microsoft Windows Server 2022 Standard",
         "ansible_distribution_version": "10.0.20348.0",
-        "ansible_lastboot": str(boot),
+        # setup.ps1: $win32OS.LastBootUpTime.ToString("u") (universal sortable, "yyyy-MM-dd HH:mm:ssZ").
+        "ansible_lastboot": _utc(host.boot_time).strftime("%Y-%m-%d %H:%M:%SZ"),
         "ansible_uptime_seconds": int(host.clock.now() - (boot - _EPOCH_FILETIME) / 10_000_000),
         "module_setup": True,
     }

@@ -22,8 +22,10 @@ from twin.host import Host, WindowsError_, WmiUnavailable
 
 LOGON_UI_KEY = r"HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Winlogon\AutoLogonChecked"
 
+# ShellModule._encode_script(preserve_rc=True) appends "\r\nIf (-not $?) {...}\r\n" on its own line: strip only
+# that line, never a ';' the script itself ends with (Remove-Item '...' -Force;).
 _RC_SUFFIX = re.compile(
-    r";?\s*If \(-not \$\?\) \{ If \(Get-Variable LASTEXITCODE -ErrorAction SilentlyContinue\) "
+    r"\s*If \(-not \$\?\) \{ If \(Get-Variable LASTEXITCODE -ErrorAction SilentlyContinue\) "
     r"\{ exit \$LASTEXITCODE \} Else \{ exit 1 \} \}\s*$", re.IGNORECASE)
 _STRICT = re.compile(r"^\s*Set-StrictMode -Version Latest\s*\n", re.IGNORECASE)
 

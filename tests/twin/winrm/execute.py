@@ -11,11 +11,13 @@ import base64
 import binascii
 import hashlib
 import json
+import sys
+import traceback
 from typing import Any
 
 from twin.emulation import UnknownCommand, run_module, run_raw
 from twin.emulation.paths import expand_env
-from twin.host import Host, WindowsError_
+from twin.host import Host, Unmodelled, WindowsError_
 from twin.winrm.payload import (
     Bootstrap,
     PayloadError,
@@ -48,6 +50,18 @@ def _failed(msg: str) -> Result:
 
 
 def execute(host: Host, command: str, arguments: str, stdin: bytes) -> Result:
+    try:
+        return _execute(host, command, arguments, stdin)
+    except Unmodelled as exc:
+        # The host model met something it does not model (CONTRACT.md): a failed task naming it.
+        return _failed(f"twin: not modelled by the host model: {exc}")
+    except Exception as exc:  # noqa: BLE001  (a bug in the twin must fail the task loudly, never hang it)
+        trace = traceback.format_exc()
+        print(f"twin: internal error on {host.name}:\n{trace}", file=sys.stderr, flush=True)
+        return _failed(f"twin: internal error on {host.name}: {type(exc).__name__}: {exc}")
+
+
+def _execute(host: Host, command: str, arguments: str, stdin: bytes) -> Result:
     try:
         script = decode_command_line(command, arguments)
     except PayloadError as exc:

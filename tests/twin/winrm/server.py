@@ -57,12 +57,16 @@ class HostEndpoint:
         self.lock = threading.Lock()
         self._ids = soap.MessageIds(index + 1)
         self._shells: dict[str, _Shell] = {}
+        # Set when fault connection.drop_after_commands fires: the network path to the host is gone.
+        self.dropped = False
 
     # -- connection level -------------------------------------------------------------------------------
     def accepts(self, client_ip: str) -> bool:
         """False → the TCP connection is reset, so Ansible reports the host UNREACHABLE."""
         if self.host.faults.unreachable:
             return False  # fault `unreachable: true`: every connection refused
+        if self.dropped:
+            return False  # fault connection.drop_after_commands fired: every later request is reset too
         if not self.host.is_up:
             return False  # rebooting or hung in shutdown: nothing listens on 5985
         # Windows Firewall: a block of inbound TCP 5985 from the controller refuses the connection.
@@ -92,7 +96,19 @@ class HostEndpoint:
         self.host.counters.bytes_out += len(out)
         return status, out
 
+    def _drop_due(self) -> None:
+        """Fault connection.drop_after_commands=N: once N commands have run, the request that starts the next
+        one (its Create, or its Command in an open shell) has its TCP connection reset, and so has every
+        request after it: within a task, Ansible fails it ("Connection aborted"); a later task cannot even
+        open a shell, so Ansible reports the host UNREACHABLE."""
+        drop_after = self.host.faults.drop_after_commands
+        if drop_after is not None and self.host.counters.winrm_commands >= drop_after:
+            self.dropped = True
+            raise DropConnection(f"fault connection.drop_after_commands={drop_after}")
+
     def _dispatch(self, req: soap.Request) -> bytes:
+        if req.action in (soap.ACTION_CREATE, soap.ACTION_COMMAND):
+            self._drop_due()
         if req.action in (soap.ACTION_CREATE, soap.ACTION_COMMAND) and fire_due_shutdown(self.host):
             # `shutdown.exe /r /t N` scheduled by the previous command happens now; the host is back up
             # (or hung, fault reboot.hang) and every shell of the old boot is gone.
@@ -152,9 +168,6 @@ class HostEndpoint:
         return cmd
 
     def _command(self, req: soap.Request, shell: _Shell) -> bytes:
-        drop_after = self.host.faults.drop_after_commands
-        if drop_after is not None and self.host.counters.winrm_commands >= drop_after:
-            raise DropConnection(f"fault connection.drop_after_commands={drop_after}")
         self.host.counters.winrm_commands += 1
         self.host.tick()  # time passes between commands (CONTRACT.md)
         command, arguments = soap.command_line(req)
