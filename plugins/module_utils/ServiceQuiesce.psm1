@@ -184,26 +184,54 @@ Function Get-ServiceTable {
     #>
     param ([switch]$VersionEvidence)
     $rights = [Ansible.Windows.SCManager.ServiceRights]'QueryConfig, QueryStatus'
+    $fallbackModes = @{ Automatic = 'auto'; Manual = 'manual'; Disabled = 'disabled'; Boot = 'boot'; System = 'system' }
     $table = [System.Collections.Generic.List[Object]]@()
     foreach ($controller in [System.ServiceProcess.ServiceController]::GetServices()) {
         $name = $controller.ServiceName
-        $svc = New-Object -TypeName Ansible.Windows.SCManager.Service -ArgumentList @($name, $rights)
         try {
+            $svc = New-Object -TypeName Ansible.Windows.SCManager.Service -ArgumentList @($name, $rights)
+        }
+        catch [Ansible.Windows.SCManager.ServiceManagerException] {
+            $svc = $null
+        }
+        if ($null -eq $svc) {
+            # Some services refuse SERVICE_QUERY_CONFIG even to Administrators (ERROR_ACCESS_DENIED, 5), as
+            # win_service_info notes: report what ServiceController can read (no delayed flag, no path).
             $entry = @{
                 name = $name
-                display_name = $svc.DisplayName
-                start_mode = $script:StartModeNames[[string]$svc.StartType]
-                state = $script:StateNames[[string]$svc.State]
-                dependencies = @($svc.DependentOn)
-                process_id = [int]$svc.ProcessId
-                path = $svc.Path
+                display_name = $controller.DisplayName
+                start_mode = $fallbackModes[[string]$controller.StartType]
+                state = $script:StateNames[[string]$controller.Status]
+                dependencies = @($controller.ServicesDependedOn | ForEach-Object -Process { $_.ServiceName })
+                process_id = 0
+                path = ''
             }
         }
-        finally {
-            $svc.Dispose()
+        else {
+            try {
+                $entry = @{
+                    name = $name
+                    display_name = $svc.DisplayName
+                    start_mode = $script:StartModeNames[[string]$svc.StartType]
+                    state = $script:StateNames[[string]$svc.State]
+                    dependencies = @($svc.DependentOn)
+                    process_id = [int]$svc.ProcessId
+                    path = $svc.Path
+                }
+            }
+            finally {
+                $svc.Dispose()
+            }
         }
         if ($VersionEvidence) {
-            $evidence = Get-VersionEvidence -Name $name -CommandLine $entry.path
+            try {
+                $evidence = Get-VersionEvidence -Name $name -CommandLine $entry.path
+            }
+            catch {
+                # An unreadable binary or registry key is no evidence: the service is then classified as
+                # third-party unless a list names it.
+                $evidence = @{ product_name = ''; company_name = '' }
+            }
             $entry.product_name = $evidence.product_name
             $entry.company_name = $evidence.company_name
         }
@@ -215,7 +243,8 @@ Function Get-ServiceTable {
 Function Get-HostTime {
     [OutputType([string])]
     param ()
-    [System.DateTime]::UtcNow.ToString('yyyy-MM-ddTHH:mm:ssZ')
+    # Invariant culture: ':' in a custom format is the culture's time separator otherwise.
+    [System.DateTime]::UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", [System.Globalization.CultureInfo]::InvariantCulture)
 }
 
 Function Invoke-ServiceOp {
