@@ -18,6 +18,7 @@ from .sql import SqlServer
 from .wmi import Wmi
 
 SITE_COMPONENT_MANAGER = "SMS_SITE_COMPONENT_MANAGER"
+LOGON_UI_KEY = r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Winlogon\AutoLogonChecked"
 # Time a restart takes: services stop at shutdown, then the boot; delayed-auto services start 120 s
 # after the automatic ones (the SCM's default AutoStartDelay).
 SHUTDOWN_SECONDS = 20.0
@@ -177,6 +178,9 @@ class Host:
         self.clock.advance(BOOT_SECONDS)
         self.boot_time = self.clock.now()
         self.registry.clear_reboot_markers()
+        # LogonUI creates this (volatile) key when the logon screen appears after boot; ansible.windows'
+        # win_reboot waits for it by default (plugin_utils/_reboot.py, _LOGON_UI_KEY).
+        self.registry.create_key(LOGON_UI_KEY)
         self.is_up = True
         self.boot_order = []
         self._boot_start([s for s in self.scm.all() if s.start_mode == "auto"])
