@@ -20,12 +20,11 @@ import re
 from twin.emulation import UnknownCommand
 from twin.host import Host, WindowsError_, WmiUnavailable
 
-LOGON_UI_KEY = r"HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Winlogon\AutoLogonChecked"
-
-# ShellModule._encode_script(preserve_rc=True) appends "\r\nIf (-not $?) {...}\r\n" on its own line: strip only
-# that line, never a ';' the script itself ends with (Remove-Item '...' -Force;).
+# The exit-code suffix comes in two forms: ShellModule._encode_script(preserve_rc=True) appends it on its own line
+# ("\r\nIf (-not $?) {...}"), ansible.windows' _reboot._execute_command after "; ". Strip exactly the form used,
+# never a ';' the script itself ends with (the shell's "Remove-Item '...' -Force;").
 _RC_SUFFIX = re.compile(
-    r"\s*If \(-not \$\?\) \{ If \(Get-Variable LASTEXITCODE -ErrorAction SilentlyContinue\) "
+    r"(?:\s*\n|; )If \(-not \$\?\) \{ If \(Get-Variable LASTEXITCODE -ErrorAction SilentlyContinue\) "
     r"\{ exit \$LASTEXITCODE \} Else \{ exit 1 \} \}\s*$", re.IGNORECASE)
 _STRICT = re.compile(r"^\s*Set-StrictMode -Version Latest\s*\n", re.IGNORECASE)
 
@@ -120,11 +119,7 @@ def fire_due_shutdown(host: Host) -> bool:
         return False
     if host.clock.now() < due:
         host.clock.advance(due - host.clock.now())
-    host.reboot()
-    if host.is_up:
-        # LogonUI creates this (volatile) key when the logon screen appears after boot; win_reboot's default
-        # test command waits for it (ansible.windows plugin_utils/_reboot.py, _LOGON_UI_KEY).
-        host.registry.create_key(LOGON_UI_KEY)
+    host.reboot()  # the boot recreates LogonUI's AutoLogonChecked key (host model)
     return True
 
 
