@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 
 from twin.emulation import UnknownCommand
 from twin.host import Host, WindowsError_, WmiUnavailable
@@ -41,9 +42,10 @@ _REBOOT = re.compile(
 _ABORT = re.compile(r"^C:\\Windows\\System32\\shutdown\.exe /a$", re.IGNORECASE)
 _TEST = re.compile(r"^Get-Item -LiteralPath '([^']+)' -ErrorAction Stop; '([^']*)'$")
 
-# Pending `shutdown.exe /r /t N`: id(host) -> model time at which shutdown begins. Fired by the front end
+# Pending `shutdown.exe /r /t N`: host -> model time at which shutdown begins. Fired by the front end
 # (fire_due_shutdown) when the controller reconnects, after the command that scheduled it has been cleaned up.
-_PENDING: dict[int, float] = {}
+# Weak keys: a host that is gone (a test's fleet stopped) takes its pending shutdown with it.
+_PENDING: weakref.WeakKeyDictionary[Host, float] = weakref.WeakKeyDictionary()
 
 
 def normalise(script: str) -> str:
@@ -78,8 +80,8 @@ def run(host: Host, script: str) -> tuple[int, str, str]:
     if m:
         return _reboot(host, m.group(1).lower() == "true", m.group(2), int(m.group(3)))
     if _ABORT.match(text):
-        if id(host) in _PENDING:
-            del _PENDING[id(host)]
+        if host in _PENDING:
+            del _PENDING[host]
             return 0, "", ""
         # shutdown.exe /a without a pending shutdown: ERROR_NO_SHUTDOWN_IN_PROGRESS (1116).
         return 1116, "", "Unable to abort the system shutdown because no shutdown was in progress.(1116)\r\n"
@@ -99,13 +101,13 @@ def _remove(host: Host, path: str, recurse: bool) -> tuple[int, str, str]:
 
 
 def _reboot(host: Host, clear_logon_key: bool, key: str, delay: int) -> tuple[int, str, str]:
-    if id(host) in _PENDING:
+    if host in _PENDING:
         # ERROR_SHUTDOWN_IS_SCHEDULED (1190): win_reboot then runs shutdown.exe /a and retries.
         msg = "A system shutdown has already been scheduled.(1190)"
         return 0, json.dumps({"stdout": "", "stderr": msg, "rc": 1190}, separators=(",", ":")) + "\r\n", ""
     if clear_logon_key and host.registry.key_exists(key):
         host.registry.delete(key)
-    _PENDING[id(host)] = host.clock.now() + delay
+    _PENDING[host] = host.clock.now() + delay
     return 0, json.dumps({"stdout": "", "stderr": "", "rc": 0}, separators=(",", ":")) + "\r\n", ""
 
 
@@ -114,7 +116,7 @@ def fire_due_shutdown(host: Host) -> bool:
 
     The controller reconnects only after cleaning up the command that scheduled it, so the model clock is
     moved to the shutdown's due time (the `/t N` delay passes while the controller reconnects)."""
-    due = _PENDING.pop(id(host), None)
+    due = _PENDING.pop(host, None)
     if due is None:
         return False
     if host.clock.now() < due:
