@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -95,8 +96,13 @@ class Fleet:
         return self
 
     def stop(self) -> None:
-        for listener in self.listeners.values():
-            listener.stop()
+        """Stop every listener at once: each serve loop notices a shutdown within its poll interval, so
+        stopping them one after another would take size x poll interval."""
+        stoppers = [threading.Thread(target=lst.stop, name=f"stop-{name}") for name, lst in self.listeners.items()]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
 
     def __enter__(self) -> Fleet:
         return self.start()

@@ -214,5 +214,7 @@ class Options:
                                f"{', '.join(sorted(self._taken))}")
 
 
-# Register the built-in emulations (they import this package, so this comes last).
+# Register the emulations (they import this package, so this comes last): ansible.windows' modules and this
+# collection's own executors, so that every fleet (tests, `python -m twin`) serves both.
 from twin.emulation import ansible_windows as _ansible_windows  # noqa: E402, F401
+from twin.emulation import configmgr as _configmgr  # noqa: E402, F401

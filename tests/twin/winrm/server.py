@@ -302,6 +302,7 @@ class Listener:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():
+            self._server.shutdown()  # waits for serve_forever to return: only when it runs
+            self._thread.join(timeout=5)
         self._server.server_close()
-        self._thread.join(timeout=5)
