@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Static checks for the collection's PowerShell (`.ps1` / `.psm1`), standing in for what pwsh would catch.
 
 Usage: python tests/tools/pscheck.py [PATH ...]     (default: plugins/ and roles/ of the repository)
@@ -133,7 +132,7 @@ def _commands(source: str) -> Iterator[tuple[str, int, int, str]]:
 
 def style_findings(path: str, source: str) -> list[Finding]:
     out: list[Finding] = []
-    for name, line, col, _ in _commands(source):
+    for name, line, col, _args in _commands(source):
         if name in IEX:
             out.append(Finding(path, line, col, "iex", f"'{name}' runs text as code; pass data as data"))
         elif name in ALIASES:
@@ -150,7 +149,7 @@ def module_findings(path: str, source: str) -> list[Finding]:
     if not any(n.type == "comment" and REQUIRES_RE.match(node_text(n)) for n in nodes):
         out.append(Finding(path, 1, 1, "requires", "missing '#AnsibleRequires -CSharpUtil Ansible.Basic'"))
     if not any(name == "set-strictmode" and re.search(r"-version\b", args, re.I)
-               for name, _, _, args in _commands(source)):
+               for name, _line, _col, args in _commands(source)):
         out.append(Finding(path, 1, 1, "strict", "missing 'Set-StrictMode -Version 2.0' (or later)"))
     if not any(_is_eap_stop(n) for n in nodes if n.type == "assignment_expression"):
         out.append(Finding(path, 1, 1, "eap", "missing \"$ErrorActionPreference = 'Stop'\""))

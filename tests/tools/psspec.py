@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """spec = docs: compare each `.ps1` module's Ansible.Basic spec (read from its parse tree) with the `.py`
 DOCUMENTATION beside it, and check that every `$module.Result.KEY` it sets is in RETURN.
 

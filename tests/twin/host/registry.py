@@ -65,7 +65,7 @@ class Registry:
         entry = self._keys.get(normalize_key(key).lower())
         if entry is None:
             raise WindowsError_(2, key)
-        return {name: data for name, data in entry[1].values()}
+        return dict(entry[1].values())
 
     def subkeys(self, key: str) -> list[str]:
         prefix = normalize_key(key).lower() + "\\"

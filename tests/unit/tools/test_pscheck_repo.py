@@ -17,5 +17,5 @@ def test_repo_check_fails_when_a_bad_file_is_added(tmp_path: Path):
     shutil.copytree(REPO / "plugins", copy)
     (copy / "modules").mkdir(exist_ok=True)
     (copy / "modules" / "broken.ps1").write_text("#AnsibleRequires -CSharpUtil Ansible.Basic\n$x = @{ a = \n")
-    _, findings = check_paths([copy], root=tmp_path)
+    _checked, findings = check_paths([copy], root=tmp_path)
     assert any(f.path.endswith("broken.ps1") and f.rule == "syntax" for f in findings)

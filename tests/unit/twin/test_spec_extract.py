@@ -14,7 +14,7 @@ def wrap(spec_text: str) -> str:
 
 @pytest.mark.parametrize("name", EMULATED)
 def test_emulated_ansible_windows_modules_extract(name):
-    ps1, _ = module_paths(f"ansible.windows.{name}")
+    ps1, _doc = module_paths(f"ansible.windows.{name}")
     spec = extract_spec(ps1.read_text(encoding="utf-8-sig"), str(ps1))
     assert spec["options"] and spec["supports_check_mode"] is True
 
@@ -104,7 +104,7 @@ def test_hashtable_addition_is_refused():
 
 
 def test_fragment_merge_is_not_statically_readable():
-    ps1, _ = module_paths("ansible.windows.win_get_url")
+    ps1, _doc = module_paths("ansible.windows.win_get_url")
     with pytest.raises(SpecError, match="merged with fragments at run time"):
         extract_spec(ps1.read_text(encoding="utf-8-sig"), str(ps1))
 

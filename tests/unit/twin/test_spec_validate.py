@@ -193,8 +193,8 @@ def test_legacy_win_file():
     assert error(spec, {"state": "file"}) == "Get-AnsibleParam: Missing required argument: path"
     assert error(spec, {"path": "C:\\x", "state": "gone"}) == (
         "Get-AnsibleParam: Argument state needs to be one of absent,directory,file,touch but was gone.")
-    assert "Unsupported parameters for (win_file) module: recurse" in error(spec, {"path": "C:\\x", "recurse": 1},
-                                                                              "win_file")
+    message = error(spec, {"path": "C:\\x", "recurse": 1}, "win_file")
+    assert "Unsupported parameters for (win_file) module: recurse" in message
 
 
 def test_by_module_name_seam():
