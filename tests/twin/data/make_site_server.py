@@ -638,6 +638,40 @@ CM_SVCS = [
     ("CcmExec", "SMS Agent Host", "auto", "started", r"C:\Windows\CCM\CcmExec.exe", "winmgmt", LS),
     ("smstsmgr", "ConfigMgr Task Sequence Agent", "manual", "stopped", r"C:\Windows\CCM\TSManager.exe", "ccmexec", LS),
 ]
+# Processes that are not services (twin.host.processes): helpers a service starts, which outlive the
+# service's stop unless the service ends them, and an interactive user's Configuration Manager console.
+PROCESSES: list[dict[str, Any]] = [
+    {
+        # CcmExec runs configuration items' and scripts' PowerShell as child processes; a hung one keeps
+        # running after the SMS Agent Host stops.
+        "name": "powershell",
+        "path": r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe",
+        "parent_service": "CcmExec",
+        "process_id": 7204,
+    },
+    {
+        # The Monitoring Agent's worker processes; HealthService ends them when it stops.
+        "name": "MonitoringHost",
+        "path": r"C:\Program Files\Microsoft Monitoring Agent\Agent\MonitoringHost.exe",
+        "parent_service": "HealthService",
+        "exits_with_service": True,
+        "process_id": 7312,
+    },
+    {
+        # An administrator's desktop (RDP session): explorer, whose creator (userinit) exited long ago.
+        "name": "explorer",
+        "path": r"C:\Windows\explorer.exe",
+        "parent_process_id": 4988,
+        "process_id": 5120,
+    },
+    {
+        # The Configuration Manager console: a user process that talks to the SMS Provider over WMI.
+        "name": "Microsoft.ConfigurationManagement",
+        "path": rf"{CMD}\AdminConsole\bin\Microsoft.ConfigurationManagement.exe",
+        "parent_process_id": 5120,
+        "process_id": 6044,
+    },
+]
 SEP = r"C:\Program Files (x86)\Symantec\Symantec Endpoint Protection\14.3.7388.4000.105\Bin"
 # Third-party agents: (name, display, mode, state, path, deps, account, product, company, version)
 THIRD = [
@@ -1057,6 +1091,7 @@ def build() -> dict[str, Any]:
         },
         "files": files,
         "registry": registry,
+        "processes": PROCESSES,
         "faults": {},
     }
 

@@ -12,6 +12,7 @@ from .errors import Unmodelled, WindowsError_, WmiUnavailable
 from .faults import Faults
 from .fs import FileSystem
 from .net import Network
+from .processes import ProcessTable
 from .registry import Registry
 from .scm import Scm, Service
 from .sql import SqlServer
@@ -60,6 +61,7 @@ class Host:
         self.registry: Registry = parts["registry"]
         self.fs: FileSystem = parts["fs"]
         self.scm: Scm = Scm(self, parts["services"])
+        self.processes = ProcessTable(self, parts["processes"])
         self.wmi = Wmi(self)
         self.net: Network = parts["network"](self)
         self.sql: SqlServer = parts["sql"](self)
@@ -85,7 +87,7 @@ class Host:
             for other in self.scm.all():
                 if other is not svc and other.alive and other.path.lower() == svc.path.lower() and other.process_id:
                     return other.process_id
-        used = {s.process_id for s in self.scm.all()} | {self.wmiprvse_pid}
+        used = {s.process_id for s in self.scm.all()} | {self.wmiprvse_pid} | self.processes.pids()
         while True:
             pid = self.rng.randrange(1000, 16000) * 4
             if pid not in used:
@@ -98,13 +100,14 @@ class Host:
 
     def on_service_started(self, svc: Service, loaded: bool = False) -> None:
         if svc.name.lower() == "winmgmt" and not self.wmiprvse_pid:
-            used = {s.process_id for s in self.scm.all()}
+            used = {s.process_id for s in self.scm.all()} | self.processes.pids()
             pid = self.rng.randrange(1000, 16000) * 4
             while pid in used:
                 pid = self.rng.randrange(1000, 16000) * 4
             self.wmiprvse_pid = pid  # WmiPrvSE.exe hosting the SMS Provider
         if svc.name.upper() == SITE_COMPONENT_MANAGER:
             self.schedule(self.clock.now() + self.component_manager_poll_seconds, "sitecomp_poll", svc.name, svc.run_id)
+        self.processes.on_service_started(svc, loaded)
 
     def on_service_stopped(self, svc: Service) -> None:
         if svc.name.lower() == "winmgmt":
@@ -166,6 +169,7 @@ class Host:
         and delayed-automatic ones after them; the boot time changes and pending-reboot markers clear.
         With faults.reboot.hang the host never comes back."""
         self.scm.shutdown_all()
+        self.processes.shutdown()  # every process ends at shutdown
         self._queue.clear()
         self.wmiprvse_pid = 0
         self.is_up = False
@@ -229,6 +233,7 @@ class Host:
                 s.name: {"start_mode": s.start_mode, "state": s.state, "process_id": s.process_id}
                 for s in self.scm.all()
             },
+            "processes": self.processes.snapshot_dict(),
             "winmgmt": {"start_mode": self.scm.get("Winmgmt").start_mode, "state": self.scm.get("Winmgmt").state},
             "network": self.net.snapshot(),
             "sql": self.sql.snapshot(),

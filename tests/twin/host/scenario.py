@@ -11,6 +11,7 @@ Shape (see twin/data/site_server.yml for a full example):
     network:    controller_ip, adapters, firewall {profiles, rules}, remote_clients
     files:      [{path, content | content_b64 | dir: true, version: {ProductName, CompanyName, FileVersion}}]
     registry:   {KEY: {VALUE: DATA}}
+    processes:  non-service processes (services' helpers, the ConfigMgr console); see twin.host.processes
     faults:     see twin.host.faults
 
 Services without model facts (a user's own win_service_info output): nothing is guessed from the
@@ -54,6 +55,7 @@ from .net import (
     Network,
     RemoteClient,
 )
+from .processes import build_specs, validate_processes
 from .registry import Registry
 from .scm import ROLES, START_MODES, Service
 from .sql import USER_ACCESS, SqlInstance, SqlServer, parse_version
@@ -66,7 +68,7 @@ try:
 except AttributeError:  # pragma: no cover - PyYAML without libyaml
     _Loader = yaml.SafeLoader
 
-TOP_KEYS = ("host", "services", "model", "sql", "network", "files", "registry", "faults")
+TOP_KEYS = ("host", "services", "model", "sql", "network", "files", "registry", "processes", "faults")
 HOST_KEYS = (
     "computer_name",
     "domain",
@@ -271,6 +273,7 @@ def validate(data: Any) -> None:
         for vname, vdata in _map(values or {}, f"registry.{key}").items():
             if isinstance(vdata, bool) or not isinstance(vdata, (str, int, list)):
                 raise ScenarioError(f"registry.{key}.{vname}", f"{vdata!r} is not a string, integer or list")
+    validate_processes(top.get("processes"), top["services"])
     parse_faults(top.get("faults"), "faults", names)
 
 
@@ -727,5 +730,6 @@ def build_parts(host: Host, data: dict[str, Any]) -> dict[str, Any]:
         "registry": registry,
         "fs": fs,
         "services": _build_services(data, versions, registry),
+        "processes": build_specs(data.get("processes")),
         **make,
     }

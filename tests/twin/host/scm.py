@@ -200,11 +200,13 @@ class Scm:
             self._finish_stop(svc, exit_code=0)
 
     def _finish_stop(self, svc: Service, exit_code: int) -> None:
+        pid = svc.process_id
         svc.state = "stopped"
         svc.process_id = 0
         svc.stop_deadline = None
         svc.win32_exit_code = exit_code
         self._host.on_service_stopped(svc)
+        self._host.processes.on_service_stopped(svc, pid)
 
     def set_start_mode(self, name: str, mode: str) -> None:
         if mode not in START_MODES:
