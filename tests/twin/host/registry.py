@@ -27,7 +27,7 @@ def normalize_key(key: str) -> str:
     text = key.replace("/", "\\").strip("\\")
     if "::" in text:  # PowerShell provider-qualified path
         text = text.split("::", 1)[1]
-    head, _, rest = text.partition("\\")
+    head, _sep, rest = text.partition("\\")
     hive = _HIVES.get(head.rstrip(":").lower())
     if hive is None:
         raise Unmodelled(f"registry hive of {key!r} (only HKLM and HKCU are modelled)")
@@ -71,7 +71,7 @@ class Registry:
         prefix = normalize_key(key).lower() + "\\"
         return sorted(
             disp.split("\\")[-1]
-            for low, (disp, _) in self._keys.items()
+            for low, (disp, _values) in self._keys.items()
             if low.startswith(prefix) and "\\" not in low[len(prefix) :]
         )
 
