@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import weakref
+from collections.abc import Callable
 
 from twin.emulation import UnknownCommand
 from twin.host import Host, WindowsError_, WmiUnavailable
@@ -62,8 +63,36 @@ def _wmi_uses(script: str) -> list[str]:
     return [use.command for use in find_wmi_uses(script)]
 
 
-def run(host: Host, script: str) -> tuple[int, str, str]:
+Outcome = tuple[int, str, str]
+
+
+def _recognise(host: Host, text: str) -> Callable[[], Outcome]:
+    """The action of a recognised script; an unknown script raises UnknownCommand before anything runs."""
+    m = _REMOVE.match(text)
+    if m:
+        path, recurse = m.group(1).replace("''", "'"), bool(m.group(2))
+        return lambda: _remove(host, path, recurse)
+    if _BOOT_TIME.match(text):
+        return lambda: (0, f"{host.boot_time_filetime}\r\n", "")
+    m = _REBOOT.match(text)
+    if m:
+        clear, key, delay = m.group(1).lower() == "true", m.group(2), int(m.group(3))
+        return lambda: _reboot(host, clear, key, delay)
+    if _ABORT.match(text):
+        return lambda: _abort(host)
+    m = _TEST.match(text)
+    if m:
+        key, token = m.group(1), m.group(2)
+        if not key.upper().startswith("HKLM:\\"):
+            raise UnknownCommand(f"raw Get-Item of {key!r} is not modelled by the twin (only HKLM: registry keys)")
+        return lambda: _test(host, key, token)
+    first = text.splitlines()[0] if text else "<empty script>"
+    raise UnknownCommand(f"raw PowerShell command is not modelled by the twin: {first[:200]!r}")
+
+
+def run(host: Host, script: str) -> Outcome:
     text = normalise(script)
+    action = _recognise(host, text)
     uses = _wmi_uses(text)
     if uses:
         try:
@@ -71,25 +100,15 @@ def run(host: Host, script: str) -> tuple[int, str, str]:
         except WmiUnavailable as exc:
             # Get-CimInstance writes a CimException error record and the script exits 1 (preserve_rc suffix).
             return 1, "", f"{uses[0]} : {exc}\r\n"
-    m = _REMOVE.match(text)
-    if m:
-        return _remove(host, m.group(1).replace("''", "'"), bool(m.group(2)))
-    if _BOOT_TIME.match(text):
-        return 0, f"{host.boot_time_filetime}\r\n", ""
-    m = _REBOOT.match(text)
-    if m:
-        return _reboot(host, m.group(1).lower() == "true", m.group(2), int(m.group(3)))
-    if _ABORT.match(text):
-        if host in _PENDING:
-            del _PENDING[host]
-            return 0, "", ""
-        # shutdown.exe /a without a pending shutdown: ERROR_NO_SHUTDOWN_IN_PROGRESS (1116).
-        return 1116, "", "Unable to abort the system shutdown because no shutdown was in progress.(1116)\r\n"
-    m = _TEST.match(text)
-    if m:
-        return _test(host, m.group(1), m.group(2))
-    first = text.splitlines()[0] if text else "<empty script>"
-    raise UnknownCommand(f"raw PowerShell command is not modelled by the twin: {first[:200]!r}")
+    return action()
+
+
+def _abort(host: Host) -> Outcome:
+    if host in _PENDING:
+        del _PENDING[host]
+        return 0, "", ""
+    # shutdown.exe /a without a pending shutdown: ERROR_NO_SHUTDOWN_IN_PROGRESS (1116).
+    return 1116, "", "Unable to abort the system shutdown because no shutdown was in progress.(1116)\r\n"
 
 
 def _remove(host: Host, path: str, recurse: bool) -> tuple[int, str, str]:
@@ -126,8 +145,6 @@ def fire_due_shutdown(host: Host) -> bool:
 
 
 def _test(host: Host, key: str, token: str) -> tuple[int, str, str]:
-    if not key.upper().startswith("HKLM:\\"):
-        raise UnknownCommand(f"raw Get-Item of {key!r} is not modelled by the twin (only HKLM: registry keys)")
     if not host.registry.key_exists(key):
         return 1, "", (f"Get-Item : Cannot find path '{key}' because it does not exist.\r\n")
     name = key.split("\\")[-1]

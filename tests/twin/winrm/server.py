@@ -22,6 +22,10 @@ from twin.host import Host
 from twin.winrm import soap
 from twin.winrm.execute import execute
 
+# The WinRM service's HTTP listener port on the modelled host (winrm quickconfig's default), whatever loopback
+# port the twin serves it on.
+WINRM_HTTP_PORT = 5985
+
 
 class DropConnection(Exception):
     """Reset the client's TCP connection (RST): what a refused or dropped connection looks like to requests."""
@@ -69,8 +73,11 @@ class HostEndpoint:
             return False  # fault connection.drop_after_commands fired: every later request is reset too
         if not self.host.is_up:
             return False  # rebooting or hung in shutdown: nothing listens on 5985
-        # Windows Firewall: a block of inbound TCP 5985 from the controller refuses the connection.
-        return bool(self.host.net.winrm_allowed(client_ip, self.port))
+        # Windows Firewall: a block of inbound TCP 5985 from the controller refuses the connection. The twin
+        # listens on loopback (which no firewall filters) on a port of its own, so it asks as the host sees the
+        # controller: from host.net.controller_ip to the WinRM HTTP listener's port (CONTRACT.md).
+        del client_ip
+        return bool(self.host.net.winrm_allowed(self.host.net.controller_ip, WINRM_HTTP_PORT))
 
     def authorised(self, header: str | None) -> bool:
         if not header or not header.lower().startswith("basic "):
