@@ -20,8 +20,10 @@ from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_plan
     QuiesceOptions,
     facts_from_gather,
     local_sessions,
+    plan_processes,
     plan_quiesce,
     plan_restore,
+    processes_from_gather,
 )
 
 MODULE = "configmgr.sql_upgrade.win_service_quiesce"
@@ -115,16 +117,24 @@ class ActionModule(ActionBase):
             sql_sessions=tuple(local_sessions(opts["sql_sessions"], str(gathered.get("host_name") or ""))),
         )
         plan = plan_quiesce(facts, options)
-        ops = list(plan.ops)
-        for process in gathered.get("processes") or []:
-            ops.append({"op": "end_process", "name": process["name"], "process_id": int(process["process_id"])})
         now = str(gathered.get("host_time") or "")
         host_name = str(gathered.get("host_name") or "")
         base = None if jr.is_finished(journal) else journal
+        # After every service stopped: the processes they leave behind and the named ones (Windows does
+        # not end a service's child processes when the service stops).
+        end_ops = plan_processes(
+            facts,
+            processes_from_gather(gathered.get("processes") or []),
+            [d.name for d in plan.decisions if d.action == "stop"],
+            opts["processes"],
+            jr.process_records(base),
+        )
+        ops = list(plan.ops) + end_ops
         run_id = base["run_id"] if base else jr.make_run_id(host_name, now)
         doc_before = None
         if ops:
-            doc_before = jr.dumps(jr.merge_services(base, plan.records, host=host_name, run_id=run_id, now=now))
+            doc = jr.merge_services(base, plan.records, host=host_name, run_id=run_id, now=now)
+            doc_before = jr.dumps(jr.add_processes(doc, end_ops, now))
         return {
             "plan": [d.as_dict() for d in plan.decisions],
             "run_id": run_id if (ops or base) else (journal or {}).get("run_id"),

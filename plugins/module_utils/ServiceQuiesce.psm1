@@ -10,6 +10,8 @@
 #
 # Requires the caller to load
 #   #AnsibleRequires -CSharpUtil ansible_collections.ansible.windows.plugins.module_utils.SCManager
+# and, for Get-ProcessSnapshot / end_process (win_service_quiesce),
+#   #AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ProcessSnapshot
 
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
@@ -352,31 +354,97 @@ Function Invoke-ServiceOp {
         }
     }
     elseif ($kind -eq 'end_process') {
-        Stop-Process -Id ([int]$Op['process_id']) -Force -ErrorAction SilentlyContinue
+        $Op['result'] = Stop-LeftProcess -Op $Op -TimeoutSeconds $TimeoutSeconds
     }
     else {
         throw "unknown operation '$kind' for service $name"
     }
 }
 
-Function Find-NamedProcess {
+Function Get-ProcessCreated {
     <#
     .SYNOPSIS
-    Running processes by exact name (Process.GetProcessesByName reads the kernel's process list, not WMI,
-    and takes no wildcards: a name is matched as data, never as a pattern).
+    A process's creation time as a FILETIME (Process.StartTime is GetProcessTimes), 0 when it cannot be read
+    (OpenProcess denied, as for the System process, or the process has exited).
     #>
-    param ([string[]]$Name)
-    $found = [System.Collections.Generic.List[Object]]@()
-    foreach ($processName in $Name) {
-        foreach ($process in [System.Diagnostics.Process]::GetProcessesByName($processName)) {
-            $found.Add(@{ name = $process.ProcessName; process_id = [int]$process.Id })
+    [OutputType([long])]
+    param ([Parameter(Mandatory = $true)][int]$ProcessId)
+    try {
+        $process = [System.Diagnostics.Process]::GetProcessById($ProcessId)
+        try {
+            return [long]$process.StartTime.ToFileTimeUtc()
         }
+        finally {
+            $process.Dispose()
+        }
+    }
+    catch {
+        return [long]0
+    }
+}
+
+Function Get-ProcessSnapshot {
+    <#
+    .SYNOPSIS
+    Every process: name (image name without .exe), id, parent id (CreateToolhelp32Snapshot, no WMI: the
+    parent id is the creator's at creation time and may be stale) and creation time. No filtering here: the
+    controller decides which processes are left behind by services that stop, or named.
+    #>
+    param ()
+    $found = [System.Collections.Generic.List[Object]]@()
+    foreach ($entry in [ConfigMgr.SqlUpgrade.ProcessSnapshot]::Get()) {
+        $found.Add(@{
+                name = [System.IO.Path]::GetFileNameWithoutExtension($entry.ExeFile)
+                process_id = [int]$entry.ProcessId
+                parent_process_id = [int]$entry.ParentProcessId
+                created = Get-ProcessCreated -ProcessId $entry.ProcessId
+            })
     }
     , $found.ToArray()
 }
 
+Function Stop-LeftProcess {
+    <#
+    .SYNOPSIS
+    End one planned process, only if it is still the one the plan saw (same id, image name and creation
+    time): returns 'ended', or 'gone' when it exited by itself or its id now belongs to another process.
+    Throws, naming the process, when it cannot be ended or does not exit within TimeoutSeconds.
+    #>
+    [OutputType([string])]
+    param (
+        [Parameter(Mandatory = $true)][System.Collections.IDictionary]$Op,
+        [Parameter(Mandatory = $true)][int]$TimeoutSeconds
+    )
+    $processId = [int]$Op['process_id']
+    $name = [string]$Op['name']
+    try {
+        $process = [System.Diagnostics.Process]::GetProcessById($processId)
+    }
+    catch [System.ArgumentException] {
+        return 'gone'
+    }
+    try {
+        if ($process.ProcessName -ne $name -or (Get-ProcessCreated -ProcessId $processId) -ne [long]$Op['created']) {
+            return 'gone'
+        }
+        try {
+            $process.Kill()
+        }
+        catch {
+            throw "process $name (id $processId) could not be ended: $($_.Exception.Message)"
+        }
+        if (-not $process.WaitForExit($TimeoutSeconds * 1000)) {
+            throw "process $name (id $processId) did not end within $TimeoutSeconds seconds"
+        }
+    }
+    finally {
+        $process.Dispose()
+    }
+    'ended'
+}
+
 $exported = @(
     'Get-JournalPath', 'Read-JournalText', 'Write-JournalText', 'Get-ServiceTable', 'Get-HostTime',
-    'Invoke-ServiceOp', 'Find-NamedProcess'
+    'Invoke-ServiceOp', 'Get-ProcessSnapshot'
 )
 Export-ModuleMember -Function $exported

@@ -15,7 +15,13 @@ Shape (schema 1)::
      "wmi": {"status": "disabled" | "enabled", "start_mode": "auto", "state": "running",
              "dependents": ["CcmExec", "iphlpsvc"]}}
 
-``services`` and ``wmi`` are optional; each module owns its own section and carries the other over.
+     "processes": [{"name": "Microsoft.ConfigurationManagement", "process_id": 6044,
+                    "created": 133600000000000000, "reason": "named in processes (...)"}, …]}
+
+``services``, ``wmi`` and ``processes`` are optional; each module owns its own section and carries the
+others over. ``processes`` lists the processes a quiesce run ends (written before it ends them). Ending a
+process cannot be undone: a restore does not start them; services' helpers come back when their services
+start (restore or reboot), a user's console when the user starts it again.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ MAX_RECORDS = 5000
 MAX_NAME = 256
 _RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_TOP_KEYS = {"schema", "run_id", "host", "created", "updated", "services", "wmi"}
+_TOP_KEYS = {"schema", "run_id", "host", "created", "updated", "services", "wmi", "processes"}
 
 
 class JournalError(ValueError):
@@ -85,7 +91,7 @@ def _check_keys(where: str, value: Any, required: set, optional: set = frozenset
 
 def validate(doc: Any) -> dict[str, Any]:
     """Return doc unchanged when it is a valid schema-1 journal; raise JournalError naming the fault."""
-    _check_keys("journal", doc, {"schema", "run_id", "host", "created", "updated"}, {"services", "wmi"})
+    _check_keys("journal", doc, {"schema", "run_id", "host", "created", "updated"}, {"services", "wmi", "processes"})
     if doc["schema"] != SCHEMA or isinstance(doc["schema"], bool):
         raise JournalError(f"journal schema is {doc['schema']!r}; this collection reads schema {SCHEMA}")
     if not isinstance(doc["run_id"], str) or not _RUN_ID.match(doc["run_id"]):
@@ -122,7 +128,46 @@ def validate(doc: Any) -> dict[str, Any]:
             raise JournalError("journal wmi.dependents must be a list of service names")
         for i, name in enumerate(wmi["dependents"]):
             _check_name(f"journal wmi.dependents[{i}]", name)
+    if "processes" in doc:
+        _validate_processes(doc["processes"])
     return doc
+
+
+def _validate_processes(items: Any) -> None:
+    if not isinstance(items, list) or len(items) > MAX_RECORDS:
+        raise JournalError("journal processes must be a list of ended processes")
+    for i, item in enumerate(items):
+        where = f"journal processes[{i}]"
+        _check_keys(where, item, {"name", "process_id", "created", "reason"})
+        _check_str(where + ".name", item["name"], MAX_NAME)
+        _check_str(where + ".reason", item["reason"], 400)
+        for key in ("process_id", "created"):
+            if not isinstance(item[key], int) or isinstance(item[key], bool) or item[key] < 0:
+                raise JournalError(f"{where}.{key} must be a non-negative integer, got {item[key]!r}")
+
+
+def add_processes(doc: Mapping[str, Any], ops: list[Mapping[str, Any]], now: str) -> dict[str, Any]:
+    """The journal with the processes the end_process operations will end appended (one entry per
+    process id and creation time)."""
+    result = copy.deepcopy(dict(doc))
+    items = list(result.get("processes") or [])
+    known = {(p["process_id"], p["created"]) for p in items}
+    for op in ops:
+        if op.get("op") == "end_process" and (op["process_id"], op["created"]) not in known:
+            known.add((op["process_id"], op["created"]))
+            items.append(
+                {"name": op["name"], "process_id": op["process_id"], "created": op["created"], "reason": op["reason"]}
+            )
+    if items:
+        result["processes"] = items
+        result["updated"] = now
+    return validate(result)
+
+
+def process_records(doc: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    if not doc or "processes" not in doc:
+        return []
+    return [dict(p) for p in doc["processes"]]
 
 
 def parse(text: str | None) -> dict[str, Any] | None:

@@ -129,7 +129,13 @@ def summarize(ops: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
         if op["op"] in ("start", "stop") or (op["op"] == "set_mode" and op["start_mode"] != "disabled"):
             if op["name"] not in restored:
                 restored.append(op["name"])
-    ended = [{"name": op["name"], "process_id": op["process_id"]} for op in ops if op["op"] == "end_process"]
+    # An applied end_process carries the executor's result: "ended", or "gone" when the process had already
+    # exited (a helper that ended with its service) or its id now belongs to another process.
+    ended = [
+        {"name": op["name"], "process_id": op["process_id"], "reason": op.get("reason", "")}
+        for op in ops
+        if op["op"] == "end_process" and op.get("result", "ended") == "ended"
+    ]
     return {
         "stopped": stopped,
         "disabled": disabled,

@@ -6,6 +6,7 @@
 
 #AnsibleRequires -CSharpUtil Ansible.Basic
 #AnsibleRequires -CSharpUtil ansible_collections.ansible.windows.plugins.module_utils.SCManager
+#AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ProcessSnapshot
 #AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceQuiesce
 
 # Thin executor of win_service_quiesce (KB 256202 step 2 and its undo). The action plugin
@@ -47,7 +48,8 @@ if ($module.Params._phase -eq 'gather') {
     $module.Result.journal_text = Read-JournalText -Path $journalPath
     $module.Result.host_time = Get-HostTime
     $module.Result.host_name = $env:COMPUTERNAME
-    $module.Result.processes = Find-NamedProcess -Name ([string[]]@($module.Params.processes))
+    # Every process with its parent id (Toolhelp32, no WMI); the controller picks what to end.
+    $module.Result.processes = Get-ProcessSnapshot
     $module.ExitJson()
 }
 
@@ -73,9 +75,14 @@ foreach ($op in $module.Params._plan) {
         Invoke-ServiceOp -Op $op -TimeoutSeconds $module.Params.timeout
     }
     catch {
-        $msg = "$($op.op) of service $($op.name) failed: $($_.Exception.Message). The journal $journalPath holds " +
-        "the prior state of every service this run changes: run win_service_quiesce with state=restored to put " +
-        "the host back, or fix $($op.name) and run again."
+        $what = "service $($op.name)"
+        if ($op.op -eq 'end_process') {
+            $what = "process $($op.name) (id $($op.process_id))"
+        }
+        $msg = "$($op.op) of $what failed: $($_.Exception.Message). The journal $journalPath holds " +
+        "the prior state of every service this run changes and the processes it ends (which a restore does " +
+        "not bring back): run win_service_quiesce with state=restored to put the host back, or fix " +
+        "$($op.name) and run again."
         $module.Result.failed_op = $op
         $module.FailJson($msg, $_)
     }

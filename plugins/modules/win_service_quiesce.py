@@ -38,6 +38,22 @@ description:
     control characters in names, wrong types are refused), sets recorded start modes back, starts what was
     running (dependencies first), stops what was stopped, and leaves services the journal does not name
     alone.
+  - B(Processes.) Stopping a service does not end the processes it started (Windows ends only the
+    service's own process). After every service stopped, the module ends the processes left behind by the
+    services it stopped, and the processes named in O(processes) (for example the Configuration Manager
+    console), each with its reason in RV(ended_processes). The executor lists processes without WMI through
+    a Toolhelp32 snapshot (C(CreateToolhelp32Snapshot) gives image name, process id, parent process id) plus each
+    process's creation time (C(Process.StartTime)). A process is taken as left behind by a service when its
+    parent id is the service's process id (from the Service Control Manager) B(and) it was created after
+    that process, because Windows never updates a parent id and may reuse it. A child of a shared
+    (svchost) process counts only when every service in that process stops. Just before ending a process
+    the executor checks it is still the same one (id, name, creation time); one that exited by itself is
+    not reported. A process that cannot be ended (access denied, or it does not exit within O(timeout))
+    fails the task naming it. Windows' critical processes and the management channel's (C(svchost),
+    C(lsass), C(wsmprovhost), C(powershell), ...) cannot be named.
+  - The journal records the processes the run ends, before it ends them. Ending a process cannot be undone
+    and O(state=restored) does not start them; helpers come back when their services start (restore or
+    the reboot of KB 256202 step 8); an interactive console comes back when its user starts it again.
   - The decisions are made on the controller by the action plugin; the PowerShell executor only gathers
     the service table and runs the explicit list of Service Control Manager operations, in two module
     calls. It uses no WMI/CIM, so it works while Windows Management Instrumentation is disabled.
@@ -73,8 +89,11 @@ options:
     default: true
   processes:
     description:
-      - Names of processes (without C(.exe), matched exactly, no wildcards) to end after the services
-        stopped, for example C(Microsoft.ConfigurationManagement) (the Configuration Manager console).
+      - Names of processes (image names without C(.exe), matched exactly but without case, no wildcards) to
+        end after the services stopped, for example C(Microsoft.ConfigurationManagement) (the Configuration
+        Manager console). Processes left behind by the services that stop are ended without being named.
+      - Naming the own process of a service that is kept is an error (add the service to O(stop) instead);
+        the own process of a service that stops ends with it.
     type: list
     elements: str
     default: []
@@ -197,17 +216,26 @@ started:
   type: list
   elements: str
 ended_processes:
-  description: Processes ended after the services stopped (O(processes)).
+  description:
+    - Processes ended after the services stopped (in check mode, would end), each with its reason - left
+      behind by a service that stops, named in O(processes), or recorded by an earlier interrupted run.
+    - They are not restored by O(state=restored).
   returned: in the task result (made by the action plugin)
   type: list
   elements: dict
   contains:
     name:
-      description: Process name.
+      description: Process name (image name without .exe).
       type: str
     process_id:
       description: Process id.
       type: int
+    reason:
+      description: Why it was ended, for example "left behind by CcmExec (process id 5352), which stops".
+      type: str
+  sample:
+    - {"name": "Microsoft.ConfigurationManagement", "process_id": 6044,
+       "reason": "named in processes (Microsoft.ConfigurationManagement)"}
 run_id:
   description: The journal's run id.
   returned: in the task result when a journal exists or is written
@@ -265,16 +293,23 @@ host_name:
   returned: by the executor with _phase=gather (internal)
   type: str
 processes:
-  description: Internal - running processes named by O(processes).
+  description:
+    - Internal - every process of a Toolhelp32 snapshot (no WMI); the action plugin decides which to end.
   returned: by the executor with _phase=gather (internal)
   type: list
   elements: dict
   contains:
     name:
-      description: Process name.
+      description: Image name without .exe.
       type: str
     process_id:
       description: Process id.
+      type: int
+    parent_process_id:
+      description: The creator's process id at creation time (never updated by Windows, may be stale).
+      type: int
+    created:
+      description: Creation time as a FILETIME, 0 when it cannot be read (for example the System process).
       type: int
 applied:
   description: Internal - the operations the executor's apply phase completed, in order.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from twin.emulation import ModuleContext, ModuleFailed, UnknownCommand, module
+from twin.emulation import ModuleContext, ModuleFailed, module
 from twin.emulation.paths import session_env
 from twin.host import Host, WindowsError_
 
@@ -81,6 +81,41 @@ def service_table(host: Host, version_evidence: bool) -> list[dict[str, Any]]:
     return table
 
 
+def process_snapshot(host: Host) -> list[dict[str, Any]]:
+    """Get-ProcessSnapshot: every process of a CreateToolhelp32Snapshot (name without .exe, id, parent id)
+    with its creation time as a FILETIME from Process.StartTime (GetProcessTimes), 0 where OpenProcess is
+    denied (the System process)."""
+    return [
+        {
+            "name": p.name,
+            "process_id": p.process_id,
+            "parent_process_id": p.parent_process_id,
+            "created": 0 if p.kind == "system" and p.process_id == 4 else p.created_filetime,
+        }
+        for p in host.processes.snapshot()
+    ]
+
+
+def _end_process(host: Host, op: dict[str, Any], timeout: int) -> str:
+    """Stop-LeftProcess: end the process only if it is still the one the plan saw (same id, image name and
+    creation time); "gone" otherwise. Process.Kill() is TerminateProcess; WaitForExit(timeout)."""
+    pid = int(op.get("process_id") or 0)
+    seen = next((p for p in process_snapshot(host) if p["process_id"] == pid), None)
+    if seen is None or seen["name"].lower() != str(op.get("name")).lower() or seen["created"] != op.get("created"):
+        return "gone"
+    try:
+        host.processes.terminate(pid)
+    except WindowsError_ as err:
+        raise _OpError(f"process {op.get('name')} (id {pid}) could not be ended: {err}") from err
+    waited = 0.0
+    while host.processes.get(pid) is not None:
+        if waited >= timeout:
+            raise _OpError(f"process {op.get('name')} (id {pid}) did not end within {timeout} seconds")
+        host.tick(POLL_SECONDS)
+        waited += POLL_SECONDS
+    return "ended"
+
+
 def _wait_stopped(host: Host, name: str, timeout: int) -> None:
     waited = 0.0
     while host.scm.get(name).state != "stopped":
@@ -119,7 +154,8 @@ def run_op(host: Host, op: dict[str, Any], timeout: int) -> None:
                 # (its DependentServices, each waited for), then sends SERVICE_CONTROL_STOP: force=True.
                 host.scm.stop(name, force=True)
             _wait_stopped(host, name, timeout)
-        # A process left behind is ended; in the model a service's process ends with it.
+        # The service's own process: the model ends it with the service (the executor would end one that
+        # lingers after SERVICE_STOPPED). Its helpers are separate end_process operations.
     elif kind == "start":
         svc = host.scm.get(name)
         if svc.state != "running":
@@ -131,7 +167,7 @@ def run_op(host: Host, op: dict[str, Any], timeout: int) -> None:
         if state != "stopped":
             raise _OpError(f"service {name} did not stay stopped: it is {_net_status(state)} {seconds} seconds later")
     elif kind == "end_process":
-        raise UnknownCommand("configmgr executors: op end_process is not modelled (the twin has no process list)")
+        op["result"] = _end_process(host, op, timeout)
     else:
         raise _OpError(f"unknown operation '{kind}' for service {name}")
 
@@ -169,7 +205,9 @@ def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
             run_op(host, op, int(params["timeout"]))
         except (WindowsError_, _OpError) as err:
             advice = fix.format(name=op.get("name"))
-            msg = f"{op.get('op')} of service {op.get('name')} failed: {err}. The journal {path} holds {advice}"
+            what = f"process {op.get('name')} (id {op.get('process_id')})" if op.get("op") == "end_process" else (
+                f"service {op.get('name')}")
+            msg = f"{op.get('op')} of {what} failed: {err}. The journal {path} holds {advice}"
             raise ModuleFailed(msg, **result, failed_op=op) from err
         applied.append(op)
         result["changed"] = True
@@ -182,14 +220,13 @@ def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
 @module("configmgr.sql_upgrade.win_service_quiesce")
 def win_service_quiesce(ctx: ModuleContext) -> dict[str, Any]:
     if ctx.params.get("_phase") == "gather":
-        if ctx.params.get("processes"):
-            raise UnknownCommand("win_service_quiesce: option processes is not modelled (the twin has no process list)")
         result = _gather(ctx, version_evidence=True)
-        result["processes"] = []
+        result["processes"] = process_snapshot(ctx.host)
         return result
     return _apply(
         ctx,
-        "the prior state of every service this run changes: run win_service_quiesce with state=restored to put "
+        "the prior state of every service this run changes and the processes it ends (which a restore does not "
+        "bring back): run win_service_quiesce with state=restored to put "
         "the host back, or fix {name} and run again.",
     )
 

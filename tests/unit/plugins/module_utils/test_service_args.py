@@ -68,12 +68,13 @@ def test_summarize() -> None:
         {"op": "stop", "name": "A", "process_id": 1},
         {"op": "set_mode", "name": "B", "start_mode": "auto"},
         {"op": "start", "name": "B"},
-        {"op": "end_process", "name": "console", "process_id": 9},
+        {"op": "end_process", "name": "console", "process_id": 9, "reason": "named", "result": "ended"},
+        {"op": "end_process", "name": "helper", "process_id": 12, "reason": "left behind", "result": "gone"},
     ]
     assert summarize(ops) == {
         "stopped": ["A"],
         "disabled": ["A"],
         "started": ["B"],
         "restored": ["A", "B"],
-        "ended_processes": [{"name": "console", "process_id": 9}],
+        "ended_processes": [{"name": "console", "process_id": 9, "reason": "named"}],
     }
