@@ -19,7 +19,8 @@ Shape (schema 1)::
                     "created": 133600000000000000, "reason": "named in processes (...)"}, …]}
 
 ``services``, ``wmi`` and ``processes`` are optional; each module owns its own section and carries the
-others over. ``processes`` lists the processes a quiesce run ends (written before it ends them). Ending a
+others over. ``processes`` lists the processes a quiesce run ends (written before it ends them, so it
+also names helpers that turned out to exit with their service). Ending a
 process cannot be undone: a restore does not start them; services' helpers come back when their services
 start (restore or reboot), a user's console when the user starts it again.
 """
