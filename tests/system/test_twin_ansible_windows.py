@@ -5,7 +5,11 @@ Each test asserts on Ansible's result and on the host model's state after the ru
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+
+from twin.winrm.payload import decode_bootstrap_input, module_fqcn
 
 WMI = "Winmgmt"
 
@@ -168,3 +172,53 @@ def test_wrong_password_is_rejected(make_fleet):
     res = runner.ansible("site01", "ansible.windows.win_ping", "", "-e", "ansible_password=wrong").result("site01")
     assert res["unreachable"] is True
     assert "credentials were rejected" in res["msg"]
+
+
+def test_fetch_reads_the_hosts_file_in_chunks(fleet, tmp_path):
+    host = fleet.fleet.host("site03")
+    data = bytes(range(256)) * 1200 + b"end"  # > one 64 KiB fetch chunk
+    host.fs.mkdir("C:\\Data")
+    host.fs.write("C:\\Data\\report.bin", data)
+    args = json.dumps({"src": "C:\\Data\\report.bin", "dest": f"{tmp_path}/", "flat": True})
+    res = fleet.ansible("site03", "ansible.builtin.fetch", args).result("site03")
+    assert res["changed"] is True, res
+    assert (tmp_path / "report.bin").read_bytes() == data
+    assert res["remote_checksum"] == hashlib.sha1(data).hexdigest()
+
+
+def test_win_file_and_win_stat_change_and_read_the_hosts_file_system(fleet):
+    host = fleet.fleet.host("site03")
+    run = fleet.playbook(
+        "- hosts: site03\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.windows.win_file: {path: 'C:\\SqlUpgrade\\logs', state: directory}\n"
+        "    - ansible.windows.win_stat: {path: 'C:\\SqlUpgrade\\logs'}\n"
+        "    - ansible.windows.win_file: {path: 'C:\\SqlUpgrade\\logs', state: directory}\n"
+    )
+    assert run.result("site03", 0)["changed"] is True
+    assert run.result("site03", 1)["stat"]["isdir"] is True
+    assert run.result("site03", 2)["changed"] is False
+    assert host.fs.is_dir("C:\\SqlUpgrade\\logs")
+
+
+def test_without_pipelining_the_module_is_put_then_fed_by_type(make_fleet):
+    runner = make_fleet(1)
+    runner.env["ANSIBLE_KEEP_REMOTE_FILES"] = "1"  # Ansible then put_files the module and runs `type F | PowerShell`
+    host = runner.fleet.host("site01")
+    res = runner.ansible("site01", "ansible.windows.win_ping", "data=kept").result("site01")
+    assert res["ping"] == "kept"
+    temp = "C:\\Users\\Administrator\\AppData\\Local\\Temp"
+    (tmpdir,) = [d for d in host.fs.listdir(temp) if d.startswith("ansible-tmp-")]
+    kept = host.fs.read(f"{temp}\\{tmpdir}\\AnsiballZ_win_ping.ps1")
+    action = decode_bootstrap_input(kept).actions[-1]  # the file is the bootstrap wrapper's input
+    assert module_fqcn(action.params["Script"]) == "ansible.windows.win_ping"
+    assert action.params["Variables"][0]["Value"]["data"] == "kept"
+
+
+def test_unreachable_fault_and_blocked_winrm_make_hosts_unreachable(make_fleet):
+    runner = make_fleet(3, {"hosts": {"site02": {"faults": {"unreachable": True}}}})
+    runner.fleet.host("site03").scm.stop("WinRM", force=True)  # nothing listens on 5985
+    run = runner.ansible("all", "ansible.windows.win_ping")
+    assert run.result("site01")["ping"] == "pong"
+    assert run.result("site02")["unreachable"] is True
+    assert run.result("site03")["unreachable"] is True
+    assert runner.fleet.host("site02").counters.winrm_commands == 0

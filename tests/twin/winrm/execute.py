@@ -25,6 +25,7 @@ from twin.winrm.payload import (
     decode_command_line,
     is_bootstrap,
     module_fqcn,
+    split_type_pipeline,
 )
 
 Result = tuple[int, bytes, bytes]
@@ -33,9 +34,10 @@ Result = tuple[int, bytes, bytes]
 # when refused, so a test cannot pass by the twin ignoring it.
 _UNMODELLED_WRAPPERS = {
     "become_wrapper.ps1": "become (runas) is not modelled by the twin",
-    # ansible-core 2.19 async_wrapper.ps1 breaks the async process away from the WinRM job directly when
-    # the job allows it (winrm does); only where it cannot (psrp) does it use WMI Win32_Process.Create.
-    "async_wrapper.ps1": "async is not modelled by the twin (over psrp it would need WMI Win32_Process.Create)",
+    # ansible-core 2.19 async_wrapper.ps1 spawns the async process directly when the session's job object
+    # allows breakaway, and otherwise through WMI (Invoke-CimMethod Win32_Process Create): whether it needs WMI
+    # depends on the job object WinRM / PSRP run it in, which the twin does not model, so async is refused.
+    "async_wrapper.ps1": "async is not modelled by the twin (it may need WMI Win32_Process.Create)",
     "async_watchdog.ps1": "async is not modelled by the twin",
     "coverage_wrapper.ps1": "PowerShell coverage collection is not modelled by the twin",
 }
@@ -62,6 +64,15 @@ def execute(host: Host, command: str, arguments: str, stdin: bytes) -> Result:
 
 
 def _execute(host: Host, command: str, arguments: str, stdin: bytes) -> Result:
+    if command.lower() == "type":
+        # No pipelining: cmd.exe's `type` feeds the put_file'd module input to the bootstrap wrapper.
+        try:
+            path, command, arguments = split_type_pipeline(arguments)
+        except PayloadError as exc:
+            return 1, b"", f"twin: {exc}\r\n".encode()
+        if not host.fs.exists(path) or host.fs.is_dir(path):
+            return 1, b"", b"The system cannot find the file specified.\r\n"
+        stdin = host.fs.read(path)
     try:
         script = decode_command_line(command, arguments)
     except PayloadError as exc:

@@ -6,7 +6,10 @@ ansible-core 2.19 (plugins/shell/powershell.py ``_encode_script``; executor/powe
 - module runs, file transfer and the temp-directory helpers run ``bootstrap_wrapper.ps1`` and send on stdin
   a JSON document ``{name: exec_wrapper, script, params}``, the line ``\\0\\0\\0\\0``, then the exec manifest
   ``{scripts, actions, signed_hashlist}``; put_file adds one more ``\\0\\0\\0\\0`` line and base64 lines;
-- ``raw`` (and win_reboot's commands) send the script itself and no stdin.
+- ``raw`` (and win_reboot's commands) send the script itself and no stdin;
+- without pipelining (ANSIBLE_KEEP_REMOTE_FILES), the module's input was put_file'd into the temp dir and the
+  command is ``type PATH | PowerShell ... -EncodedCommand B64`` (ShellModule.build_module_command): cmd.exe's
+  ``type`` feeds that file to the bootstrap wrapper's stdin.
 """
 
 from __future__ import annotations
@@ -61,6 +64,19 @@ def decode_command_line(command: str, arguments: str) -> str:
         return base64.b64decode(parts[-1], validate=True).decode("utf-16-le")
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise PayloadError(f"-EncodedCommand is not base64 of UTF-16LE text: {exc}") from exc
+
+
+def split_type_pipeline(arguments: str) -> tuple[str, str, str]:
+    """``type PATH | PowerShell ARGS`` (the arguments after ``type``) -> (PATH unquoted, 'PowerShell', ARGS)."""
+    path, bar, rest = arguments.partition(" | ")
+    command, _, args = rest.strip().partition(" ")
+    path = path.strip()
+    if not bar or not path or not command:
+        raise PayloadError(f"type {arguments[:200]!r} is not modelled: expected 'type PATH | PowerShell ...' as "
+                           "ShellModule.build_module_command sends without pipelining")
+    if len(path) > 1 and path[0] == path[-1] and path[0] in "'\"":
+        path = path[1:-1]
+    return path, command, args
 
 
 def is_bootstrap(script: str) -> bool:

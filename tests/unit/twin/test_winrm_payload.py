@@ -14,6 +14,7 @@ from twin.winrm.payload import (
     decode_command_line,
     is_bootstrap,
     module_fqcn,
+    split_type_pipeline,
 )
 
 
@@ -64,3 +65,14 @@ def test_module_fqcn_from_script_names():
 def test_bootstrap_input_without_separator_is_refused():
     with pytest.raises(PayloadError, match="separator"):
         decode_bootstrap_input(json.dumps({"name": "exec_wrapper"}).encode())
+
+
+def test_type_pipeline_of_a_non_pipelined_module_is_split_into_file_and_powershell():
+    wrapper = _shell().build_module_command("", "#!powershell", "'C:\\Temp\\ansible-tmp-1\\AnsiballZ_x.ps1'")
+    command, _, arguments = wrapper.partition(" ")
+    assert command == "type"
+    path, ps, ps_args = split_type_pipeline(arguments)
+    assert path == "C:\\Temp\\ansible-tmp-1\\AnsiballZ_x.ps1"
+    assert is_bootstrap(decode_command_line(ps, ps_args))
+    with pytest.raises(PayloadError, match="type"):
+        split_type_pipeline("C:\\x.txt")
