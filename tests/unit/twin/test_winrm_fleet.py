@@ -19,7 +19,7 @@ TESTS = Path(__file__).resolve().parents[2]
 
 def _shell_opens(address, port):
     p = Protocol(f"http://{address}:{port}/wsman", transport="plaintext", username=USER, password=PASSWORD,
-                 proxy=None, read_timeout_sec=10, operation_timeout_sec=5)
+                 proxy=None, ca_trust_path=None, read_timeout_sec=10, operation_timeout_sec=5)
     shell = p.open_shell()
     p.close_shell(shell)
     return True

@@ -23,7 +23,7 @@ def encoded(script):
 def protocol(fleet, name="site01", password=PASSWORD):
     port = fleet.listeners[name].port
     return Protocol(f"http://127.0.0.1:{port}/wsman", transport="plaintext", username=USER, password=password,
-                    proxy=None, read_timeout_sec=10, operation_timeout_sec=5)
+                    proxy=None, ca_trust_path=None, read_timeout_sec=10, operation_timeout_sec=5)
 
 
 def run(p, shell, command, args):
