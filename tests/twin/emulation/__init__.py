@@ -149,7 +149,7 @@ def run_module(host: Host, module_name: str, args: dict[str, Any]) -> dict[str, 
     reg = REGISTRY.get(module_name)
     if reg is None:
         raise UnknownCommand(f"module {module_name} is not modelled by the twin")
-    _, ctx_fields = _split_pass_vars(args)
+    _module_args, ctx_fields = _split_pass_vars(args)
     try:
         params = validate_args(module_name, args, reg.argspec)
     except _Skipped as skipped:

@@ -119,7 +119,7 @@ class Host:
             raise ValueError("tick needs seconds >= 0")
         end = self.clock.now() + seconds
         while self._queue and self._queue[0][0] <= end:
-            when, _, kind, name, run_id = heapq.heappop(self._queue)
+            when, _seq, kind, name, run_id = heapq.heappop(self._queue)
             self.clock.set(max(when, self.clock.now()))
             if self.is_up:
                 self._fire(kind, name, run_id)

@@ -68,10 +68,10 @@ def decode_command_line(command: str, arguments: str) -> str:
 
 def split_type_pipeline(arguments: str) -> tuple[str, str, str]:
     """``type PATH | PowerShell ARGS`` (the arguments after ``type``) -> (PATH unquoted, 'PowerShell', ARGS)."""
-    path, bar, rest = arguments.partition(" | ")
-    command, _, args = rest.strip().partition(" ")
+    path, pipe, rest = arguments.partition(" | ")
+    command, _sep, args = rest.strip().partition(" ")
     path = path.strip()
-    if not bar or not path or not command:
+    if not pipe or not path or not command:
         raise PayloadError(f"type {arguments[:200]!r} is not modelled: expected 'type PATH | PowerShell ...' as "
                            "ShellModule.build_module_command sends without pipelining")
     if len(path) > 1 and path[0] == path[-1] and path[0] in "'\"":

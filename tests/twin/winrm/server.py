@@ -83,7 +83,7 @@ class HostEndpoint:
         if not header or not header.lower().startswith("basic "):
             return False
         try:
-            user, _, password = base64.b64decode(header[6:].strip()).decode("utf-8").partition(":")
+            user, _sep, password = base64.b64decode(header[6:].strip()).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return False
         # Windows account names are case-insensitive; passwords are not.
@@ -194,7 +194,6 @@ class HostEndpoint:
             cmd.result = execute(self.host, cmd.command, cmd.arguments, bytes(cmd.stdin))
         rc, out, err = cmd.result
         return soap.receive_response(req, self._ids.next(), cmd.id, out, err, rc)
-
 
 
 def _reset(sock: socket.socket) -> None:

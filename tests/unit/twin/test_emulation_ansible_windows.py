@@ -154,8 +154,8 @@ def test_win_stat_of_a_directory_needs_wmi(host):
 
 
 def test_win_file_directory_absent_and_check_mode(host):
-    res = run_module(host, "ansible.windows.win_file", {"path": "C:\\Logs\\x", "state": "directory",
-                                                         "_ansible_check_mode": True})
+    args = {"path": "C:\\Logs\\x", "state": "directory", "_ansible_check_mode": True}
+    res = run_module(host, "ansible.windows.win_file", args)
     assert res["changed"] is True and not host.fs.exists("C:\\Logs\\x")
     res = run_module(host, "ansible.windows.win_file", {"path": "C:\\Logs\\x", "state": "directory"})
     assert res["changed"] is True and host.fs.is_dir("C:\\Logs\\x")

@@ -54,12 +54,12 @@ def test_remove_item_of_the_module_temp_dir(host):
     assert normalise(text).endswith("-Force -Recurse;")
     assert run_raw(host, text) == (0, "", "")
     assert not host.fs.exists("C:\\Users\\Administrator\\AppData\\Local\\Temp\\ansible-tmp-1")
-    rc, _, err = run_raw(host, text)  # already gone: Remove-Item fails, the shell's suffix exits 1
+    rc, _out, err = run_raw(host, text)  # already gone: Remove-Item fails, the shell's suffix exits 1
     assert rc == 1 and "Remove-Item" in err
 
 
 def test_boot_time_needs_wmi(host):
-    rc, out, _ = run_raw(host, as_sent_by_reboot(BOOT_TIME))
+    rc, out, _err = run_raw(host, as_sent_by_reboot(BOOT_TIME))
     assert rc == 0 and int(out) == host.boot_time_filetime
     host.scm.stop("Winmgmt", force=True)
     host.scm.set_start_mode("Winmgmt", "disabled")
@@ -70,12 +70,12 @@ def test_boot_time_needs_wmi(host):
 def test_reboot_is_scheduled_then_happens_at_reconnect(host):
     before = host.boot_time_filetime
     host.registry.create_key(LOGON_UI_KEY)
-    rc, out, _ = run_raw(host, as_sent_by_reboot(reboot_script(delay=5)))
+    rc, out, _err = run_raw(host, as_sent_by_reboot(reboot_script(delay=5)))
     assert rc == 0 and out.strip() == '{"stdout":"","stderr":"","rc":0}'
     assert not host.registry.key_exists(LOGON_UI_KEY)  # removed before shutdown.exe
     assert host.boot_time_filetime == before  # nothing yet: shutdown.exe only schedules
     # A second request while one is pending: ERROR_SHUTDOWN_IS_SCHEDULED, reported in the JSON's rc.
-    _, again, _ = run_raw(host, as_sent_by_reboot(reboot_script()))
+    _rc, again, _err = run_raw(host, as_sent_by_reboot(reboot_script()))
     assert '"rc":1190' in again
     now = host.clock.now()
     assert fire_due_shutdown(host) is True
@@ -89,7 +89,7 @@ def test_abort_cancels_a_pending_shutdown_and_fails_without_one(host):
     run_raw(host, as_sent_by_reboot(reboot_script()))
     assert run_raw(host, as_sent_by_reboot(r"C:\Windows\System32\shutdown.exe /a")) == (0, "", "")
     assert fire_due_shutdown(host) is False
-    rc, _, err = run_raw(host, as_sent_by_reboot(r"C:\Windows\System32\shutdown.exe /a"))
+    rc, _out, err = run_raw(host, as_sent_by_reboot(r"C:\Windows\System32\shutdown.exe /a"))
     assert rc == 1116 and "(1116)" in err
 
 
@@ -97,10 +97,10 @@ def test_post_reboot_test_command_echoes_its_token_only_when_the_key_exists(host
     command = as_sent_by_reboot(f"Get-Item -LiteralPath '{LOGON_UI_KEY}' -ErrorAction Stop; 'success-123'")
     if host.registry.key_exists(LOGON_UI_KEY):
         host.registry.delete(LOGON_UI_KEY)
-    rc, _, err = run_raw(host, command)
+    rc, _out, err = run_raw(host, command)
     assert rc == 1 and "does not exist" in err
     host.registry.create_key(LOGON_UI_KEY)
-    rc, out, _ = run_raw(host, command)
+    rc, out, _err = run_raw(host, command)
     assert rc == 0 and out.rstrip().endswith("success-123")
 
 

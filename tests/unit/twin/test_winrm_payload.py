@@ -69,7 +69,7 @@ def test_bootstrap_input_without_separator_is_refused():
 
 def test_type_pipeline_of_a_non_pipelined_module_is_split_into_file_and_powershell():
     wrapper = _shell().build_module_command("", "#!powershell", "'C:\\Temp\\ansible-tmp-1\\AnsiballZ_x.ps1'")
-    command, _, arguments = wrapper.partition(" ")
+    command, _sep, arguments = wrapper.partition(" ")
     assert command == "type"
     path, ps, ps_args = split_type_pipeline(arguments)
     assert path == "C:\\Temp\\ansible-tmp-1\\AnsiballZ_x.ps1"

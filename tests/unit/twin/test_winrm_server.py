@@ -59,7 +59,7 @@ def test_commands_ansible_never_sends_fail_naming_them(fleet):
     shell = p.open_shell()
     rc, out, err = run(p, shell, "ipconfig", ["/all"])
     assert rc == 1 and out == "" and "'ipconfig'" in err
-    rc, _, err = run(p, shell, "PowerShell", encoded("Get-Date"))
+    rc, _out, err = run(p, shell, "PowerShell", encoded("Get-Date"))
     assert rc == 1 and "Get-Date" in err and "not modelled" in err
 
 

@@ -74,6 +74,6 @@ def test_receive_response_streams_are_base64_and_the_command_is_done():
 
 def test_message_ids_are_deterministic_and_distinct_per_host():
     a1, a2 = soap.MessageIds(1), soap.MessageIds(1)
-    seq = [a1.next() for _ in range(3)]
-    assert seq == [a2.next() for _ in range(3)] and len(set(seq)) == 3
+    seq = [a1.next() for _i in range(3)]
+    assert seq == [a2.next() for _i in range(3)] and len(set(seq)) == 3
     assert soap.MessageIds(2).next() not in seq
