@@ -1,0 +1,66 @@
+"""playbooks/rehearse_service_window.yml through the real ansible-playbook against a twin fleet.
+
+The rollout goes in batches; a host that fails is put back from its journal and reported by name with the
+step that failed, while the other hosts finish and end exactly as they were before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from conftest import BIN, _run
+
+PLAYBOOK = Path(__file__).resolve().parents[2] / "playbooks" / "rehearse_service_window.yml"
+
+
+def table(host: Any) -> dict[str, tuple[str, str]]:
+    return {name: (svc["start_mode"], svc["state"]) for name, svc in host.snapshot()["services"].items()}
+
+
+def rehearse(runner: Any, *extra: str) -> Any:
+    cmd = [str(BIN / "ansible-playbook"), "-i", str(runner.inventory), str(PLAYBOOK), *extra]
+    return _run(cmd, runner.env, runner.tmp)
+
+
+def results_of(run: Any, host: str) -> list[dict[str, Any]]:
+    return [task["hosts"][host] for play in run.data["plays"] for task in play["tasks"] if host in task["hosts"]]
+
+
+def test_rolling_rehearsal_puts_every_host_back_and_names_the_failed_one(make_fleet: Any) -> None:
+    runner = make_fleet(3)
+    # site02's operator asked to stop WinRM: the controller refuses before anything changes on that host.
+    (runner.tmp / "host_vars").mkdir()
+    (runner.tmp / "host_vars" / "site02.yml").write_text("quiesce_stop: ['WinRM']\n", encoding="utf-8")
+    before = {name: table(host) for name, host in runner.fleet.hosts.items()}
+
+    run = rehearse(runner, "-e", "batch_size=2", "-e", "max_fail_percentage=50")
+
+    assert run.rc == 2  # a host failed
+    assert run.stats["site01"]["failures"] == 0 and run.stats["site03"]["failures"] == 0
+    assert run.stats["site02"]["failures"] == 1 and run.stats["site02"]["rescued"] == 1
+    failed = [r for r in results_of(run, "site02") if r.get("failed")]
+    assert "WinRM" in failed[0]["msg"]  # the quiesce names the service it refuses to stop
+    assert 'failed at "KB step 2' in failed[-1]["msg"] and "put back" in failed[-1]["msg"]
+    # Inside the window the quiesce stopped SMS_EXECUTIVE on the healthy hosts ...
+    stopped = [r for r in results_of(run, "site01") if "stopped" in r and r.get("changed")]
+    assert "SMS_EXECUTIVE" in stopped[0]["stopped"]
+    # ... and afterwards every host, failed or not, is exactly as it was.
+    for name, host in runner.fleet.hosts.items():
+        assert table(host) == before[name], name
+
+
+def test_a_batch_over_the_failure_threshold_stops_the_rollout(make_fleet: Any) -> None:
+    runner = make_fleet(3)
+    (runner.tmp / "host_vars").mkdir()
+    (runner.tmp / "host_vars" / "site01.yml").write_text("quiesce_stop: ['WinRM']\n", encoding="utf-8")
+    before = {name: table(host) for name, host in runner.fleet.hosts.items()}
+
+    run = rehearse(runner, "-e", "batch_size=1", "-e", "max_fail_percentage=0")
+
+    assert run.rc != 0
+    # site01 was the first batch and failed: the later batches never ran, so their hosts saw no command.
+    assert runner.fleet.host("site02").counters.winrm_commands == 0
+    assert runner.fleet.host("site03").counters.winrm_commands == 0
+    for name, host in runner.fleet.hosts.items():
+        assert table(host) == before[name], name
