@@ -443,8 +443,63 @@ Function Stop-LeftProcess {
     'ended'
 }
 
+Function Invoke-JournaledPlan {
+    <#
+    .SYNOPSIS
+    The apply phase of both executors: write _journal_before (before anything changes), run every operation
+    of _plan in order with Invoke-ServiceOp, then write _journal_after. Sets Result.applied (the operations
+    that finished) and Result.changed; fails the module on the first operation that throws, with
+    Result.failed_op and a message that ends with FailureHint (its {0} is the operation's name). Changes
+    nothing in check mode. The caller calls ExitJson.
+    #>
+    param (
+        [Parameter(Mandatory = $true)][Object]$Module,
+        [Parameter(Mandatory = $true)][string]$JournalPath,
+        [Parameter(Mandatory = $true)][string]$FailureHint
+    )
+    $applied = [System.Collections.Generic.List[Object]]@()
+    $Module.Result.applied = $applied
+    if ($Module.CheckMode) {
+        # The action plugins never send apply in check mode; if something does, change nothing.
+        return
+    }
+
+    if ($null -ne $Module.Params._journal_before) {
+        try {
+            Write-JournalText -Path $JournalPath -Text $Module.Params._journal_before
+        }
+        catch {
+            $Module.FailJson("failed to write the journal $JournalPath before changing anything: $($_.Exception.Message)", $_)
+        }
+        $Module.Result.changed = $true
+    }
+
+    foreach ($op in $Module.Params._plan) {
+        try {
+            Invoke-ServiceOp -Op $op -TimeoutSeconds $Module.Params.timeout
+        }
+        catch {
+            $what = "service $($op.name)"
+            if ($op.op -eq 'end_process') {
+                $what = "process $($op.name) (id $($op.process_id))"
+            }
+            $msg = "$($op.op) of $what failed: $($_.Exception.Message). The journal $JournalPath holds " +
+            ($FailureHint -f $op.name)
+            $Module.Result.failed_op = $op
+            $Module.FailJson($msg, $_)
+        }
+        $applied.Add($op)
+        $Module.Result.changed = $true
+    }
+
+    if ($null -ne $Module.Params._journal_after) {
+        Write-JournalText -Path $JournalPath -Text $Module.Params._journal_after
+        $Module.Result.changed = $true
+    }
+}
+
 $exported = @(
     'Get-JournalPath', 'Read-JournalText', 'Write-JournalText', 'Get-ServiceTable', 'Get-HostTime',
-    'Invoke-ServiceOp', 'Get-ProcessSnapshot'
+    'Invoke-ServiceOp', 'Invoke-JournaledPlan', 'Get-ProcessSnapshot'
 )
 Export-ModuleMember -Function $exported

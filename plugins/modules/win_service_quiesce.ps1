@@ -53,46 +53,8 @@ if ($module.Params._phase -eq 'gather') {
     $module.ExitJson()
 }
 
-$applied = [System.Collections.Generic.List[Object]]@()
-$module.Result.applied = $applied
-if ($module.CheckMode) {
-    # The action plugin never sends apply in check mode; if something does, change nothing.
-    $module.ExitJson()
-}
-
-if ($null -ne $module.Params._journal_before) {
-    try {
-        Write-JournalText -Path $journalPath -Text $module.Params._journal_before
-    }
-    catch {
-        $module.FailJson("failed to write the journal $journalPath before changing anything: $($_.Exception.Message)", $_)
-    }
-    $module.Result.changed = $true
-}
-
-foreach ($op in $module.Params._plan) {
-    try {
-        Invoke-ServiceOp -Op $op -TimeoutSeconds $module.Params.timeout
-    }
-    catch {
-        $what = "service $($op.name)"
-        if ($op.op -eq 'end_process') {
-            $what = "process $($op.name) (id $($op.process_id))"
-        }
-        $msg = "$($op.op) of $what failed: $($_.Exception.Message). The journal $journalPath holds " +
-        "the prior state of every service this run changes and the processes it ends (which a restore does " +
-        "not bring back): run win_service_quiesce with state=restored to put the host back, or fix " +
-        "$($op.name) and run again."
-        $module.Result.failed_op = $op
-        $module.FailJson($msg, $_)
-    }
-    $applied.Add($op)
-    $module.Result.changed = $true
-}
-
-if ($null -ne $module.Params._journal_after) {
-    Write-JournalText -Path $journalPath -Text $module.Params._journal_after
-    $module.Result.changed = $true
-}
-
+# Apply: the journal first, then the planned operations, then the journal after (ServiceQuiesce.psm1).
+$failureHint = "the prior state of every service this run changes and the processes it ends (which a restore " +
+"does not bring back): run win_service_quiesce with state=restored to put the host back, or fix {0} and run again."
+Invoke-JournaledPlan -Module $module -JournalPath $journalPath -FailureHint $failureHint
 $module.ExitJson()

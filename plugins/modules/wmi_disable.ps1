@@ -42,39 +42,7 @@ if ($module.Params._phase -eq 'gather') {
     $module.ExitJson()
 }
 
-$applied = [System.Collections.Generic.List[Object]]@()
-$module.Result.applied = $applied
-if ($module.CheckMode) {
-    $module.ExitJson()
-}
-
-if ($null -ne $module.Params._journal_before) {
-    try {
-        Write-JournalText -Path $journalPath -Text $module.Params._journal_before
-    }
-    catch {
-        $module.FailJson("failed to write the journal $journalPath before changing anything: $($_.Exception.Message)", $_)
-    }
-    $module.Result.changed = $true
-}
-
-foreach ($op in $module.Params._plan) {
-    try {
-        Invoke-ServiceOp -Op $op -TimeoutSeconds $module.Params.timeout
-    }
-    catch {
-        $msg = "$($op.op) of service $($op.name) failed: $($_.Exception.Message). The journal $journalPath holds " +
-        "Winmgmt's prior start mode and running dependents: run wmi_disable with state=enabled to put them back."
-        $module.Result.failed_op = $op
-        $module.FailJson($msg, $_)
-    }
-    $applied.Add($op)
-    $module.Result.changed = $true
-}
-
-if ($null -ne $module.Params._journal_after) {
-    Write-JournalText -Path $journalPath -Text $module.Params._journal_after
-    $module.Result.changed = $true
-}
-
+# Apply: the journal first, then the planned operations, then the journal after (ServiceQuiesce.psm1).
+$failureHint = "Winmgmt's prior start mode and running dependents: run wmi_disable with state=enabled to put them back."
+Invoke-JournaledPlan -Module $module -JournalPath $journalPath -FailureHint $failureHint
 $module.ExitJson()
