@@ -1,60 +1,47 @@
 # Copyright: configmgr.sql_upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin of wmi_disable: validate, gather (one module call), plan winmgmt and its dependents with
-module_utils/service_plan.py, apply (one module call; none in check mode or when nothing changes)."""
+module_utils/service_plan.py, apply (one module call; none in check mode or when nothing changes). The run
+itself is plugin_utils/_journal_action.py, shared with win_service_quiesce."""
 
 from __future__ import annotations
 
 from typing import Any
-
-from ansible.plugins.action import ActionBase
 
 from ansible_collections.configmgr.sql_upgrade.plugins.module_utils import journal as jr
 from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.journal import JournalError
 from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_args import summarize, validate_wmi_args
 from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_plan import (
     WINMGMT,
-    PlanError,
-    facts_from_gather,
+    ServiceFact,
     plan_wmi_disable,
     plan_wmi_enable,
 )
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._journal_action import (
+    JournalAction,
+    Planned,
+    corrupt_journal,
+)
 
-MODULE = "configmgr.sql_upgrade.wmi_disable"
 
+class ActionModule(JournalAction):
+    MODULE = "configmgr.sql_upgrade.wmi_disable"
+    CORRUPT_ADVICE = "Inspect it, or remove it and set Winmgmt's start mode by hand"
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = True
+    def _validate(self, args: dict[str, Any]) -> dict[str, Any]:
+        return validate_wmi_args(args)
 
-    def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
-        task_vars = task_vars or {}
-        result = super().run(tmp, task_vars)
-        host = str(task_vars.get("inventory_hostname", "?"))
-        try:
-            opts = validate_wmi_args(self._task.args)
-        except PlanError as exc:
-            return {
-                "failed": True,
-                "changed": False,
-                "msg": f"{host}: wmi_disable: {exc}; nothing was sent to the host",
-            }
+    def _summary(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        # wmi_disable ends no processes, and its RETURN has no ended_processes.
+        return {k: v for k, v in summarize(ops).items() if k != "ended_processes"}
 
-        gathered = self._execute_module(
-            module_name=MODULE, module_args={**opts, "_phase": "gather"}, task_vars=task_vars
-        )
-        if gathered.get("failed"):
-            return {
-                "failed": True,
-                "changed": False,
-                "msg": f"{host}: gathering services failed: {gathered.get('msg')}",
-            }
-        path = gathered.get("journal_path", jr.JOURNAL_PATH)
+    def _plan(
+        self, opts: dict[str, Any], facts: list[ServiceFact], journal: dict[str, Any] | None,
+        gathered: dict[str, Any], path: str
+    ) -> Planned | dict[str, Any]:
         now = str(gathered.get("host_time") or "")
         host_name = str(gathered.get("host_name") or "")
         try:
-            journal = jr.parse(gathered.get("journal_text"))
-            facts = facts_from_gather(gathered.get("services") or [])
             existing = jr.wmi_record(journal)
             doc_before = doc_after = None
             if opts["state"] == "disabled":
@@ -76,48 +63,12 @@ class ActionModule(ActionBase):
                     journal = jr.set_wmi(journal, None, "enabled", host=host_name, run_id=journal["run_id"], now=now)
                     doc_after = jr.dumps(journal)
         except JournalError as exc:
-            return {
-                "failed": True,
-                "changed": False,
-                "journal_path": path,
-                "msg": f"{host}: the journal {path} is corrupt or was tampered with ({exc}); nothing was changed. "
-                "Inspect it, or remove it and set Winmgmt's start mode by hand",
-            }
-        except PlanError as exc:
-            return {
-                "failed": True,
-                "changed": False,
-                "journal_path": path,
-                "msg": f"{host}: {exc}; nothing was changed",
-            }
+            # jr.set_wmi validates the journal it builds: a fault there gets the same answer as an unreadable one.
+            return corrupt_journal(path, exc, self.CORRUPT_ADVICE)
 
-        changed = bool(ops) or doc_before is not None or doc_after is not None
-        result.update({"changed": changed, "journal_path": path})
+        fields: dict[str, Any] = {}
         if journal is not None:
-            result["run_id"] = journal["run_id"]
+            fields["run_id"] = journal["run_id"]
             if "wmi" in journal:
-                result["wmi"] = dict(journal["wmi"])
-        result.update({k: v for k, v in summarize(ops).items() if k != "ended_processes"})
-        if self._task.diff:
-            result["diff"] = {"before": plan.diff_before, "after": plan.diff_after}
-        if self._task.check_mode or not changed:
-            return result
-
-        applied = self._execute_module(
-            module_name=MODULE,
-            module_args={
-                **opts,
-                "_phase": "apply",
-                "_plan": ops,
-                "_journal_before": doc_before,
-                "_journal_after": doc_after,
-            },
-            task_vars=task_vars,
-        )
-        result.update({k: v for k, v in summarize(applied.get("applied") or []).items() if k != "ended_processes"})
-        if applied.get("failed"):
-            result["failed"] = True
-            result["msg"] = f"{host}: {applied.get('msg')}"
-            if applied.get("failed_op"):
-                result["failed_op"] = applied["failed_op"]
-        return result
+                fields["wmi"] = dict(journal["wmi"])
+        return Planned(ops, doc_before, doc_after, plan.diff_before, plan.diff_after, fields)

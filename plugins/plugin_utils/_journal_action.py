@@ -1,0 +1,142 @@
+# Copyright: configmgr.sql_upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The run shared by the action plugins win_service_quiesce and wmi_disable.
+
+Both drive a thin executor in two module calls: validate the options on the controller, gather (service
+table + journal text), parse the journal, plan with the pure functions of module_utils/service_plan.py, report
+the plan (and its diff), then - not in check mode, and only when something changes - apply: the executor writes
+the journal before, runs the planned operations, and writes the journal after. A subclass names its module and
+supplies the option check and the plan; everything else, including how failures are worded, is here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.configmgr.sql_upgrade.plugins.module_utils import journal as jr
+from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.journal import JournalError
+from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_args import summarize
+from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_plan import (
+    PlanError,
+    ServiceFact,
+    facts_from_gather,
+)
+
+
+@dataclass
+class Planned:
+    """What a plan sends to the executor's apply phase, and the module's own result keys (plan, run_id ...)."""
+
+    ops: list[dict[str, Any]]
+    journal_before: str | None
+    journal_after: str | None
+    diff_before: Any
+    diff_after: Any
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.ops) or self.journal_before is not None or self.journal_after is not None
+
+
+def failure(msg: str, **extra: Any) -> dict[str, Any]:
+    """A failed, unchanged result; run() puts the inventory host name in front of msg."""
+    return {"failed": True, "changed": False, "msg": msg, **extra}
+
+
+def corrupt_journal(path: str, exc: JournalError, advice: str) -> dict[str, Any]:
+    return failure(
+        f"the journal {path} is corrupt or was tampered with ({exc}); nothing was changed. {advice}",
+        journal_path=path,
+    )
+
+
+class JournalAction(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = True
+
+    MODULE = ""  # the executor, configmgr.sql_upgrade.NAME
+    CORRUPT_ADVICE = ""  # what to do about a corrupt journal, after "... nothing was changed."
+
+    def _validate(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The options, checked and completed; PlanError names what is wrong."""
+        raise NotImplementedError
+
+    def _plan(
+        self, opts: dict[str, Any], facts: list[ServiceFact], journal: dict[str, Any] | None,
+        gathered: dict[str, Any], path: str
+    ) -> Planned | dict[str, Any]:
+        """The plan, or a failure() result; PlanError means nothing can be planned."""
+        raise NotImplementedError
+
+    def _summary(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        """The result keys listing what the operations (planned, then applied) do."""
+        return summarize(ops)
+
+    def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        host = str(task_vars.get("inventory_hostname", "?"))
+        outcome = self._gather_and_plan(host, task_vars)
+        if isinstance(outcome, dict):
+            return {**outcome, "msg": f"{host}: {outcome['msg']}"}
+        opts, path, planned = outcome
+
+        result.update({"changed": planned.changed, "journal_path": path})
+        result.update(planned.fields)
+        result.update(self._summary(planned.ops))
+        if self._task.diff:
+            result["diff"] = {"before": planned.diff_before, "after": planned.diff_after}
+        if self._task.check_mode or not planned.changed:
+            return result
+
+        applied = self._execute_module(
+            module_name=self.MODULE,
+            module_args={
+                **opts,
+                "_phase": "apply",
+                "_plan": planned.ops,
+                "_journal_before": planned.journal_before,
+                "_journal_after": planned.journal_after,
+            },
+            task_vars=task_vars,
+        )
+        result.update(self._summary(applied.get("applied") or []))
+        if applied.get("failed"):
+            result["failed"] = True
+            result["msg"] = f"{host}: {applied.get('msg')}"
+            if applied.get("failed_op"):
+                result["failed_op"] = applied["failed_op"]
+        return result
+
+    def _gather_and_plan(
+        self, host: str, task_vars: dict[str, Any]
+    ) -> tuple[dict[str, Any], str, Planned] | dict[str, Any]:
+        """(options, journal path, plan), or a failure() result: nothing has changed on the host yet."""
+        name = self.MODULE.rsplit(".", 1)[-1]
+        try:
+            opts = self._validate(self._task.args)
+        except PlanError as exc:
+            return failure(f"{name}: {exc}; nothing was sent to the host")
+
+        gathered = self._execute_module(
+            module_name=self.MODULE, module_args={**opts, "_phase": "gather"}, task_vars=task_vars
+        )
+        if gathered.get("failed"):
+            return failure(f"gathering services failed: {gathered.get('msg')}")
+        path = gathered.get("journal_path", jr.JOURNAL_PATH)
+        try:
+            journal = jr.parse(gathered.get("journal_text"))
+        except JournalError as exc:
+            return corrupt_journal(path, exc, self.CORRUPT_ADVICE)
+        try:
+            facts = facts_from_gather(gathered.get("services") or [])
+            planned = self._plan(opts, facts, journal, gathered, path)
+        except PlanError as exc:
+            return failure(f"{exc}; nothing was changed", journal_path=path)
+        if isinstance(planned, dict):
+            return planned
+        return opts, path, planned
