@@ -325,6 +325,15 @@ Function Invoke-ServiceOp {
     elseif ($kind -eq 'start') {
         $controller = New-Object -TypeName System.ServiceProcess.ServiceController -ArgumentList $name
         try {
+            if ($controller.Status -eq [System.ServiceProcess.ServiceControllerStatus]::StopPending) {
+                # StartService fails until the process reports SERVICE_STOPPED: let the stop finish first.
+                try {
+                    $controller.WaitForStatus([System.ServiceProcess.ServiceControllerStatus]::Stopped, $wait)
+                }
+                catch [System.ServiceProcess.TimeoutException] {
+                    throw "service $name is still stopping after $TimeoutSeconds seconds and cannot be started until it has stopped (state: $($controller.Status))"
+                }
+            }
             if ($controller.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Running) {
                 $controller.Start()
                 try {

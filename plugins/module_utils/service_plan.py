@@ -788,7 +788,9 @@ def plan_restore(facts: Sequence[ServiceFact], records: Mapping[str, Mapping[str
             mode_ops.append({"op": "set_mode", "name": fact.name, "start_mode": record["start_mode"]})
             actions.append("set start mode {}".format(record["start_mode"]))
         want_running = record["state"] == "running"
-        if want_running and not fact.is_running:
+        # STOP_PENDING counts as running everywhere else (the process still exists), but it is on its way
+        # down: a restore must start it again once it has stopped (the start operation waits for that).
+        if want_running and (not fact.is_running or fact.state == "stop_pending"):
             to_start.append(fact.name)
             actions.append("start")
         elif not want_running and fact.is_running:

@@ -64,3 +64,22 @@ def test_a_batch_over_the_failure_threshold_stops_the_rollout(make_fleet: Any) -
     assert runner.fleet.host("site03").counters.winrm_commands == 0
     for name, host in runner.fleet.hosts.items():
         assert table(host) == before[name], name
+
+
+def test_a_service_slower_than_the_timeout_fails_the_host_and_the_rescue_puts_it_back(make_fleet: Any) -> None:
+    # SMS_EXECUTIVE takes 150 model seconds to stop; the quiesce waits 120 (its default timeout) and fails,
+    # naming it. The rescue's restore waits for the stop to finish and starts it again.
+    slow = {"faults": {"services": {"SMS_EXECUTIVE": {"stop": "slow", "seconds": 150}}}}
+    runner = make_fleet(2, {"hosts": {"site02": slow}})
+    before = {name: table(host) for name, host in runner.fleet.hosts.items()}
+
+    run = rehearse(runner, "-e", "batch_size=2", "-e", "max_fail_percentage=50")
+
+    assert run.stats["site01"]["failures"] == 0
+    assert run.stats["site02"]["failures"] == 1 and run.stats["site02"]["rescued"] == 1
+    failed = [r for r in results_of(run, "site02") if r.get("failed")]
+    assert "SMS_EXECUTIVE did not stop within 120 seconds" in failed[0]["msg"]
+    restored = [r for r in results_of(run, "site02") if "SMS_EXECUTIVE" in (r.get("started") or [])]
+    assert restored, "the rescue's restore did not start SMS_EXECUTIVE again"
+    for name, host in runner.fleet.hosts.items():
+        assert table(host) == before[name], name

@@ -158,6 +158,13 @@ def run_op(host: Host, op: dict[str, Any], timeout: int) -> None:
         # lingers after SERVICE_STOPPED). Its helpers are separate end_process operations.
     elif kind == "start":
         svc = host.scm.get(name)
+        if svc.state == "stop_pending":
+            # The SCM refuses StartService until the process reports SERVICE_STOPPED: the executor waits.
+            try:
+                _wait_stopped(host, name, timeout)
+            except _OpError as err:
+                raise _OpError(f"service {name} is still stopping after {timeout} seconds and cannot be started "
+                               f"until it has stopped (state: {_net_status(svc.state)})") from err
         if svc.state != "running":
             host.scm.start(name)  # the model starts instantly; dependencies first, 1058 if disabled
     elif kind == "expect_stopped":

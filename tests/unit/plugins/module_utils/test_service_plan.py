@@ -277,6 +277,17 @@ def test_restore_idempotent_and_skips_unknown_and_unnamed() -> None:
     assert "ContosoMonitor" not in by  # not named by the journal → left alone
 
 
+def test_restore_starts_a_recorded_running_service_still_stopping() -> None:
+    # A quiesce that timed out leaves SMS_EXECUTIVE in STOP_PENDING; it was running before, so the restore
+    # must start it again (after the stop finishes), not count the pending stop as "running".
+    facts = [svc("WinRM"), svc("SMS_EXECUTIVE", mode="disabled", state="stop_pending", pid=40)]
+    restore = sp.plan_restore(facts, {"SMS_EXECUTIVE": {"start_mode": "auto", "state": "running"}})
+    assert restore.ops == [
+        {"op": "set_mode", "name": "SMS_EXECUTIVE", "start_mode": "auto"},
+        {"op": "start", "name": "SMS_EXECUTIVE"},
+    ]
+
+
 def test_restore_stops_what_was_stopped() -> None:
     facts = [svc("WinRM"), svc("X", deps=("Y",)), svc("Y")]
     restore = sp.plan_restore(
