@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ScenarioError
+from .validate import expect_bool, expect_int, expect_keys, expect_map, expect_one_of
 
 STOP_FAULTS = ("stuck", "slow")
 
@@ -45,72 +46,44 @@ class Faults:
         }
 
 
-def _mapping(value: Any, path: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ScenarioError(path, f"expected a mapping, got {type(value).__name__}")
-    return value
-
-
-def _unknown(value: dict[str, Any], allowed: tuple[str, ...], path: str) -> None:
-    for key in value:
-        if key not in allowed:
-            raise ScenarioError(f"{path}.{key}", f"unknown key (allowed: {', '.join(allowed)})")
-
-
-def _int(value: Any, path: str, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ScenarioError(path, f"{value!r} is not an integer")
-    if minimum is not None and value < minimum:
-        raise ScenarioError(path, f"{value} is less than {minimum}")
-    return value
-
-
-def _bool(value: Any, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise ScenarioError(path, f"{value!r} is not true or false")
-    return value
-
-
 def parse_faults(section: Any, path: str = "faults", service_names: set[str] | None = None) -> Faults:
     faults = Faults()
     if section is None:
         return faults
-    data = _mapping(section, path)
-    _unknown(data, ("services", "connection", "setup", "reboot", "unreachable"), path)
-    for name, spec in _mapping(data.get("services") or {}, f"{path}.services").items():
+    data = expect_map(section, path)
+    expect_keys(data, ("services", "connection", "setup", "reboot", "unreachable"), path)
+    for name, spec in expect_map(data.get("services") or {}, f"{path}.services").items():
         spath = f"{path}.services.{name}"
         if service_names is not None and str(name).lower() not in service_names:
             raise ScenarioError(spath, f"no service named {name!r} on this host")
-        spec = _mapping(spec, spath)
-        _unknown(spec, ("stop", "seconds"), spath)
-        stop = spec.get("stop")
-        if stop not in STOP_FAULTS:
-            raise ScenarioError(f"{spath}.stop", f"{stop!r} is not one of {', '.join(STOP_FAULTS)}")
+        spec = expect_map(spec, spath)
+        expect_keys(spec, ("stop", "seconds"), spath)
+        stop = expect_one_of(spec.get("stop"), STOP_FAULTS, f"{spath}.stop")
         seconds = None
         if stop == "slow":
             if "seconds" not in spec:
                 raise ScenarioError(f"{spath}.seconds", "required when stop is 'slow'")
-            seconds = float(_int(spec["seconds"], f"{spath}.seconds", minimum=1))
+            seconds = float(expect_int(spec["seconds"], f"{spath}.seconds", minimum=1))
         elif "seconds" in spec:
             raise ScenarioError(f"{spath}.seconds", "only valid when stop is 'slow'")
         faults.services[str(name).lower()] = ServiceFault(stop=stop, seconds=seconds)
     if "connection" in data:
-        conn = _mapping(data["connection"], f"{path}.connection")
-        _unknown(conn, ("drop_after_commands",), f"{path}.connection")
-        faults.drop_after_commands = _int(
+        conn = expect_map(data["connection"], f"{path}.connection")
+        expect_keys(conn, ("drop_after_commands",), f"{path}.connection")
+        faults.drop_after_commands = expect_int(
             conn.get("drop_after_commands"), f"{path}.connection.drop_after_commands", minimum=0
         )
     if "setup" in data:
-        setup = _mapping(data["setup"], f"{path}.setup")
-        _unknown(setup, ("exit_code",), f"{path}.setup")
-        code = _int(setup.get("exit_code"), f"{path}.setup.exit_code")
+        setup = expect_map(data["setup"], f"{path}.setup")
+        expect_keys(setup, ("exit_code",), f"{path}.setup")
+        code = expect_int(setup.get("exit_code"), f"{path}.setup.exit_code")
         if code in (0, 3010):
             raise ScenarioError(f"{path}.setup.exit_code", f"{code} is a success code, not a fault")
         faults.setup_exit_code = code
     if "reboot" in data:
-        reboot = _mapping(data["reboot"], f"{path}.reboot")
-        _unknown(reboot, ("hang",), f"{path}.reboot")
-        faults.reboot_hang = _bool(reboot.get("hang"), f"{path}.reboot.hang")
+        reboot = expect_map(data["reboot"], f"{path}.reboot")
+        expect_keys(reboot, ("hang",), f"{path}.reboot")
+        faults.reboot_hang = expect_bool(reboot.get("hang"), f"{path}.reboot.hang")
     if "unreachable" in data:
-        faults.unreachable = _bool(data["unreachable"], f"{path}.unreachable")
+        faults.unreachable = expect_bool(data["unreachable"], f"{path}.unreachable")
     return faults

@@ -59,6 +59,16 @@ from .processes import build_specs, validate_processes
 from .registry import Registry
 from .scm import ROLES, START_MODES, Service
 from .sql import USER_ACCESS, SqlInstance, SqlServer, parse_version
+from .validate import (
+    expect_bool,
+    expect_int,
+    expect_keys,
+    expect_list,
+    expect_map,
+    expect_one_of,
+    expect_str,
+    expect_str_list,
+)
 
 if TYPE_CHECKING:
     from .host import Host
@@ -144,67 +154,10 @@ MODEL_KEYS = (
 _cache: dict[str, bytes] = {}
 
 
-# -- small validators --------------------------------------------------------------------------------
-def _map(value: Any, path: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ScenarioError(path, f"expected a mapping, got {type(value).__name__}")
-    return value
-
-
-def _list(value: Any, path: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise ScenarioError(path, f"expected a list, got {type(value).__name__}")
-    return value
-
-
-def _keys(value: dict[str, Any], allowed: tuple[str, ...], path: str, required: tuple[str, ...] = ()) -> None:
-    for key in value:
-        if key not in allowed:
-            raise ScenarioError(f"{path}.{key}" if path else str(key), f"unknown key (allowed: {', '.join(allowed)})")
-    for key in required:
-        if key not in value:
-            raise ScenarioError(f"{path}.{key}" if path else key, "is required")
-
-
-def _str(value: Any, path: str, optional: bool = False) -> str:
-    if value is None and optional:
-        return None  # type: ignore[return-value]
-    if not isinstance(value, str) or (not value and not optional):
-        raise ScenarioError(path, f"{value!r} is not a non-empty string")
-    return value
-
-
-def _one_of(value: Any, choices: tuple[str, ...], path: str) -> str:
-    if value not in choices:
-        raise ScenarioError(path, f"{value!r} is not one of {', '.join(choices)}")
-    return value
-
-
-def _int(value: Any, path: str, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ScenarioError(path, f"{value!r} is not an integer")
-    if minimum is not None and value < minimum:
-        raise ScenarioError(path, f"{value} is less than {minimum}")
-    return value
-
-
-def _bool(value: Any, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise ScenarioError(path, f"{value!r} is not true or false")
-    return value
-
-
-def _str_list(value: Any, path: str) -> list[str]:
-    items = _list(value, path)
-    for i, item in enumerate(items):
-        _str(item, f"{path}[{i}]")
-    return items
-
-
 def _ip(value: Any, path: str, network: bool = False) -> str:
     import ipaddress
 
-    text = _str(value, path)
+    text = expect_str(value, path)
     try:
         if network:
             ipaddress.ip_network(text, strict=False)
@@ -240,37 +193,37 @@ def read_scenario(source: str | Path | dict[str, Any]) -> dict[str, Any]:
 
 
 def validate(data: Any) -> None:
-    top = _map(data, "")
-    _keys(top, TOP_KEYS, "", required=("host", "services"))
-    host = _map(top["host"], "host")
-    _keys(host, HOST_KEYS, "host", required=("computer_name", "clock_start"))
-    _str(host["computer_name"], "host.computer_name")
-    _str(host.get("domain"), "host.domain", optional=True)
+    top = expect_map(data, "")
+    expect_keys(top, TOP_KEYS, "", required=("host", "services"))
+    host = expect_map(top["host"], "host")
+    expect_keys(host, HOST_KEYS, "host", required=("computer_name", "clock_start"))
+    expect_str(host["computer_name"], "host.computer_name")
+    expect_str(host.get("domain"), "host.domain", optional=True)
     for key in ("clock_start", "boot_time"):
         if key in host:
             try:
-                parse_iso(_str(host[key], f"host.{key}"))
+                parse_iso(expect_str(host[key], f"host.{key}"))
             except ValueError:
                 raise ScenarioError(f"host.{key}", f"{host[key]!r} is not an ISO 8601 time") from None
-    for i, drive in enumerate(_str_list(host.get("drives", ["C"]), "host.drives")):
+    for i, drive in enumerate(expect_str_list(host.get("drives", ["C"]), "host.drives")):
         if not re.fullmatch(r"[A-Za-z]", drive):
             raise ScenarioError(f"host.drives[{i}]", f"{drive!r} is not a drive letter")
-    drivers = {d.lower() for d in _str_list(host.get("drivers", []), "host.drivers")}
+    drivers = {d.lower() for d in expect_str_list(host.get("drivers", []), "host.drivers")}
     if "component_manager_poll_seconds" in host:
-        _int(host["component_manager_poll_seconds"], "host.component_manager_poll_seconds", minimum=1)
-    names = _validate_services(_list(top["services"], "services"), drivers)
-    model = _map(top.get("model") or {}, "model")
-    _keys(model, ("services",), "model")
-    for name, facts in _map(model.get("services") or {}, "model.services").items():
+        expect_int(host["component_manager_poll_seconds"], "host.component_manager_poll_seconds", minimum=1)
+    names = _validate_services(expect_list(top["services"], "services"), drivers)
+    model = expect_map(top.get("model") or {}, "model")
+    expect_keys(model, ("services",), "model")
+    for name, facts in expect_map(model.get("services") or {}, "model.services").items():
         _validate_model(name, facts, names)
     if "sql" in top:
-        _validate_sql(_map(top["sql"], "sql"), names)
+        _validate_sql(expect_map(top["sql"], "sql"), names)
     if "network" in top:
-        _validate_network(_map(top["network"], "network"))
-    for i, item in enumerate(_list(top.get("files") or [], "files")):
+        _validate_network(expect_map(top["network"], "network"))
+    for i, item in enumerate(expect_list(top.get("files") or [], "files")):
         _validate_file(item, f"files[{i}]")
-    for key, values in _map(top.get("registry") or {}, "registry").items():
-        for vname, vdata in _map(values or {}, f"registry.{key}").items():
+    for key, values in expect_map(top.get("registry") or {}, "registry").items():
+        for vname, vdata in expect_map(values or {}, f"registry.{key}").items():
             if isinstance(vdata, bool) or not isinstance(vdata, (str, int, list)):
                 raise ScenarioError(f"registry.{key}.{vname}", f"{vdata!r} is not a string, integer or list")
     validate_processes(top.get("processes"), top["services"])
@@ -281,38 +234,38 @@ def _validate_services(items: list[Any], drivers: set[str]) -> set[str]:
     names: dict[str, int] = {}
     for i, raw in enumerate(items):
         path = f"services[{i}]"
-        svc = _map(raw, path)
-        _keys(svc, SERVICE_KEYS, path, required=SERVICE_REQUIRED)
-        name = _str(svc["name"], f"{path}.name")
+        svc = expect_map(raw, path)
+        expect_keys(svc, SERVICE_KEYS, path, required=SERVICE_REQUIRED)
+        name = expect_str(svc["name"], f"{path}.name")
         if name.lower() in names:
             raise ScenarioError(f"{path}.name", f"{name!r} duplicates services[{names[name.lower()]}]")
         names[name.lower()] = i
-        _str(svc["display_name"], f"{path}.display_name")
-        _str(svc["path"], f"{path}.path")
-        _one_of(svc["start_mode"], START_MODES, f"{path}.start_mode")
-        _one_of(svc["state"], tuple(LOAD_STATES), f"{path}.state")
-        _one_of(svc.get("service_type", "win32_own_process"), SERVICE_TYPES, f"{path}.service_type")
-        pid = _int(svc.get("process_id", 0), f"{path}.process_id", minimum=0)
+        expect_str(svc["display_name"], f"{path}.display_name")
+        expect_str(svc["path"], f"{path}.path")
+        expect_one_of(svc["start_mode"], START_MODES, f"{path}.start_mode")
+        expect_one_of(svc["state"], tuple(LOAD_STATES), f"{path}.state")
+        expect_one_of(svc.get("service_type", "win32_own_process"), SERVICE_TYPES, f"{path}.service_type")
+        pid = expect_int(svc.get("process_id", 0), f"{path}.process_id", minimum=0)
         if svc["state"] == "started" and pid == 0:
             raise ScenarioError(f"{path}.process_id", "a started service needs its process id")
         if svc["state"] == "stopped" and pid != 0:
             raise ScenarioError(f"{path}.process_id", f"{pid}: a stopped service has process id 0")
-        _str_list(svc.get("dependencies", []), f"{path}.dependencies")
-        _str_list(svc.get("dependency_of", []), f"{path}.dependency_of")
-        _str_list(svc.get("controls_accepted", []), f"{path}.controls_accepted")
-        for j, action in enumerate(_list(svc.get("failure_actions", []), f"{path}.failure_actions")):
+        expect_str_list(svc.get("dependencies", []), f"{path}.dependencies")
+        expect_str_list(svc.get("dependency_of", []), f"{path}.dependency_of")
+        expect_str_list(svc.get("controls_accepted", []), f"{path}.controls_accepted")
+        for j, action in enumerate(expect_list(svc.get("failure_actions", []), f"{path}.failure_actions")):
             apath = f"{path}.failure_actions[{j}]"
-            action = _map(action, apath)
-            _keys(action, ("type", "delay_ms"), apath, required=("type", "delay_ms"))
-            _one_of(action["type"], FAILURE_TYPES, f"{apath}.type")
-            _int(action["delay_ms"], f"{apath}.delay_ms", minimum=0)
+            action = expect_map(action, apath)
+            expect_keys(action, ("type", "delay_ms"), apath, required=("type", "delay_ms"))
+            expect_one_of(action["type"], FAILURE_TYPES, f"{apath}.type")
+            expect_int(action["delay_ms"], f"{apath}.delay_ms", minimum=0)
         if "failure_reset_period_sec" in svc:
-            _int(svc["failure_reset_period_sec"], f"{path}.failure_reset_period_sec", minimum=0)
-        for j, trig in enumerate(_list(svc.get("triggers", []), f"{path}.triggers")):
-            _map(trig, f"{path}.triggers[{j}]")
+            expect_int(svc["failure_reset_period_sec"], f"{path}.failure_reset_period_sec", minimum=0)
+        for j, trig in enumerate(expect_list(svc.get("triggers", []), f"{path}.triggers")):
+            expect_map(trig, f"{path}.triggers[{j}]")
         for key in ("failure_actions_on_non_crash_failure", "desktop_interact"):
             if key in svc:
-                _bool(svc[key], f"{path}.{key}")
+                expect_bool(svc[key], f"{path}.{key}")
     for i, raw in enumerate(items):
         for j, dep in enumerate(raw.get("dependencies", [])):
             if dep.lower() not in names and dep.lower() not in drivers:
@@ -364,27 +317,27 @@ def _validate_model(name: str, facts: Any, names: set[str]) -> None:
     path = f"model.services.{name}"
     if name.lower() not in names:
         raise ScenarioError(path, f"no service named {name!r} in services")
-    facts = _map(facts, path)
-    _keys(facts, MODEL_KEYS, path)
+    facts = expect_map(facts, path)
+    expect_keys(facts, MODEL_KEYS, path)
     if "role" in facts:
-        _one_of(facts["role"], ROLES, f"{path}.role")
+        expect_one_of(facts["role"], ROLES, f"{path}.role")
     for key in ("sql_client", "component_manager_restarts"):
         if key in facts:
-            _bool(facts[key], f"{path}.{key}")
+            expect_bool(facts[key], f"{path}.{key}")
     for key in ("sql_instance", "sql_program_name", "product_name", "company_name", "file_version", "service_dll"):
         if key in facts:
-            _str(facts[key], f"{path}.{key}", optional=True)
+            expect_str(facts[key], f"{path}.{key}", optional=True)
     if "controls_accepted_running" in facts:
-        _str_list(facts["controls_accepted_running"], f"{path}.controls_accepted_running")
+        expect_str_list(facts["controls_accepted_running"], f"{path}.controls_accepted_running")
 
 
 def _validate_sql(sql: dict[str, Any], names: set[str]) -> None:
-    _keys(sql, ("instances", "sms_provider"), "sql", required=("instances",))
+    expect_keys(sql, ("instances", "sms_provider"), "sql", required=("instances",))
     inst_names = set()
-    for i, raw in enumerate(_list(sql["instances"], "sql.instances")):
+    for i, raw in enumerate(expect_list(sql["instances"], "sql.instances")):
         path = f"sql.instances[{i}]"
-        inst = _map(raw, path)
-        _keys(
+        inst = expect_map(raw, path)
+        expect_keys(
             inst,
             (
                 "name",
@@ -401,7 +354,7 @@ def _validate_sql(sql: dict[str, Any], names: set[str]) -> None:
             path,
             required=("name", "instance_id", "version", "edition", "root"),
         )
-        name = _str(inst["name"], f"{path}.name")
+        name = expect_str(inst["name"], f"{path}.name")
         inst_names.add(name)
         svc = inst.get("service_name") or default_service_name(name)
         if svc.lower() not in names:
@@ -410,19 +363,19 @@ def _validate_sql(sql: dict[str, Any], names: set[str]) -> None:
         if agent is not None and agent.lower() not in names:
             raise ScenarioError(f"{path}.agent_service_name", f"{agent!r} is not a service in this file")
         try:
-            parse_version(_str(inst["version"], f"{path}.version"))
+            parse_version(expect_str(inst["version"], f"{path}.version"))
         except ValueError as err:
             raise ScenarioError(f"{path}.version", str(err)) from None
-        _int(inst.get("port", 1433), f"{path}.port", minimum=1)
-        for db, spec in _map(inst.get("databases") or {}, f"{path}.databases").items():
-            spec = _map(spec, f"{path}.databases.{db}")
-            _keys(spec, ("user_access",), f"{path}.databases.{db}")
-            _one_of(spec.get("user_access", "MULTI_USER"), USER_ACCESS, f"{path}.databases.{db}.user_access")
+        expect_int(inst.get("port", 1433), f"{path}.port", minimum=1)
+        for db, spec in expect_map(inst.get("databases") or {}, f"{path}.databases").items():
+            spec = expect_map(spec, f"{path}.databases.{db}")
+            expect_keys(spec, ("user_access",), f"{path}.databases.{db}")
+            expect_one_of(spec.get("user_access", "MULTI_USER"), USER_ACCESS, f"{path}.databases.{db}.user_access")
     if not inst_names:
         raise ScenarioError("sql.instances", "at least one instance is needed")
     if sql.get("sms_provider") is not None:
-        prov = _map(sql["sms_provider"], "sql.sms_provider")
-        _keys(prov, ("instance", "program_name"), "sql.sms_provider", required=("instance",))
+        prov = expect_map(sql["sms_provider"], "sql.sms_provider")
+        expect_keys(prov, ("instance", "program_name"), "sql.sms_provider", required=("instance",))
         if prov["instance"] not in inst_names:
             raise ScenarioError("sql.sms_provider.instance", f"{prov['instance']!r} is not an instance")
 
@@ -433,87 +386,87 @@ def default_service_name(instance: str) -> str:
 
 
 def _validate_network(net: dict[str, Any]) -> None:
-    _keys(net, ("controller_ip", "adapters", "firewall", "remote_clients"), "network")
+    expect_keys(net, ("controller_ip", "adapters", "firewall", "remote_clients"), "network")
     if net.get("controller_ip") is not None:
         _ip(net["controller_ip"], "network.controller_ip")
-    for i, raw in enumerate(_list(net.get("adapters") or [], "network.adapters")):
+    for i, raw in enumerate(expect_list(net.get("adapters") or [], "network.adapters")):
         path = f"network.adapters[{i}]"
-        ad = _map(raw, path)
-        _keys(
+        ad = expect_map(raw, path)
+        expect_keys(
             ad,
             ("name", "address", "prefix_length", "gateway", "profile", "up"),
             path,
             required=("name", "address", "prefix_length", "profile"),
         )
-        _str(ad["name"], f"{path}.name")
+        expect_str(ad["name"], f"{path}.name")
         _ip(ad["address"], f"{path}.address")
-        _int(ad["prefix_length"], f"{path}.prefix_length", minimum=0)
+        expect_int(ad["prefix_length"], f"{path}.prefix_length", minimum=0)
         if ad.get("gateway") is not None:
             _ip(ad["gateway"], f"{path}.gateway")
-        _one_of(ad["profile"], PROFILES, f"{path}.profile")
+        expect_one_of(ad["profile"], PROFILES, f"{path}.profile")
         if "up" in ad:
-            _bool(ad["up"], f"{path}.up")
-    fw = _map(net.get("firewall") or {}, "network.firewall")
-    _keys(fw, ("profiles", "rules"), "network.firewall")
-    profiles = _map(fw.get("profiles") or {}, "network.firewall.profiles")
+            expect_bool(ad["up"], f"{path}.up")
+    fw = expect_map(net.get("firewall") or {}, "network.firewall")
+    expect_keys(fw, ("profiles", "rules"), "network.firewall")
+    profiles = expect_map(fw.get("profiles") or {}, "network.firewall.profiles")
     for prof in PROFILES:
         if prof not in profiles and net.get("adapters"):
             raise ScenarioError(f"network.firewall.profiles.{prof}", "is required")
     for prof, raw in profiles.items():
         path = f"network.firewall.profiles.{prof}"
-        _one_of(prof, PROFILES, path)
-        spec = _map(raw, path)
-        _keys(
+        expect_one_of(prof, PROFILES, path)
+        spec = expect_map(raw, path)
+        expect_keys(
             spec,
             ("enabled", "default_inbound", "default_outbound"),
             path,
             required=("enabled", "default_inbound", "default_outbound"),
         )
-        _bool(spec["enabled"], f"{path}.enabled")
-        _one_of(spec["default_inbound"], ACTIONS, f"{path}.default_inbound")
-        _one_of(spec["default_outbound"], ACTIONS, f"{path}.default_outbound")
-    for i, raw in enumerate(_list(fw.get("rules") or [], "network.firewall.rules")):
+        expect_bool(spec["enabled"], f"{path}.enabled")
+        expect_one_of(spec["default_inbound"], ACTIONS, f"{path}.default_inbound")
+        expect_one_of(spec["default_outbound"], ACTIONS, f"{path}.default_outbound")
+    for i, raw in enumerate(expect_list(fw.get("rules") or [], "network.firewall.rules")):
         path = f"network.firewall.rules[{i}]"
-        rule = _map(raw, path)
-        _keys(
+        rule = expect_map(raw, path)
+        expect_keys(
             rule,
             ("name", "direction", "action", "protocol", "local_ports", "remote_addresses", "profiles", "enabled"),
             path,
             required=("name", "direction", "action"),
         )
-        _str(rule["name"], f"{path}.name")
-        _one_of(rule["direction"], DIRECTIONS, f"{path}.direction")
-        _one_of(rule["action"], ACTIONS, f"{path}.action")
-        _one_of(rule.get("protocol", "tcp"), PROTOCOLS, f"{path}.protocol")
+        expect_str(rule["name"], f"{path}.name")
+        expect_one_of(rule["direction"], DIRECTIONS, f"{path}.direction")
+        expect_one_of(rule["action"], ACTIONS, f"{path}.action")
+        expect_one_of(rule.get("protocol", "tcp"), PROTOCOLS, f"{path}.protocol")
         if rule.get("local_ports") is not None:
-            for j, port in enumerate(_list(rule["local_ports"], f"{path}.local_ports")):
-                _int(port, f"{path}.local_ports[{j}]", minimum=1)
+            for j, port in enumerate(expect_list(rule["local_ports"], f"{path}.local_ports")):
+                expect_int(port, f"{path}.local_ports[{j}]", minimum=1)
         if rule.get("remote_addresses") is not None:
-            for j, addr in enumerate(_list(rule["remote_addresses"], f"{path}.remote_addresses")):
+            for j, addr in enumerate(expect_list(rule["remote_addresses"], f"{path}.remote_addresses")):
                 _ip(addr, f"{path}.remote_addresses[{j}]", network=True)
         if rule.get("profiles") is not None:
-            for j, prof in enumerate(_list(rule["profiles"], f"{path}.profiles")):
-                _one_of(prof, PROFILES, f"{path}.profiles[{j}]")
+            for j, prof in enumerate(expect_list(rule["profiles"], f"{path}.profiles")):
+                expect_one_of(prof, PROFILES, f"{path}.profiles[{j}]")
         if "enabled" in rule:
-            _bool(rule["enabled"], f"{path}.enabled")
-    for i, raw in enumerate(_list(net.get("remote_clients") or [], "network.remote_clients")):
+            expect_bool(rule["enabled"], f"{path}.enabled")
+    for i, raw in enumerate(expect_list(net.get("remote_clients") or [], "network.remote_clients")):
         path = f"network.remote_clients[{i}]"
-        cl = _map(raw, path)
-        _keys(
+        cl = expect_map(raw, path)
+        expect_keys(
             cl,
             ("name", "address", "host_name", "program_name", "login_name", "target", "instance"),
             path,
             required=("name", "address", "host_name", "program_name", "login_name", "target"),
         )
         _ip(cl["address"], f"{path}.address")
-        _one_of(cl["target"], CLIENT_TARGETS, f"{path}.target")
+        expect_one_of(cl["target"], CLIENT_TARGETS, f"{path}.target")
 
 
 def _validate_file(raw: Any, path: str) -> None:
-    item = _map(raw, path)
-    _keys(item, ("path", "content", "content_b64", "dir", "version"), path, required=("path",))
+    item = expect_map(raw, path)
+    expect_keys(item, ("path", "content", "content_b64", "dir", "version"), path, required=("path",))
     try:
-        normalize_path(_str(item["path"], f"{path}.path"))
+        normalize_path(expect_str(item["path"], f"{path}.path"))
     except NotImplementedError as err:
         raise ScenarioError(f"{path}.path", str(err)) from None
     kinds = [k for k in ("content", "content_b64", "dir") if k in item]
@@ -521,12 +474,12 @@ def _validate_file(raw: Any, path: str) -> None:
         raise ScenarioError(path, f"give only one of content, content_b64, dir (got {', '.join(kinds)})")
     if "content_b64" in item:
         try:
-            base64.b64decode(_str(item["content_b64"], f"{path}.content_b64"), validate=True)
+            base64.b64decode(expect_str(item["content_b64"], f"{path}.content_b64"), validate=True)
         except ValueError:
             raise ScenarioError(f"{path}.content_b64", "is not base64") from None
     if "version" in item:
-        ver = _map(item["version"], f"{path}.version")
-        _keys(
+        ver = expect_map(item["version"], f"{path}.version")
+        expect_keys(
             ver, ("ProductName", "CompanyName", "FileVersion", "ProductVersion", "FileDescription"), f"{path}.version"
         )
 
