@@ -13,6 +13,10 @@ Rules
               (write `10 * 1024 * 1024 * 1024`, `[List[string]]`, `-notcontains` ...).
 - wmi-free:   a file whose first 30 lines hold the comment `# configmgr:wmi-free` runs while winmgmt is
               stopped and disabled (KB 256202 steps 3-7); any WMI/CIM use from twin.wmi_rules fails.
+- wmi-free-requires: what a wmi-free file loads with `#AnsibleRequires` / `#Requires -Module` must be
+              WMI-free too: this collection's `.psm1` utils carry the marker (and so are checked above),
+              its `.cs` utils name no WMI/MI namespace, and a util from elsewhere must be one of
+              KNOWN_WMI_FREE_UTILS (read and found WMI-free: the SCM API, CreateProcess, HttpWebRequest).
 - requires:   a module (`plugins/modules/*.ps1`) carries `#AnsibleRequires -CSharpUtil Ansible.Basic`.
 - strict:     a module calls `Set-StrictMode -Version ...`.
 - eap:        a module sets `$ErrorActionPreference = 'Stop'`.
@@ -117,6 +121,50 @@ def wmi_findings(path: str, source: str) -> list[Finding]:
             for u in find_wmi_uses(source)]
 
 
+# Utils from outside this collection that a wmi-free file may load, each read and found free of WMI/CIM.
+KNOWN_WMI_FREE_UTILS = {
+    "ansible.basic": "ansible-core's module wrapper (argument parsing, JSON out)",
+    "ansible_collections.ansible.windows.plugins.module_utils.scmanager": "advapi32 Service Control Manager API",
+    "ansible_collections.ansible.windows.plugins.module_utils.process": "CreateProcess / CreateProcessAsUser",
+    "ansible_collections.ansible.windows.plugins.module_utils.webrequest": "System.Net.HttpWebRequest",
+}
+UTILS_DIR = REPO / "plugins" / "module_utils"
+OWN_UTIL_PREFIX = "ansible_collections.configmgr.sql_upgrade.plugins.module_utils."
+REQUIRE_RE = re.compile(r"^#(?:AnsibleRequires\s+-(CSharpUtil|PowerShell)|Requires\s+-Module)\s+(\S+)", re.I | re.M)
+# .NET WMI (System.Management, not System.Management.Automation) and the MI/CIM client API.
+CS_WMI_RE = re.compile(r"\bSystem\.Management\b(?!\.Automation)|\bMicrosoft\.Management\.Infrastructure\b|"
+                       r"\bManagement(?:Object|Class|Scope)\w*\b")
+
+
+def requires_findings(path: str, source: str, utils_dir: Path) -> list[Finding]:
+    """In a wmi-free file, everything it loads must be WMI-free as well (see the module docstring)."""
+    if not is_wmi_free(source):
+        return []
+    out: list[Finding] = []
+    for match in REQUIRE_RE.finditer(source):
+        kind, name = (match.group(1) or "module").lower(), match.group(2)
+        line = source.count("\n", 0, match.start()) + 1
+        if name.lower() in KNOWN_WMI_FREE_UTILS:
+            continue
+        if not name.lower().startswith(OWN_UTIL_PREFIX):
+            out.append(Finding(path, line, 1, "wmi-free-requires",
+                               f"{name} is not known to be WMI-free: read it, then add it to KNOWN_WMI_FREE_UTILS"))
+            continue
+        util = utils_dir / (name[len(OWN_UTIL_PREFIX):] + (".cs" if kind == "csharputil" else ".psm1"))
+        if not util.is_file():
+            out.append(Finding(path, line, 1, "wmi-free-requires", f"{name}: no such util {util.name}"))
+        elif util.suffix == ".psm1" and not is_wmi_free(util.read_text(encoding="utf-8-sig")):
+            out.append(Finding(path, line, 1, "wmi-free-requires",
+                               f"{util.name} is loaded in the WMI-free window but lacks '{WMI_FREE_MARKER}'"))
+        elif util.suffix == ".cs":
+            for cs_line, text in enumerate(util.read_text(encoding="utf-8-sig").splitlines(), 1):
+                code = text.split("//", 1)[0]
+                if CS_WMI_RE.search(code):
+                    out.append(Finding(path, line, 1, "wmi-free-requires",
+                                       f"{util.name}:{cs_line} uses WMI ({code.strip()}): {FIX}"))
+    return out
+
+
 def _commands(source: str) -> Iterator[tuple[str, int, int, str]]:
     """(lower-case command name, line, column, args text) for every command with a literal name."""
     for node in walk(parse_powershell(source).root_node):
@@ -161,8 +209,9 @@ def _is_eap_stop(node: Node) -> bool:
     return text in ("$erroractionpreference = 'stop'", '$erroractionpreference = "stop"')
 
 
-def check_source(path: str, source: str, module: bool) -> list[Finding]:
+def check_source(path: str, source: str, module: bool, utils_dir: Path = UTILS_DIR) -> list[Finding]:
     findings = syntax_findings(path, source) + wmi_findings(path, source) + style_findings(path, source)
+    findings += requires_findings(path, source, utils_dir)
     if module:
         findings += module_findings(path, source)
     return sorted(findings, key=lambda f: (f.path, f.line, f.column, f.rule))

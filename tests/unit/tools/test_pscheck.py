@@ -153,3 +153,34 @@ $splat = @{ Name = 'x' }
 Get-Service @splat
 """
     assert [f for f in check_source("ok.ps1", source, module=False) if f.rule == "syntax"] == []
+
+
+OWN = "ansible_collections.configmgr.sql_upgrade.plugins.module_utils"
+
+
+def requiring(*lines: str) -> str:
+    return GOOD_MODULE.replace("# configmgr:wmi-free\n", "# configmgr:wmi-free\n" + "".join(f"{x}\n" for x in lines))
+
+
+def test_wmi_free_file_may_load_only_wmi_free_utils(tmp_path: Path):
+    (tmp_path / "Clean.cs").write_text("using System.Management.Automation;\n// System.Management is WMI\n")
+    (tmp_path / "Wmi.cs").write_text("using System;\nusing System.Management;\n")
+    (tmp_path / "Marked.psm1").write_text("# configmgr:wmi-free\nFunction Get-X { 1 }\n")
+    (tmp_path / "Unmarked.psm1").write_text("Function Get-Y { Get-CimInstance -ClassName Win32_Service }\n")
+    clean = requiring(f"#AnsibleRequires -CSharpUtil {OWN}.Clean", f"#AnsibleRequires -PowerShell {OWN}.Marked",
+                      "#AnsibleRequires -CSharpUtil ansible_collections.ansible.windows.plugins.module_utils.SCManager")
+    assert check_source("m.ps1", clean, module=True, utils_dir=tmp_path) == []
+
+    bad = requiring(f"#AnsibleRequires -CSharpUtil {OWN}.Wmi", f"#AnsibleRequires -PowerShell {OWN}.Unmarked",
+                    "#Requires -Module Ansible.ModuleUtils.SomethingElse", f"#AnsibleRequires -PowerShell {OWN}.Gone")
+    findings = [f for f in check_source("m.ps1", bad, module=True, utils_dir=tmp_path) if f.rule == "wmi-free-requires"]
+    messages = [f.message for f in findings]
+    assert len(findings) == 4, messages
+    assert "Wmi.cs:2 uses WMI (using System.Management;)" in messages[0]
+    assert "Unmarked.psm1 is loaded in the WMI-free window" in messages[1]
+    assert "Ansible.ModuleUtils.SomethingElse is not known to be WMI-free" in messages[2]
+    assert "no such util Gone.psm1" in messages[3]
+    # The same requires in a file that does not run in the window are not this rule's business.
+    unmarked = bad.replace("# configmgr:wmi-free\n", "")
+    assert [f for f in check_source("m.ps1", unmarked, module=True, utils_dir=tmp_path)
+            if f.rule == "wmi-free-requires"] == []
