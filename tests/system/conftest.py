@@ -125,3 +125,19 @@ def make_fleet(tmp_path: Path) -> Iterator[Any]:
     yield make
     for f in started:
         f.stop()
+
+
+def play(task: str) -> str:
+    """A one-host, one-task play around `task` (indented as a task's module key and arguments)."""
+    return f"""
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: the task under test
+{task}
+"""
+
+
+def services(host: Any) -> dict[str, tuple[str, str]]:
+    """name → (start_mode, state): the table a restore must give back exactly."""
+    return {name: (v["start_mode"], v["state"]) for name, v in host.snapshot()["services"].items()}

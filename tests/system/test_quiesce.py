@@ -10,6 +10,8 @@ import dataclasses
 import json
 from typing import Any
 
+from conftest import play, services
+
 from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_plan import (
     CONFIGMGR,
     SQL_SERVER,
@@ -21,21 +23,6 @@ from twin import emulation
 from twin.emulation.configmgr import journal_path
 
 HOST = "site01"
-
-
-def services(host: Any) -> dict[str, tuple[str, str]]:
-    """name → (start_mode, state): the table a restore must give back exactly."""
-    return {name: (v["start_mode"], v["state"]) for name, v in host.snapshot()["services"].items()}
-
-
-def play(task: str) -> str:
-    return f"""
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: the task under test
-{task}
-"""
 
 
 def quiesce(runner: Any, args: str = "", *extra: str) -> dict[str, Any]:

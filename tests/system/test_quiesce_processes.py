@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import yaml
+from conftest import services
 
 from twin.emulation.configmgr import journal_path
 from twin.host import DEFAULT_SCENARIO
@@ -16,10 +17,6 @@ from twin.host import DEFAULT_SCENARIO
 HOST = "site01"
 CONSOLE = "Microsoft.ConfigurationManagement"
 NAMED = f"        processes:\n          - {CONSOLE}\n"
-
-
-def services(host: Any) -> dict[str, tuple[str, str]]:
-    return {name: (v["start_mode"], v["state"]) for name, v in host.snapshot()["services"].items()}
 
 
 def run(runner: Any, state: str, args: str = "", *extra: str) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from conftest import play, services
+
 # Importing twin.emulation.configmgr registers the collection's executors with the twin.
 from twin.emulation.configmgr import journal_path
 
@@ -12,23 +14,9 @@ HOST = "site01"
 WMI = "Winmgmt"
 
 
-def play(task: str) -> str:
-    return f"""
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: the task under test
-{task}
-"""
-
-
 def wmi(runner: Any, state: str, *extra: str, args: str = "") -> dict[str, Any]:
     task = f"      configmgr.sql_upgrade.wmi_disable:\n        state: {state}\n" + args
     return runner.playbook(play(task), *extra).result(HOST)
-
-
-def services(host: Any) -> dict[str, tuple[str, str]]:
-    return {name: (v["start_mode"], v["state"]) for name, v in host.snapshot()["services"].items()}
 
 
 def running_dependents(host: Any) -> list[str]:
