@@ -137,6 +137,11 @@ class JournalAction(ActionBase):
             planned = self._plan(opts, facts, journal, gathered, path)
         except PlanError as exc:
             return failure(f"{exc}; nothing was changed", journal_path=path)
+        except JournalError as exc:
+            # The new journal would not pass its own validation (e.g. a service name it refuses to record):
+            # refuse the run rather than change what could not be written down.
+            return failure(f"this run cannot be recorded in the journal {path} ({exc}); nothing was changed",
+                           journal_path=path)
         if isinstance(planned, dict):
             return planned
         return opts, path, planned
