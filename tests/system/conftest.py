@@ -24,15 +24,15 @@ from twin.fleet import Fleet
 BIN = Path(sys.executable).parent
 CALLBACKS = Path(__file__).parent / "callback_plugins"
 _RUNS = itertools.count(1)
-# ansible.windows is extracted into .venv/collections by `make venv`; a bare checkout may use /tmp/aw.
-_FALLBACK_COLLECTIONS = "/tmp/aw"
 
 
 def _env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
     paths = env.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep)
     if not any((Path(p) / "ansible_collections" / "ansible" / "windows").is_dir() for p in paths if p):
-        paths.append(_FALLBACK_COLLECTIONS)
+        # `make venv` extracts ansible.windows into .venv/collections; tests/conftest.py puts it on the path.
+        raise RuntimeError(f"ansible.windows is not on ANSIBLE_COLLECTIONS_PATH ({os.pathsep.join(paths)}): "
+                           "run `make venv` (or any make target) first")
     env.update({
         "ANSIBLE_COLLECTIONS_PATH": os.pathsep.join(p for p in paths if p),
         # ansible-core 2.19 ships no JSON stdout callback (json is ansible.posix's): use our own. The ad-hoc
