@@ -28,7 +28,7 @@ export ANSIBLE_NOCOLOR := 1
 
 TEST_STEPS := pytest sanity lint pscheck docs-lint
 
-.PHONY: help venv layout test unit system pytest sanity lint ruff ansible-lint pscheck docs-lint twin demo clean
+.PHONY: help venv layout test unit system pytest sanity lint ruff ansible-lint pscheck docs-lint twin demo bench clean
 
 help:
 	@echo "make test       pytest + sanity + lint + pscheck + docs-lint (runs all, fails if any fails)"
@@ -40,6 +40,7 @@ help:
 	@echo "make pscheck    parse every .ps1 with tree-sitter; WMI/CIM use in the WMI-free window"
 	@echo "make docs-lint  antsibull-docs lint-collection-docs --plugin-docs + antsibull-changelog lint"
 	@echo "make twin SIZE=5  start a twin fleet and print its inventory (Ctrl-C stops it)"
+	@echo "make bench      speed targets: 50-host fleet start, WinRM calls of a quiesce"
 	@echo "make demo       rehearse the KB service window on an 8-host twin fleet in rolling batches"
 	@echo "make venv       create .venv from requirements/ (done by every target)"
 	@echo "make clean      remove .venv, .build and caches"
@@ -118,6 +119,10 @@ docs-lint: venv
 
 twin: venv
 	PYTHONPATH=tests $(PY) -m twin fleet --size $(SIZE) $(TWIN_ARGS)
+
+# Speed targets (50-host fleet start, WinRM calls per quiesce), measured, never in timed unit tests.
+bench: venv
+	$(PY) tests/bench/bench_twin.py
 
 # playbooks/rehearse_service_window.yml in rolling batches against a twin fleet, then a per-host report.
 DEMO_SIZE ?= 8

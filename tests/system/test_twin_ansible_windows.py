@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 
 from twin.winrm.payload import decode_bootstrap_input, module_fqcn
 
@@ -116,7 +115,6 @@ def test_win_reboot_changes_boot_time_and_starts_services(make_fleet):
     victim = next(n for n in auto if not host.scm.get(n).dependency_of and "stop" in host.scm.get(n).running_controls)
     host.scm.stop(victim)
     boot_before = host.boot_time_filetime
-    started = time.perf_counter()
     run = runner.playbook(
         "- hosts: all\n  gather_facts: false\n  tasks:\n"
         "    - ansible.windows.win_reboot: {reboot_timeout: 60}\n"
@@ -125,7 +123,6 @@ def test_win_reboot_changes_boot_time_and_starts_services(make_fleet):
     assert res.get("rebooted") is True, res
     assert host.boot_time_filetime != boot_before
     assert _running(host, victim)  # automatic services start at boot
-    assert time.perf_counter() - started < 30
 
 
 def test_unknown_module_fails_naming_it(fleet):

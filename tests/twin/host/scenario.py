@@ -218,8 +218,17 @@ def validate(data: Any) -> None:
         _validate_model(name, facts, names)
     if "sql" in top:
         _validate_sql(expect_map(top["sql"], "sql"), names)
-    if "network" in top:
-        _validate_network(expect_map(top["network"], "network"))
+    # The twin is served over WinRM: the front end asks the WinRM service whether it runs and the firewall
+    # whether the controller's address reaches port 5985. A host without either could only ever answer with a
+    # closed connection, so it is refused here, by name.
+    if "winrm" not in {n.lower() for n in names}:
+        raise ScenarioError("services", "there is no WinRM service: the twin is reached over WinRM (Windows "
+                            "Remote Management), so the host needs it; capture it with win_service_info")
+    net = expect_map(top.get("network") or {}, "network")
+    if not net.get("controller_ip"):
+        raise ScenarioError("network.controller_ip", "missing: the controller's address on this host's network "
+                            "is how the firewall decides whether Ansible reaches WinRM (e.g. 10.20.0.5)")
+    _validate_network(net)
     for i, item in enumerate(expect_list(top.get("files") or [], "files")):
         _validate_file(item, f"files[{i}]")
     for key, values in expect_map(top.get("registry") or {}, "registry").items():

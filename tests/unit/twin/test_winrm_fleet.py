@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,12 +24,10 @@ def _shell_opens(address, port):
     return True
 
 
-def test_fifty_hosts_start_in_under_five_seconds_and_all_answer():
-    started = time.perf_counter()  # wall time of the harness, not of the model
+def test_fifty_hosts_start_in_one_process_and_all_answer():
+    # How fast: `make bench` (tests/bench/bench_twin.py), not a timed unit test.
     fleet = Fleet(size=50).start()
-    elapsed = time.perf_counter() - started
     try:
-        assert elapsed < 5.0, f"50-host fleet took {elapsed:.2f} s"
         ports = {lst.port for lst in fleet.listeners.values()}
         assert len(ports) == 50
         for name in ("site01", "site25", "site50"):
