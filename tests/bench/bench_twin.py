@@ -29,7 +29,7 @@ RUNS = 3
 
 def median_seconds(action: Callable[[], object]) -> float:
     times = []
-    for _ in range(RUNS):
+    for _run in range(RUNS):
         started = time.perf_counter()
         action()
         times.append(time.perf_counter() - started)
@@ -44,7 +44,7 @@ def fleet_start_seconds(size: int) -> float:
         fleet.stop()
         return elapsed
 
-    return statistics.median(start_only() for _ in range(RUNS))
+    return statistics.median(start_only() for _run in range(RUNS))
 
 
 def quiesce_over_winrm() -> tuple[int, int, int, int, float]:
