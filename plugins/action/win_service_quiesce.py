@@ -18,6 +18,7 @@ from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_plan
     plan_quiesce,
     plan_restore,
     processes_from_gather,
+    unmatched_patterns,
 )
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._journal_action import (
     JournalAction,
@@ -72,6 +73,12 @@ class ActionModule(JournalAction):
             doc = jr.merge_services(base, plan.records, host=host_name, run_id=run_id, now=now)
             doc_before = jr.dumps(jr.add_processes(doc, end_ops, now))
         fields: dict[str, Any] = {"plan": [d.as_dict() for d in plan.decisions]}
+        unmatched = unmatched_patterns([*opts["keep"], *opts["stop"]], facts)
+        if unmatched:
+            fields["warnings"] = [
+                f"keep/stop pattern {p!r} matches no service on this host (a typo?); it changed nothing"
+                for p in unmatched
+            ]
         reported_run_id = run_id if (ops or base) else (journal or {}).get("run_id")
         if reported_run_id is not None:
             fields["run_id"] = reported_run_id

@@ -380,8 +380,38 @@ def validate_patterns(option: str, patterns: Any) -> list[str]:
             )
         if "\x00" in pattern:
             raise PlanError(f"option {option}[{index}] contains a NUL character")
+        # CreateService: "forward-slash (/) and backslash (\) are not valid service name characters", so such a
+        # pattern can never match; fnmatch would take an unclosed [ literally and silently match nothing.
+        if "/" in pattern or "\\" in pattern:
+            raise PlanError(f"option {option}[{index}] {pattern!r} contains / or \\, which no service name can")
+        if _unclosed_bracket(pattern):
+            raise PlanError(f"option {option}[{index}] {pattern!r} has a [ without its closing ]")
         result.append(pattern)
     return result
+
+
+def _unclosed_bracket(pattern: str) -> bool:
+    """True when a [ opens a character set that never closes (fnmatch's rule: a ] right after [ or [! is
+    part of the set)."""
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "[":
+            j = i + 1
+            if j < len(pattern) and pattern[j] == "!":
+                j += 1
+            if j < len(pattern) and pattern[j] == "]":
+                j += 1
+            close = pattern.find("]", j)
+            if close < 0:
+                return True
+            i = close
+        i += 1
+    return False
+
+
+def unmatched_patterns(patterns: Sequence[str], facts: Sequence[ServiceFact]) -> list[str]:
+    """The patterns that match no service on the host: usually a typo worth a warning."""
+    return [p for p in patterns if not any(matches(f.name, p) for f in facts)]
 
 
 def matches(name: str, pattern: str) -> bool:

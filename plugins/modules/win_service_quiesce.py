@@ -70,6 +70,8 @@ options:
       - Service names or case-insensitive fnmatch patterns (C(*), C(?), C([...])) to keep running.
       - A kept service that must stop (it depends on a stopping service, or holds a session on the
         instance being upgraded) is an error. An empty pattern is an error.
+      - A pattern containing C(/) or a backslash (never part of a service name) or an unclosed C([) is an error; a
+        pattern that matches no service on the host is a warning (usually a typo).
     type: list
     elements: str
     default: []
@@ -77,6 +79,7 @@ options:
     description:
       - Service names or case-insensitive fnmatch patterns to stop, even when a built-in list would keep
         them. C(SMS_*) matches C(SMS_EXECUTIVE) but not C(SMS) (Storage Migration Service).
+      - The same pattern rules as O(keep).
       - Matching the management channel or the instance being upgraded is an error.
     type: list
     elements: str

@@ -223,3 +223,11 @@ def test_services_holding_a_session_on_the_instance_stop_too(make_fleet: Any) ->
     assert all(s["host_name"] != host.computer_name or s["host_process_id"] == host.wmiprvse_pid for s in remaining)
     assert restore(runner)["changed"] is True
     assert services(host) == before
+
+
+def test_a_pattern_that_matches_no_service_is_a_warning(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    res = quiesce(runner, "        stop: ['SMS_EXECUTIV', 'SMS_*']\n", "--check")
+    assert not res.get("failed"), res.get("msg")
+    assert any("'SMS_EXECUTIV' matches no service" in w for w in res.get("warnings", [])), res.get("warnings")
+    assert not any("'SMS_*'" in w for w in res.get("warnings", []))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -374,3 +375,23 @@ def test_restore_refuses_to_start_a_service_whose_dependency_stays_disabled() ->
         {"CcmExec": {"start_mode": "auto", "state": "running"}, "Winmgmt": {"start_mode": "auto", "state": "running"}},
     )
     assert [op["name"] for op in plan.ops if op["op"] == "start"] == ["Winmgmt", "CcmExec"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "needle"),
+    [("SMS_[", "has a [ without its closing ]"), ("SMS_[!", "without its closing"), ("C:\\SMS", "contains / or \\"),
+     ("SMS/EXEC", "contains / or \\")],
+)
+def test_patterns_that_can_never_match_are_refused(pattern, needle) -> None:
+    with pytest.raises(sp.PlanError, match=re.escape(needle)):
+        sp.validate_patterns("stop", [pattern])
+
+
+@pytest.mark.parametrize("pattern", ["SMS_[A-Z]*", "SMS_[]]X", "SMS_[!]]X", "]SMS", "SMS_EXECUTIVE", "$(x);`n'\"é"])
+def test_well_formed_and_hostile_patterns_are_accepted_as_data(pattern) -> None:
+    assert sp.validate_patterns("keep", [pattern]) == [pattern]
+
+
+def test_unmatched_patterns_are_reported() -> None:
+    facts = site_server()
+    assert sp.unmatched_patterns(["SMS_*", "SMS_EXECUTIV", "winrm"], facts) == ["SMS_EXECUTIV"]
