@@ -15,8 +15,15 @@ Rules
               stopped and disabled (KB 256202 steps 3-7); any WMI/CIM use from twin.wmi_rules fails.
 - wmi-free-requires: what a wmi-free file loads with `#AnsibleRequires` / `#Requires -Module` must be
               WMI-free too: this collection's `.psm1` utils carry the marker (and so are checked above),
-              its `.cs` utils name no WMI/MI namespace, and a util from elsewhere must be one of
+              its `.cs` utils name no WMI/MI namespace in code nor in a `//AssemblyReference -Name|-Type`
+              header line (Ansible's AddType compiles against those), and a util from elsewhere must be one of
               KNOWN_WMI_FREE_UTILS (read and found WMI-free: the SCM API, CreateProcess, HttpWebRequest).
+              Any other way of loading code is refused by name, read from the parse tree (comments and
+              strings do not count): Import-Module, `using module`, dot-sourcing (`. $path`, `. .\\x.ps1`),
+              running a `.ps1` file, Add-Type -Path / -LiteralPath, Add-Type -AssemblyName /
+              -ReferencedAssemblies naming System.Management or Microsoft.Management.Infrastructure (or naming
+              assemblies through a variable), [Reflection.Assembly]::Load*(). Load utils through
+              #AnsibleRequires so the check can follow them.
 - requires:   a module (`plugins/modules/*.ps1`) carries `#AnsibleRequires -CSharpUtil Ansible.Basic`.
 - strict:     a module calls `Set-StrictMode -Version ...`.
 - eap:        a module sets `$ErrorActionPreference = 'Stop'`.
@@ -136,6 +143,12 @@ CS_WMI_RE = re.compile(r"\bSystem\.Management\b(?!\.Automation)|\bMicrosoft\.Man
                        r"\bManagement(?:Object|Class|Scope)\w*\b")
 
 
+# Ansible's C# util header: Ansible.ModuleUtils.AddType's own pattern (it scans the whole file, `//` included),
+# `//AssemblyReference -Name System.Management.dll [-CLR Core|Framework]` or `-Type Some.Type.Name`.
+CS_ASSEMBLY_REF_RE = re.compile(r"//\s*AssemblyReference\s+-(?:Name|Type)\s+([\w.]*)(?:\s+-CLR\s+(?:Core|Framework))?")
+LOAD_FIX = "load utils through #AnsibleRequires so the check can follow them"
+
+
 def requires_findings(path: str, source: str, utils_dir: Path) -> list[Finding]:
     """In a wmi-free file, everything it loads must be WMI-free as well (see the module docstring)."""
     if not is_wmi_free(source):
@@ -157,12 +170,146 @@ def requires_findings(path: str, source: str, utils_dir: Path) -> list[Finding]:
             out.append(Finding(path, line, 1, "wmi-free-requires",
                                f"{util.name} is loaded in the WMI-free window but lacks '{WMI_FREE_MARKER}'"))
         elif util.suffix == ".cs":
-            for cs_line, text in enumerate(util.read_text(encoding="utf-8-sig").splitlines(), 1):
-                code = text.split("//", 1)[0]
-                if CS_WMI_RE.search(code):
-                    out.append(Finding(path, line, 1, "wmi-free-requires",
-                                       f"{util.name}:{cs_line} uses WMI ({code.strip()}): {FIX}"))
-    return out
+            out.extend(Finding(path, line, 1, "wmi-free-requires", f"{util.name}:{cs_line} {what}: {FIX}")
+                       for cs_line, what in cs_wmi_uses(util.read_text(encoding="utf-8-sig")))
+    return out + [Finding(path, line, col, "wmi-free-requires", f"{what}, which this check cannot follow: {LOAD_FIX}")
+                  for line, col, what in unfollowed_loads(source)]
+
+
+def cs_wmi_uses(text: str) -> list[tuple[int, str]]:
+    """(line, what) for each WMI use in C# util `text`: code outside `//` comments naming a WMI/MI namespace,
+    and `//AssemblyReference` header lines (a comment to C#, but Ansible's AddType compiles against them)."""
+    found: list[tuple[int, str]] = []
+    for cs_line, line_text in enumerate(text.splitlines(), 1):
+        code = line_text.split("//", 1)[0]
+        if CS_WMI_RE.search(code):
+            found.append((cs_line, f"uses WMI ({code.strip()})"))
+        for ref in CS_ASSEMBLY_REF_RE.finditer(line_text):
+            if CS_WMI_RE.search(ref.group(1)):
+                found.append((cs_line, f"references a WMI assembly ({ref.group(0).strip()})"))
+    return found
+
+
+# Add-Type's parameters (Windows PowerShell 5.1, plus the common ones) and aliases, to resolve `-Pat` or `-AN`
+# as PowerShell's binder does: an alias exactly, else the one parameter the name is a prefix of.
+_ADD_TYPE_PARAMS = ("typedefinition", "name", "memberdefinition", "namespace", "usingnamespace", "path",
+                    "literalpath", "assemblyname", "language", "referencedassemblies", "codedomprovider",
+                    "compilerparameters", "outputassembly", "outputtype", "passthru", "ignorewarnings", "verbose",
+                    "debug", "erroraction", "warningaction", "informationaction", "errorvariable",
+                    "warningvariable", "informationvariable", "outvariable", "outbuffer", "pipelinevariable")
+_ADD_TYPE_SWITCHES = frozenset({"passthru", "ignorewarnings", "verbose", "debug"})
+_ADD_TYPE_ALIASES = {"an": "assemblyname", "ra": "referencedassemblies", "pspath": "literalpath",
+                     "lp": "literalpath", "oa": "outputassembly", "ot": "outputtype"}
+_IMPORT_MODULE = frozenset({"import-module", "ipmo"})
+_SCRIPT_SUFFIXES = (".ps1", ".psm1")
+
+
+def _add_type_param(text: str) -> str:
+    name = text.lstrip("-").rstrip(":").lower()
+    if name in _ADD_TYPE_ALIASES:
+        return _ADD_TYPE_ALIASES[name]
+    candidates = [p for p in _ADD_TYPE_PARAMS if p.startswith(name)]
+    return candidates[0] if len(candidates) == 1 and name else ""
+
+
+def _literal_names(value: Node) -> list[str] | None:
+    """The names a literal argument (bare word, string, list of them, `@(...)` of them) gives; None if any part
+    is an expression the check cannot evaluate (a variable, a sub-expression, an interpolated string)."""
+    names: list[str] = []
+    for node in walk(value):
+        if node.type in ("variable", "sub_expression", "invokation_expression", "member_access"):
+            return None
+        if node.type == "generic_token":
+            names.append(node_text(node))
+        elif node.type == "string_literal":
+            names.append(node_text(node)[1:-1])
+    return names
+
+
+def _add_type_loads(elements: Node) -> Iterator[tuple[Node, str]]:
+    """Add-Type arguments that load code: -Path / -LiteralPath, and -AssemblyName / -ReferencedAssemblies naming
+    System.Management or Microsoft.Management.Infrastructure (or naming assemblies through an expression)."""
+    param_node: Node | None = None
+    for element in elements.named_children:
+        if element.type == "command_argument_sep":
+            continue
+        if element.type == "command_parameter":
+            text = node_text(element)
+            is_switch = _add_type_param(text) in _ADD_TYPE_SWITCHES and not text.endswith(":")
+            param_node = None if is_switch else element
+            continue
+        param = _add_type_param(node_text(param_node)) if param_node is not None else ""
+        at = param_node if param_node is not None else element
+        shown = f"Add-Type {node_text(at).rstrip(':')} {node_text(element)}"
+        param_node = None
+        if param in ("path", "literalpath"):
+            yield at, f"{shown} compiles or loads code from a file"
+        elif param in ("assemblyname", "referencedassemblies"):
+            names = _literal_names(element)
+            if names is None:
+                yield at, f"{shown} names assemblies through an expression"
+            elif any(CS_WMI_RE.search(n) for n in names):
+                yield at, f"{shown} loads a WMI assembly"
+
+
+def unfollowed_loads(source: str) -> list[tuple[int, int, str]]:
+    """(line, column, what) for each way `source` loads code other than `#AnsibleRequires` / `#Requires`:
+    Import-Module, `using module`, dot-sourcing or running a script file, Add-Type -Path and WMI assemblies,
+    [System.Reflection.Assembly]::Load*. Read from the parse tree: comments and strings do not count."""
+    found: list[tuple[int, int, str]] = []
+    for node in walk(parse_powershell(source).root_node):
+        if node.type == "invokation_expression":
+            found.extend(_assembly_load(node))
+        elif node.type == "command":
+            found.extend((*position(at), what) for at, what in _command_loads(node))
+    return found
+
+
+def _assembly_load(node: Node) -> list[tuple[int, int, str]]:
+    kind = next((c for c in node.named_children if c.type == "type_literal"), None)
+    member = next((c for c in node.named_children if c.type == "member_name"), None)
+    if kind is None or member is None:
+        return []
+    type_name = node_text(kind).strip("[]").replace(" ", "").lower()
+    if type_name in ("reflection.assembly", "system.reflection.assembly") and \
+            node_text(member).lower().startswith(("load", "unsafeload")):
+        return [(*position(node), f"{node_text(kind)}::{node_text(member)}() loads an assembly")]
+    return []
+
+
+def _command_loads(command: Node) -> list[tuple[Node, str]]:
+    children = command.named_children
+    operator = next((c for c in children if c.type == "command_invokation_operator"), None)
+    name_expr = next((c for c in children if c.type == "command_name_expr"), None)
+    name_node = next((c for c in children if c.type == "command_name"), None)
+    elements = next((c for c in children if c.type == "command_elements"), None)
+    if name_expr is not None:
+        if any(c.type == "script_block_expression" for c in name_expr.named_children):
+            return []  # `. { ... }` / `& { ... }`: the code is right here and is checked
+        text = node_text(name_expr)
+        if operator is not None and node_text(operator) == ".":
+            return [(command, f"dot-sourcing '. {text}' runs a script in this scope")]
+        if text.strip("'\"").lower().endswith(_SCRIPT_SUFFIXES):
+            return [(command, f"'{node_text(command)}' runs a script file")]
+        return []
+    if name_node is None:
+        return []
+    name = node_text(name_node)
+    bare = name.rsplit("\\", 1)[-1].lower()
+    if operator is not None and node_text(operator) == ".":
+        return [(command, f"dot-sourcing '. {name}' runs a script in this scope")]
+    if bare in _IMPORT_MODULE:
+        return [(name_node, f"{name} loads a module")]
+    if bare == "using" and elements is not None:
+        words = [c for c in elements.named_children if c.type != "command_argument_sep"]
+        if words and node_text(words[0]).lower() == "module":
+            return [(name_node, f"'{node_text(command)}' loads a module")]
+        return []
+    if bare.endswith(_SCRIPT_SUFFIXES):
+        return [(name_node, f"'{name}' runs a script file")]
+    if bare == "add-type" and elements is not None:
+        return list(_add_type_loads(elements))
+    return []
 
 
 def _commands(source: str) -> Iterator[tuple[str, int, int, str]]:

@@ -184,3 +184,73 @@ def test_wmi_free_file_may_load_only_wmi_free_utils(tmp_path: Path):
     unmarked = bad.replace("# configmgr:wmi-free\n", "")
     assert [f for f in check_source("m.ps1", unmarked, module=True, utils_dir=tmp_path)
             if f.rule == "wmi-free-requires"] == []
+
+
+# Ways of loading code other than #AnsibleRequires, each refused by name in a marked file (file:line:col).
+UNFOLLOWED_LOADS = [
+    ("Import-Module -Name Foo", 1, "Import-Module loads a module"),
+    ("Microsoft.PowerShell.Core\\Import-Module Foo", 1, "Import-Module loads a module"),
+    ("using module .\\Foo.psm1", 1, "'using module .\\Foo.psm1' loads a module"),
+    (". $helpers", 1, "dot-sourcing '. $helpers'"),
+    (". .\\x.ps1", 1, "dot-sourcing '. .\\x.ps1'"),
+    ("& .\\x.ps1 -Name a", 1, "'& .\\x.ps1 -Name a' runs a script file"),
+    ("Add-Type -Path C:\\x.dll", 10, "Add-Type -Path C:\\x.dll compiles or loads code from a file"),
+    ("Add-Type -LiteralPath C:\\x.cs -PassThru", 10, "Add-Type -LiteralPath C:\\x.cs compiles"),
+    ("Add-Type -PassThru -AssemblyName 'System.ServiceProcess', 'System.Management'", 20, "loads a WMI assembly"),
+    ("Add-Type -AN:System.Management", 10, "Add-Type -AN System.Management loads a WMI assembly"),
+    ("Add-Type -TypeDefinition $c -ReferencedAssemblies @('System.Management.dll')", 29, "loads a WMI assembly"),
+    ("Add-Type -TypeDefinition $c -RA 'System.Data', \"Microsoft.Management.Infrastructure\"", 29,
+     "loads a WMI assembly"),
+    ("Add-Type -TypeDefinition $c -ReferencedAssemblies $refs", 29, "names assemblies through an expression"),
+    ("[Reflection.Assembly]::LoadWithPartialName('System.Management')", 1, "LoadWithPartialName() loads"),
+]
+
+
+def test_marked_file_refuses_loading_code_the_check_cannot_follow():
+    for statement, column, what in UNFOLLOWED_LOADS:
+        source = requiring(statement)  # the statement lands on line 4
+        findings = check_source("m.ps1", source, module=True)
+        assert rules(findings) == [("wmi-free-requires", 4, column)], statement
+        assert what in findings[0].message, (statement, findings[0].message)
+        assert findings[0].message.endswith("load utils through #AnsibleRequires so the check can follow them")
+        assert str(findings[0]).startswith(f"m.ps1:4:{column}: wmi-free-requires: ")
+        unmarked = source.replace("# configmgr:wmi-free\n", "")
+        assert [f for f in check_source("m.ps1", unmarked, module=True) if f.rule == "wmi-free-requires"] == []
+
+
+def test_loads_that_the_check_can_follow_or_that_load_no_wmi_pass_in_marked_file():
+    source = requiring(
+        "# Import-Module Foo; . .\\x.ps1; Add-Type -AssemblyName System.Management",
+        "$why = 'never Import-Module Foo or . .\\x.ps1 or Add-Type -Path x.dll here'",
+        "using namespace System.Text",
+        "Add-Type -AssemblyName System.ServiceProcess",
+        "Add-Type -TypeDefinition $c -ReferencedAssemblies 'System.Data.dll', 'System.Management.Automation.dll'",
+        ". { $inline = 1 }",
+        "& sc.exe query winmgmt",
+        "$me = [Reflection.Assembly]::GetExecutingAssembly()",
+    )
+    assert check_source("m.ps1", source, module=True) == []
+
+
+def test_cs_util_assembly_reference_header_is_seen(tmp_path: Path):
+    # Ansible.ModuleUtils.AddType reads `//AssemblyReference -Name X.dll|-Type T [-CLR Core|Framework]` from the
+    # util's text, so to C# it is a comment but it makes the compiler reference (and load) that assembly.
+    (tmp_path / "Ref.cs").write_text("using System;\n//AssemblyReference -Name System.Management.dll -CLR Framework\n"
+                                     "//AssemblyReference -Type System.Management.Automation.PSObject -CLR Core\n")
+    (tmp_path / "RefType.cs").write_text("// header\n// AssemblyReference -Type "
+                                         "Microsoft.Management.Infrastructure.CimInstance\n")
+    (tmp_path / "Fine.cs").write_text("//AssemblyReference -Name System.Web.Extensions.dll -CLR Framework\n"
+                                      "//AssemblyReference -Type System.Management.Automation.PSObject -CLR Core\n"
+                                      "// not a header: System.Management.dll is WMI\n")
+    source = requiring(f"#AnsibleRequires -CSharpUtil {OWN}.Ref", f"#AnsibleRequires -CSharpUtil {OWN}.RefType",
+                       f"#AnsibleRequires -CSharpUtil {OWN}.Fine")
+    findings = check_source("m.ps1", source, module=True, utils_dir=tmp_path)
+    assert rules(findings) == [("wmi-free-requires", 4, 1), ("wmi-free-requires", 5, 1)]
+    assert "Ref.cs:2 references a WMI assembly (//AssemblyReference -Name System.Management.dll -CLR Framework)" \
+        in findings[0].message
+    assert "RefType.cs:2 references a WMI assembly" in findings[1].message
+
+
+def test_repository_is_clean():
+    count, findings = check_paths([Path(__file__).resolve().parents[3] / p for p in ("plugins", "roles")])
+    assert count >= 3 and findings == []
