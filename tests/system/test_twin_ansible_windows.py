@@ -125,6 +125,26 @@ def test_win_reboot_changes_boot_time_and_starts_services(make_fleet):
     assert _running(host, victim)  # automatic services start at boot
 
 
+def test_win_reboot_inside_the_wmi_free_window_fails_before_rebooting(make_fleet):
+    # win_reboot reads the boot time with Get-CimInstance Win32_OperatingSystem before it reboots: with
+    # winmgmt disabled (KB steps 3-7) that fails, so WMI must come back before step 8's reboot.
+    runner = make_fleet(1)
+    host = runner.fleet.host("site01")
+    host.scm.stop(WMI, force=True)
+    host.scm.set_start_mode(WMI, "disabled")
+    boot_before = host.boot_time_filetime
+    run = runner.playbook(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.windows.win_reboot: {reboot_timeout: 60}\n"
+    )
+    res = run.result("site01")
+    assert res.get("failed") is True and not res.get("rebooted"), res
+    assert "failed to get host boot time info" in res["msg"], res["msg"]
+    assert res["stderr"].startswith("Get-CimInstance") and "0x80070422" in res["stderr"], res["stderr"]
+    assert host.boot_time_filetime == boot_before and host.is_up
+    assert host.scm.get(WMI).state == "stopped"
+
+
 def test_unknown_module_fails_naming_it(fleet):
     res = fleet.ansible("site01", "ansible.windows.win_updates", "state=searched").result("site01")
     assert res["failed"] is True
