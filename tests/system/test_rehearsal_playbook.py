@@ -9,13 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from conftest import BIN, _run
+from conftest import BIN, _run, services
 
 PLAYBOOK = Path(__file__).resolve().parents[2] / "playbooks" / "rehearse_service_window.yml"
-
-
-def table(host: Any) -> dict[str, tuple[str, str]]:
-    return {name: (svc["start_mode"], svc["state"]) for name, svc in host.snapshot()["services"].items()}
 
 
 def rehearse(runner: Any, *extra: str) -> Any:
@@ -23,16 +19,26 @@ def rehearse(runner: Any, *extra: str) -> Any:
     return _run(cmd, runner.env, runner.tmp)
 
 
+def fleet_where_operator_asks_to_stop_winrm(make_fleet: Any, size: int, host: str) -> Any:
+    """A fleet whose `host` has quiesce_stop: ['WinRM'] in host_vars: the controller refuses that host's
+    quiesce before anything changes on it."""
+    runner = make_fleet(size)
+    (runner.tmp / "host_vars").mkdir()
+    (runner.tmp / "host_vars" / f"{host}.yml").write_text("quiesce_stop: ['WinRM']\n", encoding="utf-8")
+    return runner
+
+
+def tables(runner: Any) -> dict[str, dict[str, tuple[str, str]]]:
+    return {name: services(host) for name, host in runner.fleet.hosts.items()}
+
+
 def results_of(run: Any, host: str) -> list[dict[str, Any]]:
     return [task["hosts"][host] for play in run.data["plays"] for task in play["tasks"] if host in task["hosts"]]
 
 
 def test_rolling_rehearsal_puts_every_host_back_and_names_the_failed_one(make_fleet: Any) -> None:
-    runner = make_fleet(3)
-    # site02's operator asked to stop WinRM: the controller refuses before anything changes on that host.
-    (runner.tmp / "host_vars").mkdir()
-    (runner.tmp / "host_vars" / "site02.yml").write_text("quiesce_stop: ['WinRM']\n", encoding="utf-8")
-    before = {name: table(host) for name, host in runner.fleet.hosts.items()}
+    runner = fleet_where_operator_asks_to_stop_winrm(make_fleet, 3, "site02")
+    before = tables(runner)
 
     run = rehearse(runner, "-e", "batch_size=2", "-e", "max_fail_percentage=50")
 
@@ -46,15 +52,12 @@ def test_rolling_rehearsal_puts_every_host_back_and_names_the_failed_one(make_fl
     stopped = [r for r in results_of(run, "site01") if "stopped" in r and r.get("changed")]
     assert "SMS_EXECUTIVE" in stopped[0]["stopped"]
     # ... and afterwards every host, failed or not, is exactly as it was.
-    for name, host in runner.fleet.hosts.items():
-        assert table(host) == before[name], name
+    assert tables(runner) == before
 
 
 def test_a_batch_over_the_failure_threshold_stops_the_rollout(make_fleet: Any) -> None:
-    runner = make_fleet(3)
-    (runner.tmp / "host_vars").mkdir()
-    (runner.tmp / "host_vars" / "site01.yml").write_text("quiesce_stop: ['WinRM']\n", encoding="utf-8")
-    before = {name: table(host) for name, host in runner.fleet.hosts.items()}
+    runner = fleet_where_operator_asks_to_stop_winrm(make_fleet, 3, "site01")
+    before = tables(runner)
 
     run = rehearse(runner, "-e", "batch_size=1", "-e", "max_fail_percentage=0")
 
@@ -62,8 +65,7 @@ def test_a_batch_over_the_failure_threshold_stops_the_rollout(make_fleet: Any) -
     # site01 was the first batch and failed: the later batches never ran, so their hosts saw no command.
     assert runner.fleet.host("site02").counters.winrm_commands == 0
     assert runner.fleet.host("site03").counters.winrm_commands == 0
-    for name, host in runner.fleet.hosts.items():
-        assert table(host) == before[name], name
+    assert tables(runner) == before
 
 
 def test_a_service_slower_than_the_timeout_fails_the_host_and_the_rescue_puts_it_back(make_fleet: Any) -> None:
@@ -71,7 +73,7 @@ def test_a_service_slower_than_the_timeout_fails_the_host_and_the_rescue_puts_it
     # naming it. The rescue's restore waits for the stop to finish and starts it again.
     slow = {"faults": {"services": {"SMS_EXECUTIVE": {"stop": "slow", "seconds": 150}}}}
     runner = make_fleet(2, {"hosts": {"site02": slow}})
-    before = {name: table(host) for name, host in runner.fleet.hosts.items()}
+    before = tables(runner)
 
     run = rehearse(runner, "-e", "batch_size=2", "-e", "max_fail_percentage=50")
 
@@ -81,5 +83,4 @@ def test_a_service_slower_than_the_timeout_fails_the_host_and_the_rescue_puts_it
     assert "SMS_EXECUTIVE did not stop within 120 seconds" in failed[0]["msg"]
     restored = [r for r in results_of(run, "site02") if "SMS_EXECUTIVE" in (r.get("started") or [])]
     assert restored, "the rescue's restore did not start SMS_EXECUTIVE again"
-    for name, host in runner.fleet.hosts.items():
-        assert table(host) == before[name], name
+    assert tables(runner) == before
