@@ -239,3 +239,13 @@ def test_unreachable_fault_and_blocked_winrm_make_hosts_unreachable(make_fleet):
     assert run.result("site02")["unreachable"] is True
     assert run.result("site03")["unreachable"] is True
     assert runner.fleet.host("site02").counters.winrm_commands == 0
+
+
+def test_a_task_environment_is_refused_not_ignored(fleet):
+    run = fleet.playbook(
+        "- hosts: site01\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.windows.win_ping:\n      environment: {SQLSETUP_TRACE: '1'}\n"
+    )
+    res = run.result("site01")
+    assert res.get("failed") is True or res.get("unreachable") is True, res
+    assert "task environment (SQLSETUP_TRACE)" in res["msg"] and "not modelled" in res["msg"], res["msg"]

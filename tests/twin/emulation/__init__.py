@@ -63,7 +63,8 @@ class Registration:
 REGISTRY: dict[str, Registration] = {}
 
 # Ansible.Basic accepts these internal keys (Ansible.Basic.cs, `passVars`); each maps to a context field or
-# is ignored as the real module ignores it.
+# changes nothing the twin models. `_ansible_ignore_unknown_opts` is honoured by twin.spec's validation
+# (Ansible.Basic drops unknown options); a handler's Options.finish() still refuses what it was given.
 _PASS_VARS = {
     "_ansible_check_mode": "check_mode",
     "_ansible_diff": "diff",
@@ -202,7 +203,8 @@ class Options:
         """Options the real module has but the twin does not model: refused when set (not None)."""
         for name in names:
             self._taken.add(name)
-            if self._params.get(name) not in (None, [], {}):
+            # Only None is "not set": an empty list is a value (win_service dependencies: [] removes them all).
+            if self._params.get(name) is not None:
                 raise UnknownCommand(f"{self._module}: option {name} is not modelled by the twin")
 
     def finish(self) -> None:

@@ -46,8 +46,8 @@ def win_service_info(ctx: ModuleContext) -> dict[str, Any]:
         selected = names
     else:
         exact = [n for n in names if n.lower() == str(name).lower()]
-        selected = exact or [n for n in names if _wildcard(str(name), n) or
-                             _wildcard(str(name), scm.get(n).display_name)]
+        # Get-Service -Name: wildcards match the service name, not the display name.
+        selected = exact or [n for n in names if _wildcard(str(name), n)]
     services = [scm.info(n) for n in sorted(selected, key=str.lower)]
     return {"changed": False, "exists": bool(services), "services": services}
 

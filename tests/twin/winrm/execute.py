@@ -113,8 +113,21 @@ def _run_actions(host: Host, boot: Bootstrap) -> Result:
     raise PayloadError(f"exec wrapper action {action.name} is not modelled by the twin")
 
 
+# What ansible-core's module_wrapper.ps1 action receives (executor/powershell/module_manifest.py).
+_MODULE_PARAMS = {"Script", "Environment", "Variables", "CSharpModules", "PowerShellModules", "ForModule"}
+
+
 def _module(host: Host, params: dict[str, Any]) -> Result:
     script = str(params.get("Script", ""))
+    unknown = sorted(set(params) - _MODULE_PARAMS)
+    if unknown:
+        raise PayloadError(f"module wrapper parameter(s) {', '.join(unknown)} for {script} "
+                           "are not modelled by the twin")
+    if params.get("Environment"):
+        # The real wrapper sets these in the module's process environment; the twin has no per-task
+        # environment, so a task with `environment:` must not pass as if the keyword were absent.
+        raise PayloadError(f"the task environment ({', '.join(sorted(params['Environment']))}) for {script} "
+                           "is not modelled by the twin")
     if not params.get("ForModule"):
         raise PayloadError(f"script {script} (Ansible 'script' substyle) is not modelled by the twin")
     variables = params.get("Variables") or []

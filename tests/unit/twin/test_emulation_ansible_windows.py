@@ -193,3 +193,17 @@ def test_every_registered_handler_is_for_a_fully_qualified_name():
     assert all(name.count(".") == 2 for name in REGISTRY)
     assert {"ansible.windows.win_ping", "ansible.windows.win_service", "ansible.windows.win_service_info",
             "ansible.windows.win_stat", "ansible.windows.win_file", "ansible.windows.setup"} <= set(REGISTRY)
+
+
+def test_win_service_info_wildcards_match_service_names_not_display_names(host):
+    # Get-Service -Name SMS*: CcmExec ("SMS Agent Host") is not a match; its display name is not its name.
+    names = [s["name"] for s in run_module(host, "ansible.windows.win_service_info", {"name": "SMS*"})["services"]]
+    assert "CcmExec" not in names and "SMS_EXECUTIVE" in names
+
+
+def test_an_empty_list_is_a_value_not_an_unset_option(host):
+    # win_service dependencies: [] removes every dependency on real Windows; the twin does not model that,
+    # so it must refuse it rather than report "unchanged".
+    with pytest.raises(UnknownCommand, match="option dependencies is not modelled"):
+        run_module(host, "ansible.windows.win_service", {"name": "WinRM", "dependencies": []})
+    assert host.scm.get("WinRM").dependencies == ["RPCSS", "HTTP"]
