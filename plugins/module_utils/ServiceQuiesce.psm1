@@ -115,7 +115,9 @@ Function Write-JournalText {
         $stream.Dispose()
     }
     if (Test-Path -LiteralPath $Path -PathType Leaf) {
-        [System.IO.File]::Replace($temp, $Path, $null)
+        # PowerShell turns $null for a [string] parameter into '', which File.Replace rejects as a backup path
+        # ("The path is not of a legal form"): [NullString]::Value passes a real null (no backup).
+        [System.IO.File]::Replace($temp, $Path, [NullString]::Value)
     }
     else {
         [System.IO.File]::Move($temp, $Path)
@@ -300,27 +302,9 @@ Function Invoke-ServiceOp {
         finally {
             $controller.Dispose()
         }
-        $processId = [int]$Op['process_id']
-        if ($processId -gt 0) {
-            # A process left behind by the stopped service (it reported SERVICE_STOPPED but did not exit) is
-            # ended, unless another running service still lives in it (shared svchost).
-            $rights = [Ansible.Windows.SCManager.ServiceRights]'QueryStatus'
-            $shared = $false
-            foreach ($other in [System.ServiceProcess.ServiceController]::GetServices()) {
-                if ($other.Status -eq [System.ServiceProcess.ServiceControllerStatus]::Stopped) { continue }
-                $svc = New-Object -TypeName Ansible.Windows.SCManager.Service -ArgumentList @($other.ServiceName, $rights)
-                try {
-                    if ([int]$svc.ProcessId -eq $processId) { $shared = $true }
-                }
-                finally {
-                    $svc.Dispose()
-                }
-            }
-            $left = Get-Process -Id $processId -ErrorAction SilentlyContinue
-            if ($left -and -not $shared) {
-                Stop-Process -Id $processId -Force
-            }
-        }
+        # The service's own process is not ended here by its old id: Windows reuses process ids, so the id
+        # gathered before the stop may already name another process. Processes a stopped service leaves
+        # behind are separate end_process operations, checked by id, name and creation time.
     }
     elseif ($kind -eq 'start') {
         $controller = New-Object -TypeName System.ServiceProcess.ServiceController -ArgumentList $name
@@ -334,8 +318,20 @@ Function Invoke-ServiceOp {
                     throw "service $name is still stopping after $TimeoutSeconds seconds and cannot be started until it has stopped (state: $($controller.Status))"
                 }
             }
-            if ($controller.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Running) {
+            if ($controller.Status -eq [System.ServiceProcess.ServiceControllerStatus]::Paused) {
+                # StartService on a paused service fails with ERROR_SERVICE_ALREADY_RUNNING (1056): continue it.
+                $controller.Continue()
+            }
+            $pending = @([System.ServiceProcess.ServiceControllerStatus]::StartPending,
+                [System.ServiceProcess.ServiceControllerStatus]::ContinuePending,
+                [System.ServiceProcess.ServiceControllerStatus]::Paused)
+            if ($pending -notcontains $controller.Status -and
+                $controller.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Running) {
+                # Only a stopped service is started; one already on its way up (a WMI client demand-starting
+                # Winmgmt, say) is only waited for.
                 $controller.Start()
+            }
+            if ($controller.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Running) {
                 try {
                     $controller.WaitForStatus([System.ServiceProcess.ServiceControllerStatus]::Running, $wait)
                 }
@@ -502,7 +498,13 @@ Function Invoke-JournaledPlan {
     }
 
     if ($null -ne $Module.Params._journal_after) {
-        Write-JournalText -Path $JournalPath -Text $Module.Params._journal_after
+        try {
+            Write-JournalText -Path $JournalPath -Text $Module.Params._journal_after
+        }
+        catch {
+            $Module.FailJson("every planned operation ran, but the journal $JournalPath could not be updated: " +
+                "$($_.Exception.Message). Run the task again to record the result.", $_)
+        }
         $Module.Result.changed = $true
     }
 }

@@ -805,6 +805,7 @@ def plan_restore(facts: Sequence[ServiceFact], records: Mapping[str, Mapping[str
     to_stop: list[str] = []
     to_start: list[str] = []
     mode_ops: list[dict[str, Any]] = []
+    disabled_after: list[dict[str, Any]] = []
     before: dict[str, dict[str, str]] = {}
     after: dict[str, dict[str, str]] = {}
     for name in sorted(records, key=str.casefold):
@@ -814,10 +815,19 @@ def plan_restore(facts: Sequence[ServiceFact], records: Mapping[str, Mapping[str
             entries.append({"name": name, "action": "skip", "reason": "recorded in the journal but not on this host"})
             continue
         actions = []
-        if fact.start_mode != record["start_mode"]:
+        want_running = record["state"] == "running"
+        # A service recorded running while Disabled (started before someone disabled it): StartService refuses
+        # a Disabled service (ERROR_SERVICE_DISABLED, 1058), so it starts under Manual and goes back to
+        # Disabled after every start.
+        start_first = want_running and record["start_mode"] == "disabled" and (
+            not fact.is_running or fact.state == "stop_pending")
+        if start_first:
+            mode_ops.append({"op": "set_mode", "name": fact.name, "start_mode": "manual"})
+            disabled_after.append({"op": "set_mode", "name": fact.name, "start_mode": "disabled"})
+            actions.append("start under manual, then set start mode disabled")
+        elif fact.start_mode != record["start_mode"]:
             mode_ops.append({"op": "set_mode", "name": fact.name, "start_mode": record["start_mode"]})
             actions.append("set start mode {}".format(record["start_mode"]))
-        want_running = record["state"] == "running"
         # STOP_PENDING counts as running everywhere else (the process still exists), but it is on its way
         # down: a restore must start it again once it has stopped (the start operation waits for that).
         if want_running and (not fact.is_running or fact.state == "stop_pending"):
@@ -840,6 +850,7 @@ def plan_restore(facts: Sequence[ServiceFact], records: Mapping[str, Mapping[str
     )
     ops.extend(mode_ops)
     ops.extend({"op": "start", "name": n} for n in order_dependencies_first(to_start, facts))
+    ops.extend(disabled_after)
     return RestorePlan(entries, ops, before, after)
 
 

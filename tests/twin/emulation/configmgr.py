@@ -154,8 +154,8 @@ def run_op(host: Host, op: dict[str, Any], timeout: int) -> None:
                 # (its DependentServices, each waited for), then sends SERVICE_CONTROL_STOP: force=True.
                 host.scm.stop(name, force=True)
             _wait_stopped(host, name, timeout)
-        # The service's own process: the model ends it with the service (the executor would end one that
-        # lingers after SERVICE_STOPPED). Its helpers are separate end_process operations.
+        # The service's own process ends with the service in the model; the executor does not end a
+        # lingering one by its old id (ids are reused). Its helpers are separate end_process operations.
     elif kind == "start":
         svc = host.scm.get(name)
         if svc.state == "stop_pending":

@@ -395,3 +395,17 @@ def test_well_formed_and_hostile_patterns_are_accepted_as_data(pattern) -> None:
 def test_unmatched_patterns_are_reported() -> None:
     facts = site_server()
     assert sp.unmatched_patterns(["SMS_*", "SMS_EXECUTIV", "winrm"], facts) == ["SMS_EXECUTIV"]
+
+
+def test_restore_of_a_service_recorded_running_while_disabled_starts_it_under_manual() -> None:
+    # StartService refuses a Disabled service (1058): start under Manual, then put Disabled back.
+    facts = [svc("WinRM"), svc("Odd", mode="disabled", state="stopped")]
+    restore = sp.plan_restore(facts, {"Odd": {"start_mode": "disabled", "state": "running"}})
+    assert restore.ops == [
+        {"op": "set_mode", "name": "Odd", "start_mode": "manual"},
+        {"op": "start", "name": "Odd"},
+        {"op": "set_mode", "name": "Odd", "start_mode": "disabled"},
+    ]
+    # Once it runs (and is Disabled again) the table matches the record: nothing to do.
+    done = [svc("WinRM"), svc("Odd", mode="disabled", state="running")]
+    assert sp.plan_restore(done, {"Odd": {"start_mode": "disabled", "state": "running"}}).ops == []
