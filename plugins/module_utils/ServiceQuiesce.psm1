@@ -288,6 +288,14 @@ Function Invoke-ServiceOp {
         $controller = New-Object -TypeName System.ServiceProcess.ServiceController -ArgumentList $name
         try {
             if ($controller.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Stopped) {
+                # The plan stops dependents first. .NET Framework's Stop() would silently stop any dependent
+                # still running (one started after the plan was made), which the journal never recorded.
+                $running = @($controller.DependentServices | Where-Object -FilterScript {
+                        $_.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Stopped
+                    } | ForEach-Object -Process { $_.ServiceName })
+                if ($running.Count -gt 0) {
+                    throw "service $name has running dependents that are not in the plan ($($running -join ', ')); they started after the plan was made: run the task again"
+                }
                 if ($controller.Status -ne [System.ServiceProcess.ServiceControllerStatus]::StopPending) {
                     $controller.Stop()
                 }

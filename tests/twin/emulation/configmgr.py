@@ -149,9 +149,13 @@ def run_op(host: Host, op: dict[str, Any], timeout: int) -> None:
     elif kind == "stop":
         svc = host.scm.get(name)  # new ServiceController(name): 1060 if it does not exist
         if svc.state != "stopped":
+            # The executor refuses to let ServiceController.Stop() cascade to dependents the plan does not
+            # hold (started after the plan was made): they would be stopped without a journal record.
+            running = [d for d in host.scm.get(name).dependency_of if host.scm.get(d).state != "stopped"]
+            if running:
+                raise _OpError(f"service {name} has running dependents that are not in the plan "
+                               f"({', '.join(running)}); they started after the plan was made: run the task again")
             if svc.state != "stop_pending":
-                # .NET Framework's ServiceController.Stop() stops every running dependent service first
-                # (its DependentServices, each waited for), then sends SERVICE_CONTROL_STOP: force=True.
                 host.scm.stop(name, force=True)
             _wait_stopped(host, name, timeout)
         # The service's own process ends with the service in the model; the executor does not end a
