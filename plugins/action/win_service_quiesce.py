@@ -1,29 +1,34 @@
 # Copyright: configmgr.sql_upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin of win_service_quiesce: validate on the controller, gather in one module call, plan with
-the pure functions of module_utils/service_plan.py, apply in one module call (none in check mode). The run
-itself is plugin_utils/_journal_action.py, shared with wmi_disable."""
+"""Action plugin of win_service_quiesce (KB 256202 step 2 and its undo): validate on the controller, gather
+in one module call, plan with plugin_utils/_service_window/ (classify.py, quiesce.py, processes.py), apply
+in one module call (none in check mode). The run itself is _service_window/action.py, shared with
+wmi_disable."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils import journal as jr
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_args import validate_quiesce_args
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_plan import (
-    QuiesceOptions,
-    ServiceFact,
-    local_sessions,
-    plan_processes,
-    plan_quiesce,
-    plan_restore,
-    processes_from_gather,
-    unmatched_patterns,
-)
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._journal_action import (
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import journal as jr
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.action import (
     JournalAction,
     Planned,
     failure,
+)
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.args import validate_quiesce_args
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.classify import (
+    QuiesceOptions,
+    local_sessions,
+)
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.facts import (
+    ServiceFact,
+    processes_from_gather,
+)
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.patterns import unmatched_patterns
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.processes import plan_processes
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.quiesce import (
+    plan_quiesce,
+    plan_restore,
 )
 
 

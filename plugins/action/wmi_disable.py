@@ -1,26 +1,30 @@
 # Copyright: configmgr.sql_upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin of wmi_disable: validate, gather (one module call), plan winmgmt and its dependents with
-module_utils/service_plan.py, apply (one module call; none in check mode or when nothing changes). The run
-itself is plugin_utils/_journal_action.py, shared with win_service_quiesce."""
+"""Action plugin of wmi_disable (KB 256202 steps 3 and 7): validate, gather (one module call), plan winmgmt
+and its dependents with plugin_utils/_service_window/wmi.py, apply (one module call; none in check mode or
+when nothing changes). The run itself is _service_window/action.py, shared with win_service_quiesce."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils import journal as jr
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.journal import JournalError
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_args import summarize, validate_wmi_args
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_plan import (
-    WINMGMT,
-    ServiceFact,
-    plan_wmi_disable,
-    plan_wmi_enable,
-)
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._journal_action import (
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import journal as jr
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.action import (
     JournalAction,
     Planned,
     corrupt_journal,
+)
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.args import validate_wmi_args
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.facts import ServiceFact
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.journal import JournalError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.ops import (
+    op_expect_stopped,
+    summarize,
+)
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.wmi import (
+    WINMGMT,
+    plan_wmi_disable,
+    plan_wmi_enable,
 )
 
 
@@ -48,7 +52,7 @@ class ActionModule(JournalAction):
                 plan = plan_wmi_disable(facts, existing)
                 ops = list(plan.ops)
                 if ops and opts["settle_seconds"] > 0:
-                    ops.append({"op": "expect_stopped", "name": WINMGMT, "seconds": opts["settle_seconds"]})
+                    ops.append(op_expect_stopped(WINMGMT, opts["settle_seconds"]))
                 base = None if jr.is_finished(journal) else journal
                 if ops or plan.record is not None:
                     run_id = base["run_id"] if base else jr.make_run_id(host_name, now)

@@ -7,7 +7,7 @@
 #AnsibleRequires -CSharpUtil Ansible.Basic
 #AnsibleRequires -CSharpUtil ansible_collections.ansible.windows.plugins.module_utils.SCManager
 #AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ProcessSnapshot
-#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceQuiesce
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceWindow
 
 # Thin executor of win_service_quiesce (KB 256202 step 2 and its undo). The action plugin
 # (plugins/action/win_service_quiesce.py) calls it twice: _phase=gather reads the service table and the
@@ -30,7 +30,18 @@ $spec = @{
         timeout = @{ type = 'int'; default = 120 }
         missing_journal_ok = @{ type = 'bool'; default = $false }
         _phase = @{ type = 'str'; default = 'gather'; choices = @('gather', 'apply') }
-        _plan = @{ type = 'list'; elements = 'dict'; default = @() }
+        _plan = @{
+            type = 'list'; elements = 'dict'; default = @()
+            # The operation vocabulary: plugins/plugin_utils/_service_window/ops.py (MODULE_OPS, FIELDS).
+            options = @{
+                op = @{ type = 'str'; required = $true; choices = @('set_mode', 'stop', 'start', 'end_process') }
+                name = @{ type = 'str'; required = $true }
+                start_mode = @{ type = 'str'; choices = @('auto', 'delayed', 'manual', 'disabled') }
+                process_id = @{ type = 'int' }
+                created = @{ type = 'raw' }
+                reason = @{ type = 'str' }
+            }
+        }
         _journal_before = @{ type = 'str' }
         _journal_after = @{ type = 'str' }
     }
@@ -53,7 +64,7 @@ if ($module.Params._phase -eq 'gather') {
     $module.ExitJson()
 }
 
-# Apply: the journal first, then the planned operations, then the journal after (ServiceQuiesce.psm1).
+# Apply: the journal first, then the planned operations, then the journal after (ServiceWindow.psm1).
 $failureHint = "the prior state of every service this run changes and the processes it ends (which a restore " +
 "does not bring back): run win_service_quiesce with state=restored to put the host back, or fix {0} and run again."
 Invoke-JournaledPlan -Module $module -JournalPath $journalPath -FailureHint $failureHint

@@ -6,7 +6,7 @@
 
 #AnsibleRequires -CSharpUtil Ansible.Basic
 #AnsibleRequires -CSharpUtil ansible_collections.ansible.windows.plugins.module_utils.SCManager
-#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceQuiesce
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceWindow
 
 # Thin executor of wmi_disable (KB 256202 steps 3 and 7). The action plugin (plugins/action/wmi_disable.py)
 # calls it with _phase=gather (service table + journal) and _phase=apply (write the journal, run the planned
@@ -22,7 +22,16 @@ $spec = @{
         timeout = @{ type = 'int'; default = 120 }
         settle_seconds = @{ type = 'int'; default = 5 }
         _phase = @{ type = 'str'; default = 'gather'; choices = @('gather', 'apply') }
-        _plan = @{ type = 'list'; elements = 'dict'; default = @() }
+        _plan = @{
+            type = 'list'; elements = 'dict'; default = @()
+            # The operation vocabulary: plugins/plugin_utils/_service_window/ops.py (MODULE_OPS, FIELDS).
+            options = @{
+                op = @{ type = 'str'; required = $true; choices = @('set_mode', 'stop', 'start', 'expect_stopped') }
+                name = @{ type = 'str'; required = $true }
+                start_mode = @{ type = 'str'; choices = @('auto', 'delayed', 'manual', 'disabled') }
+                seconds = @{ type = 'int' }
+            }
+        }
         _journal_before = @{ type = 'str' }
         _journal_after = @{ type = 'str' }
     }
@@ -42,7 +51,7 @@ if ($module.Params._phase -eq 'gather') {
     $module.ExitJson()
 }
 
-# Apply: the journal first, then the planned operations, then the journal after (ServiceQuiesce.psm1).
+# Apply: the journal first, then the planned operations, then the journal after (ServiceWindow.psm1).
 $failureHint = "Winmgmt's prior start mode and running dependents: run wmi_disable with state=enabled to put them back."
 Invoke-JournaledPlan -Module $module -JournalPath $journalPath -FailureHint $failureHint
 $module.ExitJson()

@@ -92,7 +92,7 @@ def test_apply_writes_the_journal_before_the_first_operation_and_names_a_failed_
     plan = [
         {"op": "set_mode", "name": "SMS_EXECUTIVE", "start_mode": "disabled"},
         {"op": "start", "name": "SMS_EXECUTIVE"},  # already running: nothing to do
-        {"op": "stop", "name": "NoSuchService", "process_id": 0},
+        {"op": "stop", "name": "NoSuchService"},
     ]
     res = run_module(h, QUIESCE, {"_phase": "apply", "_plan": plan, "_journal_before": doc})
     assert res["failed"] is True
@@ -106,6 +106,6 @@ def test_apply_writes_the_journal_before_the_first_operation_and_names_a_failed_
 def test_apply_in_check_mode_changes_nothing() -> None:
     h = host()
     res = run_module(h, WMI, {"_phase": "apply", "_ansible_check_mode": True, "_journal_before": "{}",
-                              "_plan": [{"op": "stop", "name": "Winmgmt", "process_id": 0}]})
+                              "_plan": [{"op": "stop", "name": "Winmgmt"}]})
     assert res["changed"] is False and res["applied"] == []
     assert h.scm.get("Winmgmt").state == "running" and not h.fs.exists(journal_path(h))

@@ -3,15 +3,17 @@
 Both executors are thin: ``_phase=gather`` reads the service table (plus, for quiesce, each binary's version
 resource) and the on-host journal; ``_phase=apply`` writes the journal and runs an explicit list of Service
 Control Manager operations. The emulation follows the PowerShell line by line (plugins/module_utils/
-ServiceQuiesce.psm1), against the host model, and returns the same keys. Arguments were already validated
+ServiceWindow.psm1), against the host model, and returns the same keys. Arguments were already validated
 against the spec extracted from the .ps1 (twin.spec); anything the twin does not model is refused by name.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable
 from typing import Any
 
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.ops import SETTABLE_START_MODES
 from twin.emulation import ModuleContext, ModuleFailed, module
 from twin.emulation.paths import session_env
 from twin.host import Host, WindowsError_
@@ -20,7 +22,6 @@ JOURNAL_FOLDER = "configmgr.sql_upgrade"
 JOURNAL_FILE = "journal.json"
 # ServiceController.WaitForStatus polls QueryServiceStatus every 250 ms until the status or the timeout.
 POLL_SECONDS = 0.25
-SET_MODES = ("auto", "delayed", "manual", "disabled")
 
 
 def journal_path(host: Host) -> str:
@@ -136,51 +137,77 @@ class _OpError(Exception):
     pass
 
 
-def run_op(host: Host, op: dict[str, Any], timeout: int) -> None:
-    """Invoke-ServiceOp."""
-    kind = op.get("op")
+def _op_set_mode(host: Host, op: dict[str, Any], timeout: int) -> None:
     name = str(op.get("name"))
-    if kind == "set_mode":
-        mode = op.get("start_mode")
-        if mode not in SET_MODES:
-            raise _OpError(f"service {name}: start mode '{mode}' cannot be set (auto, delayed, manual, disabled)")
-        # SCManager.Service.StartType setter: ChangeServiceConfig (+ the delayed auto-start flag).
-        host.scm.set_start_mode(name, str(mode))
-    elif kind == "stop":
-        svc = host.scm.get(name)  # new ServiceController(name): 1060 if it does not exist
-        if svc.state != "stopped":
-            # The executor refuses to let ServiceController.Stop() cascade to dependents the plan does not
-            # hold (started after the plan was made): they would be stopped without a journal record.
-            running = [d for d in host.scm.get(name).dependency_of if host.scm.get(d).state != "stopped"]
-            if running:
-                raise _OpError(f"service {name} has running dependents that are not in the plan "
-                               f"({', '.join(running)}); they started after the plan was made: run the task again")
-            if svc.state != "stop_pending":
-                host.scm.stop(name, force=True)
+    mode = op.get("start_mode")
+    if mode not in SETTABLE_START_MODES:
+        raise _OpError(f"service {name}: start mode '{mode}' cannot be set (auto, delayed, manual, disabled)")
+    # SCManager.Service.StartType setter: ChangeServiceConfig (+ the delayed auto-start flag).
+    host.scm.set_start_mode(name, str(mode))
+
+
+def _op_stop(host: Host, op: dict[str, Any], timeout: int) -> None:
+    name = str(op.get("name"))
+    svc = host.scm.get(name)  # new ServiceController(name): 1060 if it does not exist
+    if svc.state != "stopped":
+        # The executor refuses to let ServiceController.Stop() cascade to dependents the plan does not
+        # hold (started after the plan was made): they would be stopped without a journal record.
+        running = [d for d in host.scm.get(name).dependency_of if host.scm.get(d).state != "stopped"]
+        if running:
+            raise _OpError(f"service {name} has running dependents that are not in the plan "
+                           f"({', '.join(running)}); they started after the plan was made: run the task again")
+        if svc.state != "stop_pending":
+            host.scm.stop(name, force=True)
+        _wait_stopped(host, name, timeout)
+    # The service's own process ends with the service in the model; the executor does not end a
+    # lingering one by its old id (ids are reused). Its helpers are separate end_process operations.
+
+
+def _op_start(host: Host, op: dict[str, Any], timeout: int) -> None:
+    name = str(op.get("name"))
+    svc = host.scm.get(name)
+    if svc.state == "stop_pending":
+        # The SCM refuses StartService until the process reports SERVICE_STOPPED: the executor waits.
+        try:
             _wait_stopped(host, name, timeout)
-        # The service's own process ends with the service in the model; the executor does not end a
-        # lingering one by its old id (ids are reused). Its helpers are separate end_process operations.
-    elif kind == "start":
-        svc = host.scm.get(name)
-        if svc.state == "stop_pending":
-            # The SCM refuses StartService until the process reports SERVICE_STOPPED: the executor waits.
-            try:
-                _wait_stopped(host, name, timeout)
-            except _OpError as err:
-                raise _OpError(f"service {name} is still stopping after {timeout} seconds and cannot be started "
-                               f"until it has stopped (state: {_net_status(svc.state)})") from err
-        if svc.state != "running":
-            host.scm.start(name)  # the model starts instantly; dependencies first, 1058 if disabled
-    elif kind == "expect_stopped":
-        seconds = int(op.get("seconds", 0))
-        host.tick(float(seconds))
-        state = host.scm.get(name).state
-        if state != "stopped":
-            raise _OpError(f"service {name} did not stay stopped: it is {_net_status(state)} {seconds} seconds later")
-    elif kind == "end_process":
-        op["result"] = _end_process(host, op, timeout)
-    else:
-        raise _OpError(f"unknown operation '{kind}' for service {name}")
+        except _OpError as err:
+            raise _OpError(f"service {name} is still stopping after {timeout} seconds and cannot be started "
+                           f"until it has stopped (state: {_net_status(svc.state)})") from err
+    if svc.state != "running":
+        host.scm.start(name)  # the model starts instantly; dependencies first, 1058 if disabled
+
+
+def _op_expect_stopped(host: Host, op: dict[str, Any], timeout: int) -> None:
+    name = str(op.get("name"))
+    seconds = int(op.get("seconds") or 0)
+    host.tick(float(seconds))
+    state = host.scm.get(name).state
+    if state != "stopped":
+        raise _OpError(f"service {name} did not stay stopped: it is {_net_status(state)} {seconds} seconds later")
+
+
+def _op_end_process(host: Host, op: dict[str, Any], timeout: int) -> None:
+    op["result"] = _end_process(host, op, timeout)
+
+
+#: Invoke-ServiceOp's branches, one per operation of the vocabulary (_service_window/ops.py OPS); a test
+#: holds the two to the same names.
+OP_HANDLERS: dict[str, Callable[[Host, dict[str, Any], int], None]] = {
+    "set_mode": _op_set_mode,
+    "stop": _op_stop,
+    "start": _op_start,
+    "expect_stopped": _op_expect_stopped,
+    "end_process": _op_end_process,
+}
+
+
+def run_op(host: Host, op: dict[str, Any], timeout: int) -> None:
+    """Invoke-ServiceOp: one planned operation (Ansible.Basic already refused an op outside the spec's
+    choices; the last branch is the executor's own guard)."""
+    handler = OP_HANDLERS.get(str(op.get("op")))
+    if handler is None:
+        raise _OpError(f"unknown operation '{op.get('op')}' for service {op.get('name')}")
+    handler(host, op, timeout)
 
 
 def _gather(ctx: ModuleContext, version_evidence: bool) -> dict[str, Any]:

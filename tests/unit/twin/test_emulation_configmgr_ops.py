@@ -17,7 +17,7 @@ def test_stop_refuses_to_cascade_to_a_dependent_the_plan_does_not_hold(host):
     running = [d for d in host.scm.get("Winmgmt").dependency_of if host.scm.get(d).state == "running"]
     assert running
     with pytest.raises(_OpError, match="has running dependents that are not in the plan"):
-        run_op(host, {"op": "stop", "name": "Winmgmt", "process_id": 0}, timeout=30)
+        run_op(host, {"op": "stop", "name": "Winmgmt"}, timeout=30)
     assert host.scm.get("Winmgmt").state == "running"
     assert all(host.scm.get(d).state == "running" for d in running)
 
@@ -25,6 +25,6 @@ def test_stop_refuses_to_cascade_to_a_dependent_the_plan_does_not_hold(host):
 def test_stop_after_the_dependents_stopped(host):
     for dep in host.scm.get("Winmgmt").dependency_of:
         if host.scm.get(dep).state == "running":
-            run_op(host, {"op": "stop", "name": dep, "process_id": 0}, timeout=30)
-    run_op(host, {"op": "stop", "name": "Winmgmt", "process_id": 0}, timeout=30)
+            run_op(host, {"op": "stop", "name": dep}, timeout=30)
+    run_op(host, {"op": "stop", "name": "Winmgmt"}, timeout=30)
     assert host.scm.get("Winmgmt").state == "stopped"

@@ -1,4 +1,4 @@
-"""Unit tests of the pure quiesce / restore / WMI planning (plugins/module_utils/service_plan.py)."""
+"""Unit tests of the pure quiesce / restore / WMI planning (plugins/plugin_utils/_service_window/)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,29 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils import service_plan as sp
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_plan import (
-    PlanError,
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.classify import (
+    Decision,
     QuiesceOptions,
+    classify,
+    close_over_dependents,
+    local_sessions,
+)
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.errors import PlanError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.facts import (
     ServiceFact,
+    facts_from_gather,
+)
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.patterns import (
+    unmatched_patterns,
+    validate_patterns,
+)
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.quiesce import (
+    plan_quiesce,
+    plan_restore,
+)
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.wmi import (
+    plan_wmi_disable,
+    plan_wmi_enable,
 )
 
 WINDOWS = "Microsoft\u00ae Windows\u00ae Operating System"
@@ -51,9 +69,9 @@ def site_server() -> list[ServiceFact]:
     ]
 
 
-def decisions(facts: list[ServiceFact], **kw: Any) -> dict[str, sp.Decision]:
+def decisions(facts: list[ServiceFact], **kw: Any) -> dict[str, Decision]:
     opts = QuiesceOptions(**kw)
-    return {d.name: d for d in sp.close_over_dependents(sp.classify(facts, opts), facts)}
+    return {d.name: d for d in close_over_dependents(classify(facts, opts), facts)}
 
 
 def test_site_server_classification_every_trap() -> None:
@@ -102,12 +120,12 @@ def test_stop_wins_over_builtin_keep_lists() -> None:
 
 def test_stop_of_management_channel_is_an_error_naming_it() -> None:
     with pytest.raises(PlanError, match=r"'Rpc\*'.*RpcEptMapper.*management channel"):
-        sp.classify(site_server(), QuiesceOptions(stop=("Rpc*",)))
+        classify(site_server(), QuiesceOptions(stop=("Rpc*",)))
 
 
 def test_stop_of_instance_is_an_error() -> None:
     with pytest.raises(PlanError, match="MSSQLSERVER.*instance being upgraded"):
-        sp.classify(site_server(), QuiesceOptions(stop=("MSSQL*",)))
+        classify(site_server(), QuiesceOptions(stop=("MSSQL*",)))
 
 
 def test_named_instance_is_kept_and_default_is_then_listed_sql() -> None:
@@ -119,7 +137,7 @@ def test_named_instance_is_kept_and_default_is_then_listed_sql() -> None:
 
 def test_keep_and_stop_same_service_names_both_patterns() -> None:
     with pytest.raises(PlanError, match=r"AcmeBackupAgent.*'Acme\*'.*'\*Agent'"):
-        sp.classify(site_server(), QuiesceOptions(keep=("Acme*",), stop=("*Agent",)))
+        classify(site_server(), QuiesceOptions(keep=("Acme*",), stop=("*Agent",)))
 
 
 def test_keep_of_dependent_of_stopped_service_names_both() -> None:
@@ -164,23 +182,23 @@ def test_session_holder_stops_even_if_windows() -> None:
 def test_session_holder_kept_by_user_is_contradiction() -> None:
     facts = site_server() + [svc("WsusService", pid=70, product=WINDOWS)]
     with pytest.raises(PlanError, match="keep pattern 'Wsus\\*' matches WsusService.*session"):
-        sp.classify(facts, QuiesceOptions(keep=("Wsus*",), sql_sessions=({"host_process_id": 70},)))
+        classify(facts, QuiesceOptions(keep=("Wsus*",), sql_sessions=({"host_process_id": 70},)))
 
 
 def test_session_in_management_channel_is_error() -> None:
     with pytest.raises(PlanError, match="WinRM holds a session"):
-        sp.classify(site_server(), QuiesceOptions(sql_sessions=({"host_process_id": 13},)))
+        classify(site_server(), QuiesceOptions(sql_sessions=({"host_process_id": 13},)))
 
 
 @pytest.mark.parametrize("bad", ["", "   ", 5, None])
 def test_invalid_patterns(bad: Any) -> None:
     with pytest.raises(PlanError, match=r"option stop\[0\]"):
-        sp.validate_patterns("stop", [bad])
+        validate_patterns("stop", [bad])
 
 
 def test_patterns_must_be_a_list() -> None:
     with pytest.raises(PlanError, match="option keep must be a list"):
-        sp.validate_patterns("keep", {"a": 1})
+        validate_patterns("keep", {"a": 1})
 
 
 HOSTILE = [
@@ -196,18 +214,18 @@ HOSTILE = [
 
 @pytest.mark.parametrize("name", HOSTILE)
 def test_hostile_names_are_data(name: str) -> None:
-    assert sp.validate_patterns("stop", [name]) == [name]
+    assert validate_patterns("stop", [name]) == [name]
     facts = [svc("WinRM"), svc(name, pid=5, product=WINDOWS)]
     got = decisions(facts, stop=(name,))
     assert got[name].action == "stop"
-    plan = sp.plan_quiesce(facts, QuiesceOptions(stop=(name,)))
-    assert {"op": "stop", "name": name, "process_id": 5} in plan.ops
+    plan = plan_quiesce(facts, QuiesceOptions(stop=(name,)))
+    assert {"op": "stop", "name": name} in plan.ops
     assert plan.records[name] == {"start_mode": "auto", "state": "running"}
 
 
 def test_order_dependents_before_dependencies() -> None:
     facts = site_server()
-    plan = sp.plan_quiesce(facts, QuiesceOptions())
+    plan = plan_quiesce(facts, QuiesceOptions())
     stops = [op["name"] for op in plan.ops if op["op"] == "stop"]
     assert stops.index("SMS_EXECUTIVE") < stops.index("SMS_SITE_COMPONENT_MANAGER")
     assert stops.index("VendorTool") < stops.index("ContosoMonitor")
@@ -225,35 +243,35 @@ def test_cycle_is_an_error_naming_it() -> None:
     with pytest.raises(
         PlanError, match=r"dependency cycle between services: (A -> B -> C -> A|B -> C -> A -> B|C -> A -> B -> C)"
     ):
-        sp.plan_quiesce(facts, QuiesceOptions())
+        plan_quiesce(facts, QuiesceOptions())
 
 
 def test_disable_false_only_stops() -> None:
-    plan = sp.plan_quiesce(site_server(), QuiesceOptions(disable=False))
+    plan = plan_quiesce(site_server(), QuiesceOptions(disable=False))
     assert all(op["op"] == "stop" for op in plan.ops)
     assert "SMS_SITE_BACKUP" not in plan.records
 
 
 def test_second_run_has_nothing_to_do() -> None:
     facts = site_server()
-    plan = sp.plan_quiesce(facts, QuiesceOptions())
+    plan = plan_quiesce(facts, QuiesceOptions())
     after = [
         ServiceFact(f.name, "disabled", "stopped", f.dependencies, 0, product_name=f.product_name)
         if f.name in plan.records
         else f
         for f in facts
     ]
-    again = sp.plan_quiesce(after, QuiesceOptions())
+    again = plan_quiesce(after, QuiesceOptions())
     assert again.ops == [] and not again.changed
 
 
 def test_restore_plan_exact_and_ordered() -> None:
     facts = site_server()
-    plan = sp.plan_quiesce(facts, QuiesceOptions())
+    plan = plan_quiesce(facts, QuiesceOptions())
     quiesced = [
         ServiceFact(f.name, "disabled", "stopped", f.dependencies, 0) if f.name in plan.records else f for f in facts
     ]
-    restore = sp.plan_restore(quiesced, plan.records)
+    restore = plan_restore(quiesced, plan.records)
     starts = [op["name"] for op in restore.ops if op["op"] == "start"]
     assert starts.index("SMS_SITE_COMPONENT_MANAGER") < starts.index("SMS_EXECUTIVE")
     assert starts.index("ContosoMonitor") < starts.index("VendorTool")
@@ -270,7 +288,7 @@ def test_restore_idempotent_and_skips_unknown_and_unnamed() -> None:
         "AcmeBackupAgent": {"start_mode": "auto", "state": "running"},
         "Gone": {"start_mode": "auto", "state": "running"},
     }
-    restore = sp.plan_restore(facts, records)
+    restore = plan_restore(facts, records)
     assert restore.ops == []
     by = {e["name"]: e for e in restore.entries}
     assert by["Gone"]["action"] == "skip"
@@ -282,7 +300,7 @@ def test_restore_starts_a_recorded_running_service_still_stopping() -> None:
     # A quiesce that timed out leaves SMS_EXECUTIVE in STOP_PENDING; it was running before, so the restore
     # must start it again (after the stop finishes), not count the pending stop as "running".
     facts = [svc("WinRM"), svc("SMS_EXECUTIVE", mode="disabled", state="stop_pending", pid=40)]
-    restore = sp.plan_restore(facts, {"SMS_EXECUTIVE": {"start_mode": "auto", "state": "running"}})
+    restore = plan_restore(facts, {"SMS_EXECUTIVE": {"start_mode": "auto", "state": "running"}})
     assert restore.ops == [
         {"op": "set_mode", "name": "SMS_EXECUTIVE", "start_mode": "auto"},
         {"op": "start", "name": "SMS_EXECUTIVE"},
@@ -291,18 +309,18 @@ def test_restore_starts_a_recorded_running_service_still_stopping() -> None:
 
 def test_restore_stops_what_was_stopped() -> None:
     facts = [svc("WinRM"), svc("X", deps=("Y",)), svc("Y")]
-    restore = sp.plan_restore(
+    restore = plan_restore(
         facts, {"X": {"start_mode": "manual", "state": "stopped"}, "Y": {"start_mode": "manual", "state": "stopped"}}
     )
     assert [op for op in restore.ops if op["op"] == "stop"] == [
-        {"op": "stop", "name": "X", "process_id": 0},
-        {"op": "stop", "name": "Y", "process_id": 0},
+        {"op": "stop", "name": "X"},
+        {"op": "stop", "name": "Y"},
     ]
 
 
 def test_wmi_disable_and_enable() -> None:
     facts = site_server()
-    plan = sp.plan_wmi_disable(facts, None)
+    plan = plan_wmi_disable(facts, None)
     assert plan.record == {"start_mode": "auto", "state": "running", "dependents": ["CcmExec", "iphlpsvc"]}
     assert plan.ops[0] == {"op": "set_mode", "name": "Winmgmt", "start_mode": "disabled"}
     assert [op["name"] for op in plan.ops if op["op"] == "stop"][-1] == "Winmgmt"
@@ -315,21 +333,21 @@ def test_wmi_disable_and_enable() -> None:
         )
         for f in facts
     ]
-    again = sp.plan_wmi_disable(disabled, {"status": "disabled", **plan.record})
+    again = plan_wmi_disable(disabled, {"status": "disabled", **plan.record})
     assert again.ops == [] and again.record is None
-    enable = sp.plan_wmi_enable(disabled, {"status": "disabled", **plan.record})
+    enable = plan_wmi_enable(disabled, {"status": "disabled", **plan.record})
     assert enable.ops == [
         {"op": "set_mode", "name": "Winmgmt", "start_mode": "auto"},
         {"op": "start", "name": "Winmgmt"},
         {"op": "start", "name": "CcmExec"},
         {"op": "start", "name": "iphlpsvc"},
     ]
-    assert sp.plan_wmi_enable(facts, {"status": "enabled", **plan.record}).ops == []
+    assert plan_wmi_enable(facts, {"status": "enabled", **plan.record}).ops == []
 
 
 def test_wmi_enable_without_record_is_automatic() -> None:
     facts = [svc("Winmgmt", mode="disabled", state="stopped")]
-    assert sp.plan_wmi_enable(facts, None).ops == [
+    assert plan_wmi_enable(facts, None).ops == [
         {"op": "set_mode", "name": "Winmgmt", "start_mode": "auto"},
         {"op": "start", "name": "Winmgmt"},
     ]
@@ -337,15 +355,15 @@ def test_wmi_enable_without_record_is_automatic() -> None:
 
 def test_wmi_missing_service_is_error() -> None:
     with pytest.raises(PlanError, match="no Winmgmt"):
-        sp.plan_wmi_disable([svc("WinRM")], None)
+        plan_wmi_disable([svc("WinRM")], None)
 
 
 def test_facts_from_gather_refuses_bad_data() -> None:
     with pytest.raises(PlanError, match="unknown start mode"):
-        sp.facts_from_gather([{"name": "A", "start_mode": "sometimes", "state": "running"}])
+        facts_from_gather([{"name": "A", "start_mode": "sometimes", "state": "running"}])
     with pytest.raises(PlanError, match="reported twice"):
-        sp.facts_from_gather([{"name": "A", "start_mode": "auto", "state": "running"}] * 2)
-    facts = sp.facts_from_gather(
+        facts_from_gather([{"name": "A", "start_mode": "auto", "state": "running"}] * 2)
+    facts = facts_from_gather(
         [{"name": "A", "start_mode": "auto", "state": "running", "dependencies": ["B"], "process_id": 4}]
     )
     assert facts[0].dependencies == ("B",) and facts[0].process_id == 4
@@ -357,7 +375,7 @@ def test_only_local_sessions_count() -> None:
         {"host_process_id": 40, "host_name": "ADMIN-WS01", "program_name": "SSMS"},
         {"host_process_id": 41},
     ]
-    local = sp.local_sessions(sessions, "cm01")
+    local = local_sessions(sessions, "cm01")
     assert [s["host_process_id"] for s in local] == [70, 41]
 
 
@@ -368,9 +386,9 @@ def test_restore_refuses_to_start_a_service_whose_dependency_stays_disabled() ->
         svc("CcmExec", mode="disabled", state="stopped", deps=("Winmgmt",)),
     ]
     with pytest.raises(PlanError, match="cannot start CcmExec: it depends on Winmgmt.*wmi_disable with state=enabled"):
-        sp.plan_restore(facts, {"CcmExec": {"start_mode": "auto", "state": "running"}})
+        plan_restore(facts, {"CcmExec": {"start_mode": "auto", "state": "running"}})
     # Recorded together (the journal re-enables the dependency), the restore is fine.
-    plan = sp.plan_restore(
+    plan = plan_restore(
         facts,
         {"CcmExec": {"start_mode": "auto", "state": "running"}, "Winmgmt": {"start_mode": "auto", "state": "running"}},
     )
@@ -383,24 +401,24 @@ def test_restore_refuses_to_start_a_service_whose_dependency_stays_disabled() ->
      ("SMS/EXEC", "contains / or \\")],
 )
 def test_patterns_that_can_never_match_are_refused(pattern, needle) -> None:
-    with pytest.raises(sp.PlanError, match=re.escape(needle)):
-        sp.validate_patterns("stop", [pattern])
+    with pytest.raises(PlanError, match=re.escape(needle)):
+        validate_patterns("stop", [pattern])
 
 
 @pytest.mark.parametrize("pattern", ["SMS_[A-Z]*", "SMS_[]]X", "SMS_[!]]X", "]SMS", "SMS_EXECUTIVE", "$(x);`n'\"é"])
 def test_well_formed_and_hostile_patterns_are_accepted_as_data(pattern) -> None:
-    assert sp.validate_patterns("keep", [pattern]) == [pattern]
+    assert validate_patterns("keep", [pattern]) == [pattern]
 
 
 def test_unmatched_patterns_are_reported() -> None:
     facts = site_server()
-    assert sp.unmatched_patterns(["SMS_*", "SMS_EXECUTIV", "winrm"], facts) == ["SMS_EXECUTIV"]
+    assert unmatched_patterns(["SMS_*", "SMS_EXECUTIV", "winrm"], facts) == ["SMS_EXECUTIV"]
 
 
 def test_restore_of_a_service_recorded_running_while_disabled_starts_it_under_manual() -> None:
     # StartService refuses a Disabled service (1058): start under Manual, then put Disabled back.
     facts = [svc("WinRM"), svc("Odd", mode="disabled", state="stopped")]
-    restore = sp.plan_restore(facts, {"Odd": {"start_mode": "disabled", "state": "running"}})
+    restore = plan_restore(facts, {"Odd": {"start_mode": "disabled", "state": "running"}})
     assert restore.ops == [
         {"op": "set_mode", "name": "Odd", "start_mode": "manual"},
         {"op": "start", "name": "Odd"},
@@ -408,4 +426,4 @@ def test_restore_of_a_service_recorded_running_while_disabled_starts_it_under_ma
     ]
     # Once it runs (and is Disabled again) the table matches the record: nothing to do.
     done = [svc("WinRM"), svc("Odd", mode="disabled", state="running")]
-    assert sp.plan_restore(done, {"Odd": {"start_mode": "disabled", "state": "running"}}).ops == []
+    assert plan_restore(done, {"Odd": {"start_mode": "disabled", "state": "running"}}).ops == []

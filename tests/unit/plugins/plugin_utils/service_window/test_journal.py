@@ -1,4 +1,4 @@
-"""Unit tests of the on-host journal document (plugins/module_utils/journal.py)."""
+"""Unit tests of the on-host journal document (plugins/plugin_utils/_service_window/journal.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils import journal as jr
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.journal import JournalError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import journal as jr
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.journal import JournalError
 
 NOW = "2026-01-01T00:00:00Z"
 LATER = "2026-01-01T01:00:00Z"

@@ -3,10 +3,13 @@
 """The run shared by the action plugins win_service_quiesce and wmi_disable.
 
 Both drive a thin executor in two module calls: validate the options on the controller, gather (service
-table + journal text), parse the journal, plan with the pure functions of module_utils/service_plan.py, report
-the plan (and its diff), then - not in check mode, and only when something changes - apply: the executor writes
-the journal before, runs the planned operations, and writes the journal after. A subclass names its module and
+table + journal text), parse the journal, plan with the pure functions of this package, report the plan
+(and its diff), then - not in check mode, and only when something changes - apply: the executor writes the
+journal before, runs the planned operations, and writes the journal after. A subclass names its module and
 supplies the option check and the plan; everything else, including how failures are worded, is here.
+The executor protocol (phases, internal options and result keys) is described in docs/executor-protocol.md.
+
+Internal to configmgr.sql_upgrade (controller-side, not a public API).
 """
 
 from __future__ import annotations
@@ -16,14 +19,11 @@ from typing import Any
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils import journal as jr
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.journal import JournalError
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_args import summarize
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_plan import (
-    PlanError,
-    ServiceFact,
-    facts_from_gather,
-)
+from . import journal as jr
+from .errors import PlanError
+from .facts import ServiceFact, facts_from_gather
+from .journal import JournalError
+from .ops import summarize
 
 
 @dataclass

@@ -1,15 +1,16 @@
-"""Controller-side option validation of win_service_quiesce / wmi_disable (plugins/module_utils/service_args.py)."""
+"""Controller-side option validation of win_service_quiesce / wmi_disable (_service_window/args.py), and
+the summary of operations (_service_window/ops.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_args import (
-    summarize,
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.args import (
     validate_quiesce_args,
     validate_wmi_args,
 )
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_plan import PlanError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.errors import PlanError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.ops import summarize
 
 
 def test_defaults() -> None:
@@ -65,7 +66,7 @@ def test_hostile_patterns_pass_through_intact() -> None:
 def test_summarize() -> None:
     ops = [
         {"op": "set_mode", "name": "A", "start_mode": "disabled"},
-        {"op": "stop", "name": "A", "process_id": 1},
+        {"op": "stop", "name": "A"},
         {"op": "set_mode", "name": "B", "start_mode": "auto"},
         {"op": "start", "name": "B"},
         {"op": "end_process", "name": "console", "process_id": 9, "reason": "named", "result": "ended"},

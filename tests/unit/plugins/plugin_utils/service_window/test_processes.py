@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils import journal as jr
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.journal import JournalError
-from ansible_collections.configmgr.sql_upgrade.plugins.module_utils.service_plan import (
-    PlanError,
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import journal as jr
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.errors import PlanError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.facts import (
     ProcessFact,
     ServiceFact,
-    plan_processes,
     processes_from_gather,
 )
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.journal import JournalError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.processes import plan_processes
 
 SERVICES = [
     ServiceFact("CcmExec", "auto", "running", process_id=100),

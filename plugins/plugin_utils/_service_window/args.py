@@ -11,7 +11,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .service_plan import PlanError, validate_patterns
+from .errors import PlanError
+from .patterns import validate_patterns
 
 BOOL_TRUE = ("yes", "on", "1", "true", "y", "t")
 BOOL_FALSE = ("no", "off", "0", "false", "n", "f")
@@ -116,30 +117,4 @@ def validate_wmi_args(args: Mapping[str, Any]) -> dict[str, Any]:
         "state": _choice("state", args.get("state", "disabled"), ("disabled", "enabled")),
         "timeout": _int("timeout", args.get("timeout", 120), 1, 86400),
         "settle_seconds": _int("settle_seconds", args.get("settle_seconds", 5), 0, 3600),
-    }
-
-
-def summarize(ops: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """stopped / disabled / started / restored / ended_processes from a list of operations (planned or applied)."""
-    stopped = [op["name"] for op in ops if op["op"] == "stop"]
-    disabled = [op["name"] for op in ops if op["op"] == "set_mode" and op["start_mode"] == "disabled"]
-    started = [op["name"] for op in ops if op["op"] == "start"]
-    restored: list[str] = []
-    for op in ops:
-        if op["op"] in ("start", "stop") or (op["op"] == "set_mode" and op["start_mode"] != "disabled"):
-            if op["name"] not in restored:
-                restored.append(op["name"])
-    # An applied end_process carries the executor's result: "ended", or "gone" when the process had already
-    # exited (a helper that ended with its service) or its id now belongs to another process.
-    ended = [
-        {"name": op["name"], "process_id": op["process_id"], "reason": op.get("reason", "")}
-        for op in ops
-        if op["op"] == "end_process" and op.get("result", "ended") == "ended"
-    ]
-    return {
-        "stopped": stopped,
-        "disabled": disabled,
-        "started": started,
-        "restored": restored,
-        "ended_processes": ended,
     }

@@ -1,0 +1,22 @@
+# Copyright: configmgr.sql_upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The service window, planned on the controller (KB 256202 steps 2, 3 and 7 and their undo).
+
+Internal to configmgr.sql_upgrade: controller-side code of the action plugins, not a public API and never
+sent to a host. Pure, typed and Ansible-free, so it is unit-tested on Linux with plain pytest.
+
+One job per file:
+
+- ``errors.py``     PlanError, the one error a plan raises
+- ``catalog.py``    documented service and process lists, each with its source
+- ``facts.py``      the executors' gather output, parsed (ServiceFact, ProcessFact)
+- ``patterns.py``   keep / stop patterns
+- ``graph.py``      dependencies: closures, start and stop order
+- ``classify.py``   step 2: stop or keep, per service, with reason and source
+- ``quiesce.py``    step 2 and its undo: the quiesce and restore plans
+- ``wmi.py``        steps 3 and 7: winmgmt disabled and back
+- ``processes.py``  step 2: processes to end
+- ``ops.py``        the operation vocabulary shared with the executors and the twin
+- ``journal.py``    the on-host journal document (schema in ``journal.schema.json``)
+- ``args.py``       the modules' task options, checked before anything reaches a host
+"""

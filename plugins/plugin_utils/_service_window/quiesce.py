@@ -1,0 +1,161 @@
+# Copyright: configmgr.sql_upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""KB 256202 step 2 and its undo: the quiesce plan (disable, then stop, dependents first) and the restore
+plan (exactly what the journal recorded, nothing else).
+
+Internal to configmgr.sql_upgrade (controller-side, not a public API).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .classify import Decision, QuiesceOptions, classify, close_over_dependents
+from .errors import PlanError
+from .facts import ServiceFact
+from .graph import _index, dependency_closure, order_dependencies_first, order_dependents_first
+from .ops import Op, op_set_mode, op_start, op_stop
+
+
+def prior_state(fact: ServiceFact) -> str:
+    """The state a restore must bring back: pending and paused states count as running (the service
+    process exists), stop_pending as running too: it had not stopped yet."""
+    return "running" if fact.is_running else "stopped"
+
+
+@dataclass
+class QuiescePlan:
+    decisions: list[Decision]
+    ops: list[Op]
+    records: dict[str, dict[str, str]]
+    stop_order: list[str]
+    diff_before: dict[str, dict[str, str]] = field(default_factory=dict)
+    diff_after: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.ops)
+
+
+def plan_quiesce(facts: Sequence[ServiceFact], options: QuiesceOptions) -> QuiescePlan:
+    """Classify, close over dependents, order, and list the SCM operations.
+
+    Operations: first ``set_mode disabled`` for each service that stops (when disable is true), so that
+    recovery actions and SMS_SITE_COMPONENT_MANAGER cannot start it again; then ``stop`` in
+    dependents-first order. ``records`` holds each changed service's prior start mode and state for the
+    journal, which the executor writes before the first operation.
+    """
+    decisions = close_over_dependents(classify(facts, options), facts)
+    index = _index(facts)
+    stopping = [d.name for d in decisions if d.action == "stop"]
+    stop_order = order_dependents_first(stopping, facts)
+    ops: list[Op] = []
+    records: dict[str, dict[str, str]] = {}
+    before: dict[str, dict[str, str]] = {}
+    after: dict[str, dict[str, str]] = {}
+    for name in stop_order:
+        fact = index[name.casefold()]
+        target_mode = "disabled" if options.disable else fact.start_mode
+        if fact.start_mode == target_mode and not fact.is_running:
+            continue
+        records[fact.name] = {"start_mode": fact.start_mode, "state": prior_state(fact)}
+        before[fact.name] = {"start_mode": fact.start_mode, "state": fact.state}
+        after[fact.name] = {"start_mode": target_mode, "state": "stopped"}
+        if fact.start_mode != target_mode:
+            ops.append(op_set_mode(fact.name, target_mode))
+    for name in stop_order:
+        fact = index[name.casefold()]
+        if fact.is_running:
+            ops.append(op_stop(fact.name))
+    return QuiescePlan(decisions, ops, records, stop_order, before, after)
+
+
+def _check_startable(names: Sequence[str], facts: Sequence[ServiceFact], new_modes: Mapping[str, str]) -> None:
+    """Refuse, before any change, a restore that would start a service whose dependency stays disabled and
+    stopped: StartService would fail with ERROR_SERVICE_DEPENDENCY_FAIL (1068). Typically Winmgmt, still
+    disabled by wmi_disable while CcmExec is to start."""
+    index = _index(facts)
+    for name in names:
+        for dep in dependency_closure([name], facts):
+            fact = index.get(dep.casefold())
+            if fact is None or fact.name.casefold() == name.casefold() or fact.is_running:
+                continue
+            if new_modes.get(fact.name.casefold(), fact.start_mode) == "disabled":
+                hint = " (run wmi_disable with state=enabled first)" if fact.name.casefold() == "winmgmt" else ""
+                raise PlanError(
+                    f"cannot start {name}: it depends on {fact.name}, which is disabled and stopped and not "
+                    f"recorded in the journal; enable {fact.name}{hint} and restore again"
+                )
+
+
+@dataclass
+class RestorePlan:
+    entries: list[dict[str, str]]
+    ops: list[Op]
+    diff_before: dict[str, dict[str, str]] = field(default_factory=dict)
+    diff_after: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.ops)
+
+
+def plan_restore(facts: Sequence[ServiceFact], records: Mapping[str, Mapping[str, str]]) -> RestorePlan:
+    """Put back what the journal recorded, and nothing else.
+
+    Operations: ``stop`` for recorded-stopped services that run now (dependents first), ``set_mode`` to the
+    recorded mode, then ``start`` for recorded-running services that do not run, dependencies first (the
+    SCM would start dependencies itself, but an explicit order makes each start's failure name the right
+    service). Services the journal does not name are left alone; a recorded service that no longer exists
+    is reported as skipped. Nothing to do when the table already matches: idempotent.
+    """
+    index = _index(facts)
+    entries: list[dict[str, str]] = []
+    to_stop: list[str] = []
+    to_start: list[str] = []
+    mode_ops: list[Op] = []
+    disabled_after: list[Op] = []
+    before: dict[str, dict[str, str]] = {}
+    after: dict[str, dict[str, str]] = {}
+    for name in sorted(records, key=str.casefold):
+        record = records[name]
+        fact = index.get(name.casefold())
+        if fact is None:
+            entries.append({"name": name, "action": "skip", "reason": "recorded in the journal but not on this host"})
+            continue
+        actions = []
+        want_running = record["state"] == "running"
+        # A service recorded running while Disabled (started before someone disabled it): StartService refuses
+        # a Disabled service (ERROR_SERVICE_DISABLED, 1058), so it starts under Manual and goes back to
+        # Disabled after every start.
+        start_first = want_running and record["start_mode"] == "disabled" and (
+            not fact.is_running or fact.state == "stop_pending")
+        if start_first:
+            mode_ops.append(op_set_mode(fact.name, "manual"))
+            disabled_after.append(op_set_mode(fact.name, "disabled"))
+            actions.append("start under manual, then set start mode disabled")
+        elif fact.start_mode != record["start_mode"]:
+            mode_ops.append(op_set_mode(fact.name, record["start_mode"]))
+            actions.append("set start mode {}".format(record["start_mode"]))
+        # STOP_PENDING counts as running everywhere else (the process still exists), but it is on its way
+        # down: a restore must start it again once it has stopped (the start operation waits for that).
+        if want_running and (not fact.is_running or fact.state == "stop_pending"):
+            to_start.append(fact.name)
+            actions.append("start")
+        elif not want_running and fact.is_running:
+            to_stop.append(fact.name)
+            actions.append("stop")
+        if actions:
+            before[fact.name] = {"start_mode": fact.start_mode, "state": fact.state}
+            after[fact.name] = {"start_mode": record["start_mode"], "state": record["state"]}
+            entries.append({"name": fact.name, "action": "restore", "reason": ", ".join(actions)})
+        else:
+            entries.append({"name": fact.name, "action": "none", "reason": "already as recorded"})
+    _check_startable(to_start, facts, {op["name"].casefold(): op["start_mode"] for op in mode_ops})
+    ops: list[Op] = []
+    ops.extend(op_stop(n) for n in order_dependents_first(to_stop, facts))
+    ops.extend(mode_ops)
+    ops.extend(op_start(n) for n in order_dependencies_first(to_start, facts))
+    ops.extend(disabled_after)
+    return RestorePlan(entries, ops, before, after)
