@@ -2,9 +2,11 @@
 # Copyright: configmgr.sql_upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
-# Shared host-side helpers of win_service_quiesce and wmi_disable: gather the service table, read and write
-# the on-host journal, and run an explicit list of Service Control Manager operations. No decisions here:
-# the action plugins plan in Python (plugins/module_utils/service_plan.py). Runs inside the WMI-free window
+# Host-side helpers of the service window (KB 256202 steps 2, 3 and 7), shared by win_service_quiesce and
+# wmi_disable: gather the service table, read and write the on-host journal, and run an explicit list of
+# operations (the vocabulary is plugins/plugin_utils/_service_window/ops.py; Invoke-ServiceOp has one
+# branch per operation). No decisions here: the action plugins plan in Python (plugins/plugin_utils/
+# _service_window/). The executor protocol is described in docs/executor-protocol.md. Runs inside the WMI-free window
 # (winmgmt stopped and disabled), so only the SCM (System.ServiceProcess.ServiceController and
 # ansible.windows' SCManager.cs), the registry provider and System.IO are used; never WMI/CIM.
 #
@@ -40,7 +42,9 @@ $script:StateNames = @{
 Function Get-JournalPath {
     <#
     .SYNOPSIS
-    %ProgramData%\configmgr.sql_upgrade\journal.json: one journal per host, shared by both modules.
+    %ProgramData%\configmgr.sql_upgrade\journal.json: one journal per host, shared by both modules. Its
+    location and content are the schema plugins/plugin_utils/_service_window/journal.schema.json
+    (x-location); this module only stores and returns the text, the controller validates it.
     #>
     [OutputType([string])]
     param ()
@@ -52,7 +56,7 @@ Function Read-JournalText {
     <#
     .SYNOPSIS
     The journal file's text, or $null when there is none. It is returned as text: the controller validates
-    it (plugins/module_utils/journal.py) before anything acts on it.
+    it (plugins/plugin_utils/_service_window/journal.py) before anything acts on it.
     #>
     [OutputType([string])]
     param ([Parameter(Mandatory = $true)][string]$Path)

@@ -7,22 +7,17 @@ protected ACL (SYSTEM and Administrators only, no inheritance) and write the fil
 flush, rename). It is *data*: before anything acts on it, :func:`validate` checks every field, so a
 corrupted or hostile journal is refused with a message instead of being acted on.
 
-Shape (schema 1)::
+The schema is written once, in ``journal.schema.json`` beside this file (JSON Schema, version 1): its
+sections are ``services`` (step 2), ``wmi`` (steps 3 and 7) and ``processes`` (what a quiesce ends).
+This module is its validator with messages that name the field, and a little stricter (a service recorded
+twice in different case is refused); tests hold it, the executor's ``Get-JournalPath`` and the twin to the
+schema. ``services``, ``wmi`` and ``processes`` are optional; each module owns its own section and carries
+the others over. ``processes`` lists the processes a quiesce run ends (written before it ends them, so it
+also names helpers that turned out to exit with their service). Ending a process cannot be undone: a
+restore does not start them; services' helpers come back when their services start (restore or reboot),
+a user's console when the user starts it again.
 
-    {"schema": 1, "run_id": "r-…", "host": "site01", "created": "…", "updated": "…",
-     "services": {"status": "quiesced" | "restored",
-                  "records": {"SMS_EXECUTIVE": {"start_mode": "auto", "state": "running"}, …}},
-     "wmi": {"status": "disabled" | "enabled", "start_mode": "auto", "state": "running",
-             "dependents": ["CcmExec", "iphlpsvc"]}}
-
-     "processes": [{"name": "Microsoft.ConfigurationManagement", "process_id": 6044,
-                    "created": 133600000000000000, "reason": "named in processes (...)"}, …]}
-
-``services``, ``wmi`` and ``processes`` are optional; each module owns its own section and carries the
-others over. ``processes`` lists the processes a quiesce run ends (written before it ends them, so it
-also names helpers that turned out to exit with their service). Ending a
-process cannot be undone: a restore does not start them; services' helpers come back when their services
-start (restore or reboot), a user's console when the user starts it again.
+Internal to configmgr.sql_upgrade (controller-side, not a public API).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ against the spec extracted from the .ps1 (twin.spec); anything the twin does not
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from collections.abc import Callable
+from importlib.resources import files
 from typing import Any
 
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.ops import SETTABLE_START_MODES
@@ -18,8 +20,12 @@ from twin.emulation import ModuleContext, ModuleFailed, module
 from twin.emulation.paths import session_env
 from twin.host import Host, WindowsError_
 
-JOURNAL_FOLDER = "configmgr.sql_upgrade"
-JOURNAL_FILE = "journal.json"
+# Where the journal lives: the schema's x-location (the same file the controller validates against).
+JOURNAL_SCHEMA = json.loads(files(
+    "ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window"
+).joinpath("journal.schema.json").read_text(encoding="utf-8"))
+JOURNAL_FOLDER = JOURNAL_SCHEMA["x-location"]["folder"]
+JOURNAL_FILE = JOURNAL_SCHEMA["x-location"]["file"]
 # ServiceController.WaitForStatus polls QueryServiceStatus every 250 ms until the status or the timeout.
 POLL_SECONDS = 0.25
 
