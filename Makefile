@@ -28,13 +28,14 @@ export ANSIBLE_NOCOLOR := 1
 
 TEST_STEPS := pytest sanity lint pscheck docs-lint
 
-.PHONY: help venv layout test unit system pytest sanity lint ruff ansible-lint pscheck docs-lint twin demo bench clean
+.PHONY: help venv layout test unit twin-test system pytest sanity lint ruff ansible-lint pscheck docs-lint twin demo bench clean
 
 help:
 	@echo "make test       pytest + sanity + lint + pscheck + docs-lint (runs all, fails if any fails)"
-	@echo "make unit       pytest tests/unit"
+	@echo "make unit       pytest tests/unit (the collection: planners, action plugins, contracts, tools)"
+	@echo "make twin-test  pytest tests/twin/tests (the twin's own model and WinRM front end)"
 	@echo "make system     pytest tests/system (real ansible-playbook over WinRM against twin hosts)"
-	@echo "make pytest     both of the above"
+	@echo "make pytest     all three of the above"
 	@echo "make sanity     ansible-test sanity, offline, in a temporary ansible_collections tree"
 	@echo "make lint       ruff + ansible-lint --profile production (offline)"
 	@echo "make pscheck    parse every .ps1 with tree-sitter; WMI/CIM use in the WMI-free window"
@@ -88,6 +89,9 @@ pytest: venv
 
 unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+twin-test: venv
+	$(PY) -m pytest tests/twin/tests $(PYTEST_ARGS)
 
 system: venv
 	$(PY) -m pytest tests/system $(PYTEST_ARGS)

@@ -19,7 +19,12 @@ from typing import Any
 
 import pytest
 
+import pscontract as spec
 from twin.fleet import Fleet
+
+PREFIX = "configmgr.sql_upgrade."
+# Keys Ansible itself adds to a task result, not the module (loop / conditional bookkeeping, register).
+PER_TASK = frozenset({"attempts", "retries", "ansible_loop_var", "item", "ansible_index_var", "ansible_loop"})
 
 BIN = Path(sys.executable).parent
 CALLBACKS = Path(__file__).parent / "callback_plugins"
@@ -53,7 +58,7 @@ def _env(tmp: Path) -> dict[str, str]:
     return env
 
 
-# The twin (in this process) reads module specs from the same collection path (twin.spec.collection_roots).
+# The twin (in this process) reads module specs from the same collection path (pscontract.collection_roots).
 os.environ["ANSIBLE_COLLECTIONS_PATH"] = _env(Path("/nonexistent"))["ANSIBLE_COLLECTIONS_PATH"]
 
 
@@ -64,7 +69,11 @@ def _run(cmd: list[str], env: dict[str, str], tmp: Path) -> AnsibleRun:
     if not result_file.exists():
         raise AssertionError(f"ansible wrote no results (rc {proc.returncode}): {' '.join(cmd)}\n"
                              f"{proc.stdout}\n{proc.stderr}")
-    return AnsibleRun(proc, json.loads(result_file.read_text(encoding="utf-8")))
+    run = AnsibleRun(proc, json.loads(result_file.read_text(encoding="utf-8")))
+    problems = run.return_problems()
+    if problems:
+        raise AssertionError("a task result of this collection breaks its module's RETURN:\n" + "\n".join(problems))
+    return run
 
 
 class AnsibleRun:
@@ -83,6 +92,21 @@ class AnsibleRun:
     @property
     def stats(self) -> dict[str, dict[str, int]]:
         return self.data["stats"]
+
+    def return_problems(self) -> list[str]:
+        """Every result of a configmgr.sql_upgrade module task (what the action plugin hands the user) against
+        that module's RETURN: nothing undocumented, documented keys with their types."""
+        problems: list[str] = []
+        for play in self.data["plays"]:
+            for task in play["tasks"]:
+                action = str(task["task"]["action"])
+                if not action.startswith(PREFIX):
+                    continue
+                contract = spec.contract_for(action)
+                for host, result in task["hosts"].items():
+                    user = {k: v for k, v in result.items() if not k.startswith("_ansible") and k not in PER_TASK}
+                    problems += [f"{host}: {p}" for p in spec.check_result(contract.returns, user, action, True)]
+        return problems
 
 
 class Runner:

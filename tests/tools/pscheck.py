@@ -12,7 +12,7 @@ Rules
               only a `param()` block. There is no allow-list: the collection's code avoids those forms
               (write `10 * 1024 * 1024 * 1024`, `[List[string]]`, `-notcontains` ...).
 - wmi-free:   a file whose first 30 lines hold the comment `# configmgr:wmi-free` runs while winmgmt is
-              stopped and disabled (KB 256202 steps 3-7); any WMI/CIM use from twin.wmi_rules fails.
+              stopped and disabled (KB 256202 steps 3-7); any WMI/CIM use from pscontract.wmi_rules fails.
 - wmi-free-requires: what a wmi-free file loads with `#AnsibleRequires` / `#Requires -Module` must be
               WMI-free too: this collection's `.psm1` utils carry the marker (and so are checked above),
               its `.cs` utils name no WMI/MI namespace in code nor in a `//AssemblyReference -Name|-Type`
@@ -31,7 +31,7 @@ Rules
               (`sc.exe` for the service control tool).
 - iex:        no `Invoke-Expression` / `iex` anywhere: parameters are data, never code.
 - spec:       (command line only) each module's Ansible.Basic spec equals its `.py` DOCUMENTATION and the
-              result keys it sets are in RETURN: see tests/tools/psspec.py and twin.spec.
+              result keys it sets are in RETURN: see tests/tools/psspec.py and pscontract.
 """
 
 from __future__ import annotations
@@ -42,12 +42,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import tree_sitter  # noqa: E402
 
-from twin.spec import module_file_problems  # noqa: E402
-from twin.wmi_rules import (  # noqa: E402
+from pscontract import module_file_problems  # noqa: E402
+from pscontract.wmi_rules import (  # noqa: E402
     FIX,
     WMI_FREE_MARKER,
     find_wmi_uses,

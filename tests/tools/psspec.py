@@ -2,7 +2,7 @@
 DOCUMENTATION beside it, and check that every `$module.Result.KEY` it sets is in RETURN.
 
 Usage: python tests/tools/psspec.py [MODULE.ps1 ...]     (default: plugins/modules/*.ps1 of the repository)
-Exit status 0 when every module matches, 1 otherwise. The logic lives in twin.spec (the twin validates its
+Exit status 0 when every module matches, 1 otherwise. The logic lives in pscontract (the twin validates its
 emulations against the same extracted spec).
 """
 
@@ -11,9 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from twin.spec import REPO, module_file_problems  # noqa: E402
+from pscontract import REPO, module_file_problems  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

@@ -88,7 +88,7 @@ def _session_holders(facts: Sequence[ServiceFact], sessions: Sequence[Mapping[st
 
 
 def classify(facts: Sequence[ServiceFact], options: QuiesceOptions) -> list[Decision]:
-    """One decision per service, in DESIGN.md's order, before the dependents closure."""
+    """One decision per service, in the order of docs/design.md §4, before the dependents closure."""
     management = {n.casefold() for n in dependency_closure(MANAGEMENT_SERVICES, facts)}
     instance_svc = instance_service_name(options.instance)
     instance_deps = {n.casefold() for n in dependency_closure([instance_svc], facts)}

@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from twin import spec
+import pscontract as spec
 from twin.host import Host, WindowsError_, WmiUnavailable
 
 
@@ -54,8 +54,8 @@ class Registration:
     fqcn: str
     handler: Handler
     supports_check_mode: bool
-    # None: the spec and RETURN come from the module's own .ps1/.py (twin.spec). A dict: the module builds its
-    # spec at run time, which twin.spec refuses to read; the emulation then carries the module's literal spec
+    # None: the spec and RETURN come from the module's own .ps1/.py (pscontract). A dict: the module builds its
+    # spec at run time, which pscontract refuses to read; the emulation then carries the module's literal spec
     # (cited where it is registered) and results are checked only for Ansible.Basic's common keys.
     argspec: ArgSpec | None = None
 
@@ -63,7 +63,7 @@ class Registration:
 REGISTRY: dict[str, Registration] = {}
 
 # Ansible.Basic accepts these internal keys (Ansible.Basic.cs, `passVars`); each maps to a context field or
-# changes nothing the twin models. `_ansible_ignore_unknown_opts` is honoured by twin.spec's validation
+# changes nothing the twin models. `_ansible_ignore_unknown_opts` is honoured by pscontract's validation
 # (Ansible.Basic drops unknown options); a handler's Options.finish() still refuses what it was given.
 _PASS_VARS = {
     "_ansible_check_mode": "check_mode",
@@ -96,7 +96,7 @@ def module(fqcn: str, *, supports_check_mode: bool = True,
 
 def validate_args(fqcn: str, args: dict[str, Any], argspec: ArgSpec | None = None) -> dict[str, Any]:
     """Validate module arguments as Ansible.Basic does, against the spec extracted from the module's own .ps1
-    (twin.spec, issue 9), or ``argspec`` when given. Returns the module's Params (aliases copied, defaults set,
+    (pscontract, issue 9), or ``argspec`` when given. Returns the module's Params (aliases copied, defaults set,
     values converted, every option present); Ansible.Basic's refusal raises ModuleFailed with its message."""
     try:
         if argspec is not None:
@@ -115,12 +115,14 @@ def validate_args(fqcn: str, args: dict[str, Any], argspec: ArgSpec | None = Non
     return {k: v for k, v in dict(result).items() if not k.startswith("_ansible_")}
 
 
-def check_result(fqcn: str, result: dict[str, Any], argspec: ArgSpec | None = None) -> list[str]:
-    """Problems of a result against the module's RETURN (twin.spec); the emulation must return exactly those.
-    Modules registered with their own argspec have no readable contract: nothing to check beyond the handler."""
+def check_result(fqcn: str, result: dict[str, Any], argspec: ArgSpec | None = None,
+                 phase: str | None = None) -> list[str]:
+    """Problems of a result against the module's RETURN, or for this collection's executors against the
+    executor protocol of `phase` (pscontract); the emulation must return exactly those. Modules registered with
+    their own argspec have no readable contract: nothing to check beyond the handler."""
     if argspec is not None:
         return []
-    return spec.check_module_result(fqcn, result)
+    return spec.check_module_result(fqcn, result, phase)
 
 
 class _Skipped(Exception):
@@ -167,11 +169,11 @@ def run_module(host: Host, module_name: str, args: dict[str, Any]) -> dict[str, 
     except WindowsError_ as exc:
         return {"failed": True, "msg": f"Unhandled exception while executing module: {exc}", "changed": False}
     result.setdefault("changed", False)
-    problems = check_result(module_name, result, reg.argspec)
+    problems = check_result(module_name, result, reg.argspec, params.get("_phase"))
     if problems:
         # The emulation itself is wrong: fail loudly rather than hand Ansible a result the module never returns.
-        raise UnknownCommand(f"twin emulation of {module_name} returned a result that breaks its RETURN: "
-                             + "; ".join(problems))
+        raise UnknownCommand(f"twin emulation of {module_name} returned a result that breaks its RETURN "
+                             "(or executor protocol): " + "; ".join(problems))
     return result
 
 

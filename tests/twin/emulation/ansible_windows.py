@@ -320,7 +320,7 @@ def win_file(ctx: ModuleContext) -> dict[str, Any]:
 
 # --- setup ------------------------------------------------------------------------------------------------
 # setup.ps1's literal $spec. The module then adds every other option it is given as `type = 'raw'` (so that
-# the gather_facts action can pass options it does not know), which twin.spec refuses to read as a dynamic
+# the gather_facts action can pass options it does not know), which pscontract refuses to read as a dynamic
 # spec; _setup_spec does the same here, and the handler refuses those extra options by name.
 _SETUP_OPTIONS: dict[str, Any] = {
     "_measure_subset": {"type": "bool", "default": False},

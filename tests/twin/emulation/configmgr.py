@@ -4,7 +4,7 @@ Both executors are thin: ``_phase=gather`` reads the service table (plus, for qu
 resource) and the on-host journal; ``_phase=apply`` writes the journal and runs an explicit list of Service
 Control Manager operations. The emulation follows the PowerShell line by line (plugins/module_utils/
 ServiceWindow.psm1), against the host model, and returns the same keys. Arguments were already validated
-against the spec extracted from the .ps1 (twin.spec); anything the twin does not model is refused by name.
+against the spec extracted from the .ps1 (pscontract); anything the twin does not model is refused by name.
 """
 
 from __future__ import annotations

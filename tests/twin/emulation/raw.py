@@ -8,7 +8,7 @@ Recognised (ansible-core 2.19 plugins/shell/powershell.py; ansible.windows 3.3.0
   prints ``{"stdout", "stderr", "rc"}`` as JSON
 - ``C:\\Windows\\System32\\shutdown.exe /a``
 - the post-reboot test: ``Get-Item -LiteralPath 'HKLM:\\...\\AutoLogonChecked' -ErrorAction Stop; 'TOKEN'``
-Anything else raises UnknownCommand naming the script. Any WMI/CIM use found in a script (twin.wmi_rules)
+Anything else raises UnknownCommand naming the script. Any WMI/CIM use found in a script (pscontract.wmi_rules)
 calls host.wmi.require first, so WMI fails in the window whatever the command.
 """
 
@@ -57,8 +57,8 @@ def normalise(script: str) -> str:
 
 
 def _wmi_uses(script: str) -> list[str]:
-    """WMI/CIM commands in a script, from the one forbidden list (twin.wmi_rules)."""
-    from twin.wmi_rules import find_wmi_uses  # noqa: PLC0415  (tree-sitter parser, loaded on first use)
+    """WMI/CIM commands in a script, from the one forbidden list (pscontract.wmi_rules)."""
+    from pscontract.wmi_rules import find_wmi_uses  # noqa: PLC0415  (tree-sitter parser, loaded on first use)
 
     return [use.command for use in find_wmi_uses(script)]
 

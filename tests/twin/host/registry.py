@@ -13,7 +13,7 @@ _HIVES = {
     "hkey_current_user": "HKCU",
 }
 
-# Pending reboot markers (DESIGN.md "Pending reboot"); reboot clears them.
+# Pending reboot markers (docs/design.md §6, Microsoft Learn MoveFileExW); reboot clears them.
 REBOOT_PENDING_KEY = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\RebootPending"
 REBOOT_REQUIRED_KEY = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\WindowsUpdate\Auto Update\RebootRequired"
 SESSION_MANAGER_KEY = r"HKLM\SYSTEM\CurrentControlSet\Control\Session Manager"

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 USER_ACCESS = ("MULTI_USER", "SINGLE_USER", "RESTRICTED_USER")
 
-# Setup Bootstrap folder per major version (DESIGN.md, Microsoft Learn "SQL Server setup log files").
+# Setup Bootstrap folder per major version (docs/design.md §6; Microsoft Learn "View and read SQL Server setup
+# log files").
 BOOTSTRAP_FOLDER = {10: "100", 11: "110", 12: "120", 13: "130", 14: "140", 15: "150", 16: "160"}
 PRODUCT_YEAR = {10: "2008", 11: "2012", 12: "2014", 13: "2016", 14: "2017", 15: "2019", 16: "2022"}
 

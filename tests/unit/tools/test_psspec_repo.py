@@ -4,7 +4,7 @@ from pathlib import Path
 
 from tools.psspec import main
 
-from twin.spec import REPO, module_file_problems, module_paths
+from pscontract import REPO, module_file_problems, module_paths
 
 MODULES = sorted((REPO / "plugins" / "modules").glob("*.ps1"))
 

@@ -14,8 +14,8 @@ import pytest
 
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import journal as jr
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import ops
+from pscontract import contract_for
 from twin.emulation import configmgr as twin_executor
-from twin.spec import contract_for
 
 REPO = Path(__file__).resolve().parents[5]
 PACKAGE = REPO / "plugins" / "plugin_utils" / "_service_window"

@@ -1,6 +1,6 @@
 """twin = spec: results against RETURN."""
 
-from twin.spec import check_module_result, check_result, contract_for
+from pscontract import check_module_result, check_result, contract_for
 
 RETURN = {
     "name": {"returned": "always", "type": "str"},
@@ -77,6 +77,6 @@ def test_foreign_module_keys_its_code_returns_are_tolerated():
 
 
 def test_own_modules_tolerate_nothing():
-    from twin.spec import REPO, load_module_contract
+    from pscontract import REPO, load_module_contract
     for ps1 in sorted((REPO / "plugins" / "modules").glob("*.ps1")):
         assert load_module_contract(ps1).tolerated_keys == frozenset()

@@ -1,8 +1,8 @@
-"""twin.spec: reading the Ansible.Basic spec from a .ps1 parse tree."""
+"""pscontract: reading the Ansible.Basic spec from a .ps1 parse tree."""
 
 import pytest
 
-from twin.spec import Delegate, SpecError, contract_for, extract_spec, module_paths
+from pscontract import Delegate, SpecError, contract_for, extract_spec, module_paths
 
 EMULATED = ["win_ping", "win_service", "win_service_info", "win_stat", "win_file"]
 

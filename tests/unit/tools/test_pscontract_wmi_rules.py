@@ -1,8 +1,8 @@
-"""twin.wmi_rules: the one WMI/CIM list, matched on the parse tree."""
+"""pscontract.wmi_rules: the one WMI/CIM list, matched on the parse tree."""
 
 import pytest
 
-from twin.wmi_rules import find_wmi_uses, is_wmi_command, wmi_type_reason
+from pscontract.wmi_rules import find_wmi_uses, is_wmi_command, wmi_type_reason
 
 
 def names(source: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from twin.spec import (
+from pscontract import (
     NO_LOG_MASK,
     ArgumentError,
     CheckModeSkipped,

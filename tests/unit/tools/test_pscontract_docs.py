@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from twin.spec import (
+from pscontract import (
     SpecError,
     compare_spec_docs,
     load_docs,

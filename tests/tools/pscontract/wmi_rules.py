@@ -13,7 +13,7 @@ is not a use; code inside `$( ... )` in an expandable string is (PowerShell runs
 case-insensitive, as PowerShell's command and type resolution is.
 
 This module also holds the small parse helpers (`parse_powershell`, `node_text`, `walk`, `unwrap`) that the
-spec extractor (twin/spec.py) shares, so that both read PowerShell the same way.
+spec extractor (tools/pscontract/) shares, so that both read PowerShell the same way.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ class WmiUse:
     reason: str = ""
 
 
-# --- Parse helpers shared with twin/spec.py ----------------------------------------------------------------
+# --- Parse helpers shared with tools/pscontract/ ----------------------------------------------------------------
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,25 @@
+# Copyright: configmgr.sql_upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+
+class ModuleDocFragment:
+    # Options and notes shared by the service-window modules (win_service_quiesce, wmi_disable).
+    DOCUMENTATION = r"""
+options:
+  timeout:
+    description:
+      - Seconds to wait for each service to stop or start. A service that does not fails the task, naming
+        it; the journal already holds everything changed, so the undo of the module puts the host back.
+    type: int
+    default: 120
+notes:
+  - B(Journal.) Before any change the module writes the prior state to the on-host journal
+    C(%ProgramData%\\configmgr.sql_upgrade\\journal.json) (one per host, shared by both modules), in a folder
+    whose ACL the module protects (SYSTEM and Administrators only), atomically. A re-run never overwrites
+    the original prior state. See the collection's C(docs/modules.md).
+  - B(WMI-free.) The decisions are made on the controller by the action plugin; the PowerShell executor uses
+    only the Service Control Manager, the registry and file version resources, so it works while Windows
+    Management Instrumentation is disabled (KB 256202 steps 3 to 7).
+  - The options C(_phase), C(_plan), C(_journal_before) and C(_journal_after) carry the action plugin's calls
+    to the executor; a task that sets one is refused.
+"""

@@ -1,0 +1,89 @@
+# Copyright: configmgr.sql_upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The executor protocol: what the action plugins and the ``.ps1`` executors say to each other.
+
+Users never see these keys: the action plugin turns them into the module's RETURN (documented in the
+module's ``.py``). They are written here once, in RETURN's own shape, so that the spec check reads them
+(every ``$module.Result.KEY`` a ``.ps1`` sets is either here or in RETURN) and the twin checks every
+emulated executor result against the phase it answers. docs/executor-protocol.md explains the protocol
+for contributors.
+
+Internal to configmgr.sql_upgrade (controller-side, not a public API).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Options only the action plugin sets (a task that sets one is refused on the controller).
+INTERNAL_OPTIONS: tuple[str, ...] = ("_phase", "_plan", "_journal_before", "_journal_after")
+
+_STR = {"type": "str"}
+
+
+def _entry(description: str, returned: str, kind: str, **more: Any) -> dict[str, Any]:
+    return {"description": description, "returned": returned, "type": kind, **more}
+
+
+_SERVICE = {
+    "name": {"description": "Service name.", **_STR},
+    "display_name": {"description": "Display name.", **_STR},
+    "start_mode": {"description": "auto, delayed, manual, disabled, boot or system.", **_STR},
+    "state": {"description": "running, stopped or a pending / paused state.", **_STR},
+    "dependencies": {"description": "Services it depends on.", "type": "list", "elements": "str"},
+    "process_id": {"description": "Process id (0 when stopped).", "type": "int"},
+    "path": {"description": "Command line.", **_STR},
+}
+_EVIDENCE = {
+    "product_name": {"description": "ProductName of the binary's (or ServiceDll's) version resource.", **_STR},
+    "company_name": {"description": "CompanyName of the same version resource.", **_STR},
+}
+_PROCESS = {
+    "name": {"description": "Image name without .exe.", **_STR},
+    "process_id": {"description": "Process id.", "type": "int"},
+    "parent_process_id": {"description": "Creator's id at creation (Toolhelp32; may be stale).", "type": "int"},
+    "created": {"description": "Creation time as a FILETIME, 0 when unreadable.", "type": "int"},
+}
+_COMMON_GATHER = {
+    "journal_path": _entry("Where the on-host journal is.", "always", "str"),
+    "journal_text": _entry("The journal file's text, null when there is none.", "always", "str"),
+    "host_time": _entry("The host's UTC clock, yyyy-MM-ddTHH:mm:ssZ.", "always", "str"),
+    "host_name": _entry("The host's computer name.", "always", "str"),
+}
+_APPLY = {
+    "journal_path": _entry("Where the on-host journal is.", "always", "str"),
+    "applied": _entry("The operations that finished, in order, as validated by the spec (absent fields null); "
+                      "an end_process carries result (ended or gone).", "always", "list", elements="dict"),
+    "failed_op": _entry("The operation that failed.", "when an operation failed", "dict"),
+}
+
+#: module → phase → the executor's result keys, in RETURN's shape.
+RESULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "win_service_quiesce": {
+        "gather": {
+            **_COMMON_GATHER,
+            "services": _entry("Every Win32 service, with version evidence.", "always", "list", elements="dict",
+                               contains={**_SERVICE, **_EVIDENCE}),
+            "processes": _entry("Every process (Toolhelp32 snapshot).", "always", "list", elements="dict",
+                                contains=_PROCESS),
+        },
+        "apply": _APPLY,
+    },
+    "wmi_disable": {
+        "gather": {
+            **_COMMON_GATHER,
+            "services": _entry("Every Win32 service.", "always", "list", elements="dict", contains=_SERVICE),
+        },
+        "apply": _APPLY,
+    },
+}
+
+
+def result_doc(module: str, phase: str) -> dict[str, Any]:
+    """The documented executor result of one module's phase; KeyError names what is not part of the protocol."""
+    return RESULTS[module][phase]
+
+
+def executor_keys(module: str) -> frozenset[str]:
+    """Every result key the module's executor may set, in any phase."""
+    return frozenset(k for doc in RESULTS.get(module, {}).values() for k in doc)
