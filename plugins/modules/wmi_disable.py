@@ -15,6 +15,7 @@ description:
     stays stopped for O(settle_seconds).
   - O(state=enabled) puts back the recorded start mode (Automatic when nothing is recorded), starts
     C(Winmgmt), then the dependents that were running (Windows does not start them with C(Winmgmt)).
+  - The module is named for step 3; O(state=enabled) is its undo, step 7.
 options:
   state:
     description:

@@ -57,7 +57,7 @@ from pscontract.wmi_rules import (  # noqa: E402
 
 Node = tree_sitter.Node
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_PATHS = ("plugins", "roles")
+DEFAULT_PATHS = ("plugins", "roles", "tests/integration")
 MARKER_LINES = 30
 
 # Built-in aliases of Windows PowerShell 5.1 (`Get-Alias` on Windows Server 2019), lower case.

@@ -70,19 +70,19 @@ def save(name: str, calls: list[dict[str, Any]]) -> None:
 def record_all() -> None:
     h = host()
     console = {"state": "quiesced", "processes": ["Microsoft.ConfigurationManagement"]}
-    _, calls = run_task(h, "win_service_quiesce", console)
+    calls = run_task(h, "win_service_quiesce", console)[1]
     save("quiesce_fresh", calls)  # gather of an untouched site server, then its apply
-    _, calls = run_task(h, "win_service_quiesce", {"state": "quiesced"})
+    calls = run_task(h, "win_service_quiesce", {"state": "quiesced"})[1]
     save("quiesce_again", calls)  # gather of the quiesced host (journal present): nothing to apply
-    _, calls = run_task(h, "wmi_disable", {"state": "disabled"})
+    calls = run_task(h, "wmi_disable", {"state": "disabled"})[1]
     save("wmi_disable", calls)
-    _, calls = run_task(h, "wmi_disable", {"state": "enabled"})
+    calls = run_task(h, "wmi_disable", {"state": "enabled"})[1]
     save("wmi_enable", calls)
-    _, calls = run_task(h, "win_service_quiesce", {"state": "restored"})
+    calls = run_task(h, "win_service_quiesce", {"state": "restored"})[1]
     save("restore", calls)
 
     stuck = host({"services": {"SMS_EXECUTIVE": {"stop": "stuck"}}})
-    _, calls = run_task(stuck, "win_service_quiesce", {"state": "quiesced", "timeout": 5})
+    calls = run_task(stuck, "win_service_quiesce", {"state": "quiesced", "timeout": 5})[1]
     save("quiesce_stuck", calls)  # the apply fails on SMS_EXECUTIVE, after the journal was written
 
 

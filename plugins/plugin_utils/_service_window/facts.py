@@ -81,7 +81,6 @@ def facts_from_gather(services: Iterable[Mapping[str, Any]]) -> list[ServiceFact
     return facts
 
 
-
 @dataclass(frozen=True)
 class ProcessFact:
     """One process of the executor's Toolhelp32 snapshot (CreateToolhelp32Snapshot, no WMI).

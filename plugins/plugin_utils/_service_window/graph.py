@@ -104,7 +104,6 @@ def order_dependents_first(names: Iterable[str], facts: Sequence[ServiceFact]) -
     return list(reversed(order_dependencies_first(names, facts)))
 
 
-
 def running_dependents(root: str, facts: Sequence[ServiceFact]) -> list[str]:
     """Running services that depend on root, directly or transitively (stopping root stops them)."""
     dependents = dependents_map(facts)

@@ -20,7 +20,6 @@ from .quiesce import prior_state
 WINMGMT = "Winmgmt"
 
 
-
 @dataclass
 class WmiPlan:
     ops: list[Op]

@@ -100,8 +100,6 @@ def contract_problems(contract: ModuleContract) -> list[str]:
     return problems
 
 
-
-
 # ---------------------------------------------------------------------------------------------------------
 # By fully-qualified module name (the emulation layer's seam)
 # ---------------------------------------------------------------------------------------------------------

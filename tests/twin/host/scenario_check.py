@@ -110,7 +110,6 @@ MODEL_KEYS = (
 )
 
 
-
 def _ip(value: Any, path: str, network: bool = False) -> str:
     import ipaddress
 
@@ -123,8 +122,6 @@ def _ip(value: Any, path: str, network: bool = False) -> str:
     except ValueError:
         raise ScenarioError(path, f"{text!r} is not an IP {'address or network' if network else 'address'}") from None
     return text
-
-
 
 
 def validate(data: Any) -> None:

@@ -139,7 +139,7 @@ def test_a_corrupt_journal_is_refused_before_any_change(text: str) -> None:
 
 
 def test_a_failed_gather_is_reported_with_the_host_name() -> None:
-    result, _ = replay("wmi_disable", {}, [{"failed": True, "msg": "Access is denied", "changed": False}])
+    result = replay("wmi_disable", {}, [{"failed": True, "msg": "Access is denied", "changed": False}])[0]
     assert result == {"failed": True, "changed": False, "msg": "site01: gathering services failed: Access is denied"}
 
 

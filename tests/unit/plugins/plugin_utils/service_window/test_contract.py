@@ -105,8 +105,8 @@ BREAKS = {
     "run id with a space": lambda d: d.update(run_id="r 1"),
     "unknown start mode": lambda d: d["services"]["records"]["SMS_EXECUTIVE"].update(start_mode="sometimes"),
     "pending state recorded": lambda d: d["services"]["records"]["SMS_EXECUTIVE"].update(state="start_pending"),
-    "service name with a backslash": lambda d: d["services"]["records"].update({"a\\b": {"start_mode": "auto",
-                                                                                        "state": "running"}}),
+    "service name with a backslash": lambda d: d["services"]["records"].update(
+        {"a\\b": {"start_mode": "auto", "state": "running"}}),
     "wmi status": lambda d: d["wmi"].update(status="paused"),
     "dependent not a string": lambda d: d["wmi"]["dependents"].append(5),
     "negative process id": lambda d: d["processes"][0].update(process_id=-1),

@@ -1,0 +1,130 @@
+#!powershell
+# configmgr:wmi-free
+
+# Copyright: configmgr.sql_upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+#AnsibleRequires -CSharpUtil Ansible.Basic
+#AnsibleRequires -CSharpUtil ansible_collections.ansible.windows.plugins.module_utils.SCManager
+#AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ProcessSnapshot
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceWindow
+
+# Lab test of the host-side helpers of the service window. What it proves on a real server, and the twin
+# cannot: the journal folder's protected ACL, the atomic replace, each operation of Invoke-ServiceOp against
+# the Service Control Manager, and the Toolhelp32 process snapshot. It creates its own service (a stopped,
+# demand-start service that is never started) and its own process, and removes both.
+
+Set-StrictMode -Version 2.0
+$ErrorActionPreference = 'Stop'
+
+$spec = @{
+    options = @{}
+    supports_check_mode = $false
+}
+$module = [Ansible.Basic.AnsibleModule]::Create($args, $spec)
+
+$failures = [System.Collections.Generic.List[string]]@()
+$checks = [System.Collections.Generic.List[string]]@()
+
+Function Test-That {
+    param ([string]$Name, [bool]$Condition, [string]$Seen)
+    $checks.Add($Name)
+    if (-not $Condition) {
+        $failures.Add("${Name}: $Seen")
+    }
+}
+
+# --- journal: protected folder ACL, atomic replace ----------------------------------------------------------
+$folder = Join-Path -Path $env:TEMP -ChildPath ('configmgr-utils-' + [System.Guid]::NewGuid().ToString('N'))
+$journal = Join-Path -Path $folder -ChildPath 'journal.json'
+try {
+    Write-JournalText -Path $journal -Text '{"first": 1}'
+    Write-JournalText -Path $journal -Text '{"second": 2}'
+    Test-That 'Write-JournalText replaces the file' ((Read-JournalText -Path $journal) -eq '{"second": 2}') (Read-JournalText -Path $journal)
+    Test-That 'Write-JournalText leaves no temp file' (-not (Test-Path -LiteralPath ($journal + '.tmp'))) 'journal.json.tmp exists'
+    $acl = Get-Acl -LiteralPath $folder
+    Test-That 'journal folder ACL is protected' $acl.AreAccessRulesProtected 'inherits rules'
+    $sids = @($acl.Access | ForEach-Object -Process {
+            $_.IdentityReference.Translate([System.Security.Principal.SecurityIdentifier]).Value
+        } | Sort-Object -Unique)
+    Test-That 'journal folder grants only SYSTEM and Administrators' (($sids -join ',') -eq 'S-1-5-18,S-1-5-32-544') ($sids -join ',')
+    $owner = (New-Object -TypeName System.Security.Principal.NTAccount -ArgumentList $acl.Owner).Translate(
+        [System.Security.Principal.SecurityIdentifier]).Value
+    Test-That 'journal folder is owned by Administrators' ($owner -eq 'S-1-5-32-544') $owner
+    Test-That 'Read-JournalText returns null without a file' ($null -eq (Read-JournalText -Path (Join-Path -Path $folder -ChildPath 'none.json'))) 'not null'
+}
+finally {
+    Remove-Item -LiteralPath $folder -Recurse -Force -ErrorAction SilentlyContinue
+}
+
+# --- service operations on a service of our own --------------------------------------------------------------
+$serviceName = 'configmgrUtilsTest' + [System.Guid]::NewGuid().ToString('N').Substring(0, 8)
+$binary = Join-Path -Path $env:SystemRoot -ChildPath 'System32\svchost.exe'
+$null = New-Service -Name $serviceName -BinaryPathName $binary -StartupType Manual -DisplayName 'configmgr.sql_upgrade utils test'
+try {
+    Invoke-ServiceOp -Op @{ op = 'set_mode'; name = $serviceName; start_mode = 'disabled' } -TimeoutSeconds 30
+    $table = @(Get-ServiceTable | Where-Object -FilterScript { $_.name -eq $serviceName })
+    Test-That 'set_mode disabled, read back by Get-ServiceTable' ($table.Count -eq 1 -and $table[0].start_mode -eq 'disabled') ($table | ConvertTo-Json -Compress)
+    Invoke-ServiceOp -Op @{ op = 'set_mode'; name = $serviceName; start_mode = 'delayed' } -TimeoutSeconds 30
+    $table = @(Get-ServiceTable | Where-Object -FilterScript { $_.name -eq $serviceName })
+    Test-That 'set_mode delayed, read back as delayed' ($table[0].start_mode -eq 'delayed') $table[0].start_mode
+    Invoke-ServiceOp -Op @{ op = 'stop'; name = $serviceName } -TimeoutSeconds 30
+    Test-That 'stop of a stopped service is done' ($table[0].state -eq 'stopped') $table[0].state
+    Invoke-ServiceOp -Op @{ op = 'expect_stopped'; name = $serviceName; seconds = 1 } -TimeoutSeconds 30
+    $checks.Add('expect_stopped on a stopped service passes')
+    $threw = $false
+    try {
+        Invoke-ServiceOp -Op @{ op = 'set_mode'; name = $serviceName; start_mode = 'boot' } -TimeoutSeconds 30
+    }
+    catch {
+        $threw = $true
+    }
+    Test-That 'set_mode refuses boot' $threw 'no error'
+}
+finally {
+    $null = & "$env:SystemRoot\System32\sc.exe" delete $serviceName
+}
+
+# --- start and stop of a real, harmless service (SNMP Trap: demand start, stopped by default) -----------------
+$trap = Get-Service -Name 'SNMPTRAP' -ErrorAction SilentlyContinue
+if ($null -ne $trap -and $trap.Status -eq 'Stopped' -and $trap.StartType -ne 'Disabled') {
+    try {
+        Invoke-ServiceOp -Op @{ op = 'start'; name = 'SNMPTRAP' } -TimeoutSeconds 60
+        Test-That 'start waits for Running' ((Get-Service -Name 'SNMPTRAP').Status -eq 'Running') (Get-Service -Name 'SNMPTRAP').Status
+        Invoke-ServiceOp -Op @{ op = 'stop'; name = 'SNMPTRAP' } -TimeoutSeconds 60
+        Test-That 'stop waits for Stopped' ((Get-Service -Name 'SNMPTRAP').Status -eq 'Stopped') (Get-Service -Name 'SNMPTRAP').Status
+    }
+    finally {
+        Stop-Service -Name 'SNMPTRAP' -ErrorAction SilentlyContinue
+    }
+}
+else {
+    $module.Warn('SNMPTRAP is not a stopped demand-start service here: start/stop of a running service not exercised')
+}
+
+# --- Toolhelp32 snapshot and end_process ---------------------------------------------------------------------
+$child = Start-Process -FilePath "$env:SystemRoot\System32\PING.EXE" -ArgumentList @('-n', '600', '127.0.0.1') -WindowStyle Hidden -PassThru
+try {
+    $snapshot = @(Get-ProcessSnapshot)
+    $seen = @($snapshot | Where-Object -FilterScript { $_.process_id -eq $child.Id })
+    Test-That 'the snapshot lists a new process by image name without .exe' ($seen.Count -eq 1 -and $seen[0].name -eq 'PING') ($seen | ConvertTo-Json -Compress)
+    Test-That 'the snapshot gives the creator as parent' ($seen[0].parent_process_id -eq $PID) "$($seen[0].parent_process_id) vs $PID"
+    Test-That 'the snapshot gives a creation time' ($seen[0].created -gt 0) "$($seen[0].created)"
+    $op = @{ op = 'end_process'; name = 'PING'; process_id = $child.Id; created = $seen[0].created }
+    $reused = @{ op = 'end_process'; name = 'PING'; process_id = $child.Id; created = ($seen[0].created + 1) }
+    Invoke-ServiceOp -Op $reused -TimeoutSeconds 30
+    Test-That 'end_process leaves a process whose creation time differs' ($reused['result'] -eq 'gone' -and -not $child.HasExited) $reused['result']
+    Invoke-ServiceOp -Op $op -TimeoutSeconds 30
+    Test-That 'end_process ends the same process' ($op['result'] -eq 'ended') $op['result']
+    Invoke-ServiceOp -Op $op -TimeoutSeconds 30
+    Test-That 'end_process of an exited process is gone' ($op['result'] -eq 'gone') $op['result']
+}
+finally {
+    if (-not $child.HasExited) {
+        $child.Kill()
+    }
+}
+
+$module.Result.checks = $checks
+$module.Result.failures = $failures
+$module.ExitJson()
