@@ -19,6 +19,7 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_win
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.classify import (
     QuiesceOptions,
     local_sessions,
+    protected_services,
 )
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.facts import (
     ServiceFact,
@@ -35,6 +36,8 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_win
 class ActionModule(JournalAction):
     MODULE = "configmgr.sql_upgrade.win_service_quiesce"
     CORRUPT_ADVICE = "Inspect it, restore the services by hand or remove the file, then run again"
+    UNDO = ("When the host answers again, run win_service_quiesce with state=restored to put it back (or this "
+            "task again to finish it)")
 
     def _validate(self, args: dict[str, Any]) -> dict[str, Any]:
         return validate_quiesce_args(args)
@@ -58,7 +61,10 @@ class ActionModule(JournalAction):
             disable=opts["disable"],
             sql_sessions=tuple(local_sessions(opts["sql_sessions"], str(gathered.get("host_name") or ""))),
         )
-        plan = plan_quiesce(facts, options)
+        base_wmi = jr.wmi_record(None if jr.is_finished(journal) else journal)
+        # Winmgmt's dependents that wmi_disable stopped in this window were running before it.
+        window = base_wmi["dependents"] if base_wmi and base_wmi["status"] == "disabled" else []
+        plan = plan_quiesce(facts, options, window)
         now = str(gathered.get("host_time") or "")
         host_name = str(gathered.get("host_name") or "")
         base = None if jr.is_finished(journal) else journal
@@ -106,10 +112,20 @@ class ActionModule(JournalAction):
                 "journal is expected",
                 journal_path=path,
             )
-        plan = plan_restore(facts, jr.service_records(journal))
+        plan = plan_restore(facts, jr.service_records(journal), protected_services(facts, opts["instance"]))
         now = str(gathered.get("host_time") or journal["updated"])
         doc_after = None
-        if plan.ops or journal["services"]["status"] != "restored":
+        if not plan.blocked and (plan.ops or journal["services"]["status"] != "restored"):
             doc_after = jr.dumps(jr.mark_services_restored(journal, now))
-        fields = {"plan": plan.entries, "run_id": journal["run_id"]}
-        return Planned(plan.ops, None, doc_after, plan.diff_before, plan.diff_after, fields)
+        fields: dict[str, Any] = {"plan": plan.entries, "run_id": journal["run_id"]}
+        refused = [e for e in plan.entries if e["action"] == "skip" and "never stops or disables" in e["reason"]]
+        if refused:
+            fields["warnings"] = [f"{e['name']}: {e['reason']}" for e in refused]
+        incomplete = None
+        if plan.blocked:
+            listed = "; ".join(f"{name}: {why}" for name, why in plan.blocked.items())
+            incomplete = (f"the restore is not finished: {listed}. Everything else was restored; the journal {path} "
+                          "keeps every record, so running this task again finishes the job")
+        # A restore tries every record: one stuck service must not leave every service after it stopped.
+        return Planned(plan.ops, None, doc_after, plan.diff_before, plan.diff_after, fields, continue_on_error=True,
+                       incomplete=incomplete)

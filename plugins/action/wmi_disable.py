@@ -31,6 +31,7 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_win
 class ActionModule(JournalAction):
     MODULE = "configmgr.sql_upgrade.wmi_disable"
     CORRUPT_ADVICE = "Inspect it, or remove it and set Winmgmt's start mode by hand"
+    UNDO = "When the host answers again, run wmi_disable with state=enabled to put WMI back"
 
     def _validate(self, args: dict[str, Any]) -> dict[str, Any]:
         return validate_wmi_args(args)
@@ -71,8 +72,15 @@ class ActionModule(JournalAction):
             return corrupt_journal(path, exc, self.CORRUPT_ADVICE)
 
         fields: dict[str, Any] = {}
+        if plan.held:
+            fields["warnings"] = [
+                f"{name} depends on Winmgmt and was running before WMI was disabled, but it is disabled now (held by "
+                "the service window of win_service_quiesce): it is not started here; win_service_quiesce "
+                "state=restored starts it" for name in plan.held
+            ]
         if journal is not None:
             fields["run_id"] = journal["run_id"]
             if "wmi" in journal:
                 fields["wmi"] = dict(journal["wmi"])
-        return Planned(ops, doc_before, doc_after, plan.diff_before, plan.diff_after, fields)
+        return Planned(ops, doc_before, doc_after, plan.diff_before, plan.diff_after, fields,
+                       continue_on_error=opts["state"] == "enabled")

@@ -465,9 +465,12 @@ Function Invoke-JournaledPlan {
     .SYNOPSIS
     The apply phase of both executors: write _journal_before (before anything changes), run every operation
     of _plan in order with Invoke-ServiceOp, then write _journal_after. Sets Result.applied (the operations
-    that finished) and Result.changed; fails the module on the first operation that throws, with
-    Result.failed_op and a message that ends with FailureHint (its {0} is the operation's name). Changes
-    nothing in check mode. The caller calls ExitJson.
+    that finished) and Result.changed. A change (_continue_on_error false) stops at the first operation that
+    throws; a restore (_continue_on_error true) tries every operation and collects each failure in
+    Result.failures. Either way a failure fails the module with Result.failed_op (the first failure), a
+    message that ends with FailureHint (its {0} is the operation's name), and _journal_after unwritten, so
+    the journal keeps every record for the next restore. Changes nothing in check mode. The caller calls
+    ExitJson.
     #>
     param (
         [Parameter(Mandatory = $true)][Object]$Module,
@@ -475,6 +478,7 @@ Function Invoke-JournaledPlan {
         [Parameter(Mandatory = $true)][string]$FailureHint
     )
     $applied = [System.Collections.Generic.List[Object]]@()
+    $failures = [System.Collections.Generic.List[Object]]@()
     $Module.Result.applied = $applied
     if ($Module.CheckMode) {
         # The action plugins never send apply in check mode; if something does, change nothing.
@@ -500,13 +504,27 @@ Function Invoke-JournaledPlan {
             if ($op.op -eq 'end_process') {
                 $what = "process $($op.name) (id $($op.process_id))"
             }
-            $msg = "$($op.op) of $what failed: $($_.Exception.Message). The journal $JournalPath holds " +
-            ($FailureHint -f $op.name)
-            $Module.Result.failed_op = $op
-            $Module.FailJson($msg, $_)
+            $failures.Add(@{ op = $op.op; name = $op.name; msg = "$($op.op) of $what failed: $($_.Exception.Message)" })
+            if ($failures.Count -eq 1) {
+                $Module.Result.failed_op = $op
+            }
+            if (-not $Module.Params._continue_on_error) {
+                $msg = "$($failures[0].msg). The journal $JournalPath holds " + ($FailureHint -f $op.name)
+                $Module.FailJson($msg, $_)
+            }
+            continue
         }
         $applied.Add($op)
         $Module.Result.changed = $true
+    }
+
+    if ($failures.Count -gt 0) {
+        # A restore that could not do everything: every failure is listed, the journal keeps every record.
+        $Module.Result.failures = $failures
+        $list = ($failures | ForEach-Object -Process { $_.msg }) -join '; '
+        $total = @($Module.Params._plan).Count
+        $Module.FailJson("$($failures.Count) of $total operations failed: $list. The host is still in the " +
+            "window: the journal $JournalPath keeps every record. " + ($FailureHint -f $failures[0].name))
     }
 
     if ($null -ne $Module.Params._journal_after) {

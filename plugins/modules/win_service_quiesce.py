@@ -127,8 +127,10 @@ RETURN = r"""
 plan:
   description:
     - One entry per service with the decision and its reason. With O(state=quiesced) the action is
-      V(stop) or V(keep); with O(state=restored) it is V(restore), V(none) (already as recorded) or
-      V(skip) (recorded but no longer on the host).
+      V(stop) or V(keep); with O(state=restored) it is V(restore), V(none) (already as recorded),
+      V(blocked) (its start waits for a dependency that is still disabled, such as Winmgmt) or V(skip)
+      (recorded but no longer on the host, or a record that would stop or disable the management channel or
+      the instance, which a restore never does).
   returned: success
   type: list
   elements: dict
@@ -137,7 +139,7 @@ plan:
       description: Service name.
       type: str
     action:
-      description: V(stop), V(keep), V(restore), V(none) or V(skip).
+      description: V(stop), V(keep), V(restore), V(none), V(blocked) or V(skip).
       type: str
     reason:
       description: Why, for example "Configuration Manager service (documented list SMS_EXECUTIVE)".
@@ -201,8 +203,28 @@ journal_path:
   returned: when the host was reached (not when the options are refused on the controller)
   type: str
   sample: C:\ProgramData\configmgr.sql_upgrade\journal.json
+failures:
+  description:
+    - With O(state=restored), every operation that failed. A restore tries every operation, so one stuck service
+      does not leave the services after it down; the journal keeps every record, and running the task again
+      after fixing what is named finishes the job.
+  returned: when operations of a restore failed
+  type: list
+  elements: dict
+  contains:
+    op:
+      description: The operation, for example V(start).
+      type: str
+    name:
+      description: The service (or process) it was for.
+      type: str
+    msg:
+      description: What failed, with the Windows error.
+      type: str
 failed_op:
-  description: The operation that failed (its C(op) and C(name), and for a process C(process_id)).
+  description:
+    - The operation that failed, the first one when several did (its C(op) and C(name), and for a process
+      C(process_id)).
   returned: when an operation failed
   type: dict
   sample: {"op": "stop", "name": "SMS_EXECUTIVE"}

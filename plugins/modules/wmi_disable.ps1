@@ -34,6 +34,7 @@ $spec = @{
         }
         _journal_before = @{ type = 'str' }
         _journal_after = @{ type = 'str' }
+        _continue_on_error = @{ type = 'bool'; default = $false }
     }
     supports_check_mode = $true
 }

@@ -108,8 +108,26 @@ journal_path:
   returned: when the host was reached (not when the options are refused on the controller)
   type: str
   sample: C:\ProgramData\configmgr.sql_upgrade\journal.json
+failures:
+  description:
+    - With O(state=enabled), every operation that failed. A restore tries every operation, so one stuck service
+      does not leave the services after it down; the journal keeps every record, and running the task again
+      after fixing what is named finishes the job.
+  returned: when operations of a restore failed
+  type: list
+  elements: dict
+  contains:
+    op:
+      description: The operation, for example V(start).
+      type: str
+    name:
+      description: The service (or process) it was for.
+      type: str
+    msg:
+      description: What failed, with the Windows error.
+      type: str
 failed_op:
-  description: The operation that failed (its C(op) and C(name)).
+  description: The operation that failed, the first one when several did (its C(op) and C(name)).
   returned: when an operation failed
   type: dict
   sample: {"op": "stop", "name": "Winmgmt"}

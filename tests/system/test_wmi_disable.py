@@ -128,7 +128,7 @@ def test_quiesce_then_wmi_then_restore_both_gives_back_the_table(make_fleet: Any
     assert services(host) == before
 
 
-def test_restoring_services_while_wmi_is_disabled_is_refused_before_any_change(make_fleet: Any) -> None:
+def test_restoring_services_while_wmi_is_disabled_restores_the_rest_and_names_what_waits(make_fleet: Any) -> None:
     runner = make_fleet(1)
     host = runner.fleet.host(HOST)
     before = services(host)
@@ -137,12 +137,17 @@ def test_restoring_services_while_wmi_is_disabled_is_refused_before_any_change(m
         "    - configmgr.sql_upgrade.wmi_disable:\n        state: disabled\n"
     ))
     assert first.rc == 0, first.proc.stdout[-2000:]
-    window = services(host)
     early = runner.playbook(play("      configmgr.sql_upgrade.win_service_quiesce:\n        state: restored\n"))
     res = early.result(HOST)
     assert res["failed"] is True
-    assert "cannot start CcmExec: it depends on Winmgmt" in res["msg"] and "state=enabled" in res["msg"]
-    assert services(host) == window
+    assert "the restore is not finished: CcmExec: not started: it depends on Winmgmt" in res["msg"]
+    assert "wmi_disable with state=enabled" in res["msg"] and "keeps every record" in res["msg"]
+    # Everything but CcmExec is back already; Winmgmt and the dependents it stopped are wmi_disable's to restore.
+    after = services(host)
+    wmi_section = json.loads(host.fs.read(journal_path(host)))["wmi"]
+    assert wmi_section["dependents"]
+    changed = sorted(n for n in before if after[n] != before[n])
+    assert changed == sorted(["CcmExec", "Winmgmt", *wmi_section["dependents"]])
     late = runner.playbook(play(
         "      configmgr.sql_upgrade.wmi_disable:\n        state: enabled\n"
         "    - configmgr.sql_upgrade.win_service_quiesce:\n        state: restored\n"

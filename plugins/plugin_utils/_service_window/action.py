@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible.errors import AnsibleConnectionFailure
 from ansible.plugins.action import ActionBase
 
 from . import journal as jr
@@ -36,6 +37,11 @@ class Planned:
     diff_before: Any
     diff_after: Any
     fields: dict[str, Any] = field(default_factory=dict)
+    #: A restore tries every operation and reports every failure; a change stops at the first failure.
+    continue_on_error: bool = False
+    #: Set when the plan cannot finish the job now (a restore whose starts wait for WMI): the task fails with
+    #: this after everything else was done (a warning in check mode).
+    incomplete: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -60,6 +66,7 @@ class JournalAction(ActionBase):
 
     MODULE = ""  # the executor, configmgr.sql_upgrade.NAME
     CORRUPT_ADVICE = ""  # what to do about a corrupt journal, after "... nothing was changed."
+    UNDO = ""  # how to put the host back when an apply was cut off (a connection that dropped)
 
     def _validate(self, args: dict[str, Any]) -> dict[str, Any]:
         """The options, checked and completed; PlanError names what is wrong."""
@@ -91,25 +98,52 @@ class JournalAction(ActionBase):
         if self._task.diff:
             result["diff"] = {"before": planned.diff_before, "after": planned.diff_after}
         if self._task.check_mode or not planned.changed:
-            return result
+            return self._finish(result, planned, host)
 
-        applied = self._execute_module(
-            module_name=self.MODULE,
-            module_args={
-                **opts,
-                "_phase": "apply",
-                "_plan": planned.ops,
-                "_journal_before": planned.journal_before,
-                "_journal_after": planned.journal_after,
-            },
-            task_vars=task_vars,
-        )
+        try:
+            applied = self._execute_module(
+                module_name=self.MODULE,
+                module_args={
+                    **opts,
+                    "_phase": "apply",
+                    "_plan": planned.ops,
+                    "_journal_before": planned.journal_before,
+                    "_journal_after": planned.journal_after,
+                    "_continue_on_error": planned.continue_on_error,
+                },
+                task_vars=task_vars,
+            )
+        except (AnsibleConnectionFailure, OSError) as exc:
+            # The apply may have run in part (or whole) with its answer lost (pywinrm lets requests'
+            # ConnectionError, an OSError, through): say what that means for the host. A failed result, not an
+            # unreachable one, so that a play's rescue still gets its chance once the network is back.
+            result.update(self._summary([]))
+            result.update({
+                "failed": True,
+                "changed": True,
+                "msg": f"{host}: the connection dropped while {self.MODULE} applied its plan ({exc}). The host may "
+                       f"be partly changed; the journal {path} holds the prior state of everything this run "
+                       f"changes. {self.UNDO}",
+            })
+            return result
         result.update(self._summary(applied.get("applied") or []))
         if applied.get("failed"):
             result["failed"] = True
             result["msg"] = f"{host}: {applied.get('msg')}"
-            if applied.get("failed_op"):
-                result["failed_op"] = applied["failed_op"]
+            for key in ("failed_op", "failures"):
+                if applied.get(key):
+                    result[key] = applied[key]
+            return result
+        return self._finish(result, planned, host)
+
+    def _finish(self, result: dict[str, Any], planned: Planned, host: str) -> dict[str, Any]:
+        """A plan that could not do everything fails the task once the rest is done (warns in check mode)."""
+        if planned.incomplete:
+            if self._task.check_mode:
+                result.setdefault("warnings", []).append(planned.incomplete)
+            else:
+                result["failed"] = True
+                result["msg"] = f"{host}: {planned.incomplete}"
         return result
 
     def _gather_and_plan(

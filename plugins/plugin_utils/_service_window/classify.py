@@ -87,6 +87,23 @@ def _session_holders(facts: Sequence[ServiceFact], sessions: Sequence[Mapping[st
     return holders
 
 
+def protected_services(facts: Sequence[ServiceFact], instance: str) -> dict[str, str]:
+    """casefolded name -> why it is never stopped or disabled: the management channel (WinRM and what it
+    depends on) and the instance being upgraded with its dependencies. Quiesce keeps them; a restore never
+    stops or disables them, whatever a journal says (a forged or stale record must not lock the
+    controller out)."""
+    protected = {n.casefold(): "the management channel (WinRM and what it depends on)"
+                 for n in dependency_closure(MANAGEMENT_SERVICES, facts)}
+    instance_svc = instance_service_name(instance)
+    for name in dependency_closure([instance_svc], facts):
+        if name.casefold() == instance_svc.casefold():
+            why = "the SQL Server instance being upgraded"
+        else:
+            why = f"a dependency of {instance_svc}, the instance being upgraded"
+        protected.setdefault(name.casefold(), why)
+    return protected
+
+
 def classify(facts: Sequence[ServiceFact], options: QuiesceOptions) -> list[Decision]:
     """One decision per service, in the order of docs/design.md §4, before the dependents closure."""
     management = {n.casefold() for n in dependency_closure(MANAGEMENT_SERVICES, facts)}

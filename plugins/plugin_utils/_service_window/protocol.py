@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 #: Options only the action plugin sets (a task that sets one is refused on the controller).
-INTERNAL_OPTIONS: tuple[str, ...] = ("_phase", "_plan", "_journal_before", "_journal_after")
+INTERNAL_OPTIONS: tuple[str, ...] = ("_phase", "_plan", "_journal_before", "_journal_after", "_continue_on_error")
 
 _STR = {"type": "str"}
 
@@ -54,7 +54,12 @@ _APPLY = {
     "journal_path": _entry("Where the on-host journal is.", "always", "str"),
     "applied": _entry("The operations that finished, in order, as validated by the spec (absent fields null); "
                       "an end_process carries result (ended or gone).", "always", "list", elements="dict"),
-    "failed_op": _entry("The operation that failed.", "when an operation failed", "dict"),
+    "failed_op": _entry("The operation that failed (the first one, when several did).", "when an operation failed",
+                        "dict"),
+    "failures": _entry("Every operation that failed, with op, name and msg; only with _continue_on_error (restores, "
+                       "which try every operation).", "when operations failed", "list", elements="dict",
+                       contains={"op": {"description": "Operation.", **_STR}, "name": {"description": "Service or "
+                                 "process.", **_STR}, "msg": {"description": "What failed.", **_STR}}),
 }
 
 #: module → phase → the executor's result keys, in RETURN's shape.

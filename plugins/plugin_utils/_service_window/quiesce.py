@@ -8,11 +8,10 @@ Internal to configmgr.sql_upgrade (controller-side, not a public API).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .classify import Decision, QuiesceOptions, classify, close_over_dependents
-from .errors import PlanError
 from .facts import ServiceFact
 from .graph import _index, dependency_closure, order_dependencies_first, order_dependents_first
 from .ops import Op, op_set_mode, op_start, op_stop
@@ -38,14 +37,21 @@ class QuiescePlan:
         return bool(self.ops)
 
 
-def plan_quiesce(facts: Sequence[ServiceFact], options: QuiesceOptions) -> QuiescePlan:
+def plan_quiesce(
+    facts: Sequence[ServiceFact], options: QuiesceOptions, stopped_by_window: Iterable[str] = ()
+) -> QuiescePlan:
     """Classify, close over dependents, order, and list the SCM operations.
 
     Operations: first ``set_mode disabled`` for each service that stops (when disable is true), so that
     recovery actions and SMS_SITE_COMPONENT_MANAGER cannot start it again; then ``stop`` in
     dependents-first order. ``records`` holds each changed service's prior start mode and state for the
     journal, which the executor writes before the first operation.
+
+    ``stopped_by_window``: services this window already stopped (Winmgmt's running dependents, which
+    wmi_disable recorded): their prior state is running, not the stopped state the gather sees, so the
+    restore starts them again.
     """
+    window = {n.casefold() for n in stopped_by_window}
     decisions = close_over_dependents(classify(facts, options), facts)
     index = _index(facts)
     stopping = [d.name for d in decisions if d.action == "stop"]
@@ -59,7 +65,8 @@ def plan_quiesce(facts: Sequence[ServiceFact], options: QuiesceOptions) -> Quies
         target_mode = "disabled" if options.disable else fact.start_mode
         if fact.start_mode == target_mode and not fact.is_running:
             continue
-        records[fact.name] = {"start_mode": fact.start_mode, "state": prior_state(fact)}
+        prior = "running" if fact.name.casefold() in window else prior_state(fact)
+        records[fact.name] = {"start_mode": fact.start_mode, "state": prior}
         before[fact.name] = {"start_mode": fact.start_mode, "state": fact.state}
         after[fact.name] = {"start_mode": target_mode, "state": "stopped"}
         if fact.start_mode != target_mode:
@@ -71,22 +78,28 @@ def plan_quiesce(facts: Sequence[ServiceFact], options: QuiesceOptions) -> Quies
     return QuiescePlan(decisions, ops, records, stop_order, before, after)
 
 
-def _check_startable(names: Sequence[str], facts: Sequence[ServiceFact], new_modes: Mapping[str, str]) -> None:
-    """Refuse, before any change, a restore that would start a service whose dependency stays disabled and
-    stopped: StartService would fail with ERROR_SERVICE_DEPENDENCY_FAIL (1068). Typically Winmgmt, still
-    disabled by wmi_disable while CcmExec is to start."""
+def _blocked_starts(names: Sequence[str], facts: Sequence[ServiceFact], new_modes: Mapping[str, str]) -> dict[str, str]:
+    """The starts a restore cannot do now, name -> why: a dependency (transitively) stays disabled and
+    stopped, so StartService would fail with ERROR_SERVICE_DEPENDENCY_FAIL (1068), or depends on a start that
+    is itself blocked. Typically Winmgmt, still disabled by wmi_disable while CcmExec is to start. The rest of
+    the restore goes ahead; these are reported, and the journal keeps every record for the next restore."""
     index = _index(facts)
-    for name in names:
+    blocked: dict[str, str] = {}
+    for name in order_dependencies_first(names, facts):
         for dep in dependency_closure([name], facts):
             fact = index.get(dep.casefold())
-            if fact is None or fact.name.casefold() == name.casefold() or fact.is_running:
+            if fact is None or fact.name.casefold() == name.casefold():
                 continue
-            if new_modes.get(fact.name.casefold(), fact.start_mode) == "disabled":
-                hint = " (run wmi_disable with state=enabled first)" if fact.name.casefold() == "winmgmt" else ""
-                raise PlanError(
-                    f"cannot start {name}: it depends on {fact.name}, which is disabled and stopped and not "
-                    f"recorded in the journal; enable {fact.name}{hint} and restore again"
-                )
+            if fact.name.casefold() in {b.casefold() for b in blocked}:
+                blocked[name] = f"not started: it depends on {fact.name}, which cannot start yet"
+                break
+            if not fact.is_running and new_modes.get(fact.name.casefold(), fact.start_mode) == "disabled":
+                hint = "run wmi_disable with state=enabled" if fact.name.casefold() == "winmgmt" else (
+                    f"enable {fact.name}")
+                blocked[name] = (f"not started: it depends on {fact.name}, which is disabled and stopped and not "
+                                 f"recorded in the journal; {hint}, then restore again")
+                break
+    return blocked
 
 
 @dataclass
@@ -95,14 +108,21 @@ class RestorePlan:
     ops: list[Op]
     diff_before: dict[str, dict[str, str]] = field(default_factory=dict)
     diff_after: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Services whose start has to wait (see _blocked_starts), name -> why.
+    blocked: dict[str, str] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
         return bool(self.ops)
 
 
-def plan_restore(facts: Sequence[ServiceFact], records: Mapping[str, Mapping[str, str]]) -> RestorePlan:
+def plan_restore(
+    facts: Sequence[ServiceFact], records: Mapping[str, Mapping[str, str]], protected: Mapping[str, str] | None = None
+) -> RestorePlan:
     """Put back what the journal recorded, and nothing else.
+
+    ``protected`` (casefolded name -> why, see classify.protected_services): a record that would stop or
+    disable one of these is skipped with that reason, whatever the journal says.
 
     Operations: ``stop`` for recorded-stopped services that run now (dependents first), ``set_mode`` to the
     recorded mode, then ``start`` for recorded-running services that do not run, dependencies first (the
@@ -126,6 +146,13 @@ def plan_restore(facts: Sequence[ServiceFact], records: Mapping[str, Mapping[str
             continue
         actions = []
         want_running = record["state"] == "running"
+        why = (protected or {}).get(fact.name.casefold())
+        if why is not None and ((not want_running and fact.is_running) or (
+                record["start_mode"] == "disabled" and fact.start_mode != "disabled")):
+            entries.append({"name": fact.name, "action": "skip", "reason": (
+                f"the journal records it {record['start_mode']} and {record['state']}, but it is {why}: a restore "
+                "never stops or disables it")})
+            continue
         # A service recorded running while Disabled (started before someone disabled it): StartService refuses
         # a Disabled service (ERROR_SERVICE_DISABLED, 1058), so it starts under Manual and goes back to
         # Disabled after every start.
@@ -152,10 +179,16 @@ def plan_restore(facts: Sequence[ServiceFact], records: Mapping[str, Mapping[str
             entries.append({"name": fact.name, "action": "restore", "reason": ", ".join(actions)})
         else:
             entries.append({"name": fact.name, "action": "none", "reason": "already as recorded"})
-    _check_startable(to_start, facts, {op["name"].casefold(): op["start_mode"] for op in mode_ops})
+    blocked = _blocked_starts(to_start, facts, {op["name"].casefold(): op["start_mode"] for op in mode_ops})
+    if blocked:
+        to_start = [n for n in to_start if n not in blocked]
+        for entry in entries:
+            if entry["name"] in blocked:
+                entry.update(action="blocked", reason=blocked[entry["name"]])
+                after[entry["name"]]["state"] = before[entry["name"]]["state"]
     ops: list[Op] = []
     ops.extend(op_stop(n) for n in order_dependents_first(to_stop, facts))
     ops.extend(mode_ops)
     ops.extend(op_start(n) for n in order_dependencies_first(to_start, facts))
     ops.extend(disabled_after)
-    return RestorePlan(entries, ops, before, after)
+    return RestorePlan(entries, ops, before, after, blocked)

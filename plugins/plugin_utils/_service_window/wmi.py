@@ -26,6 +26,9 @@ class WmiPlan:
     record: dict[str, Any] | None
     diff_before: dict[str, dict[str, str]] = field(default_factory=dict)
     diff_after: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Recorded dependents not started because they are disabled now (a quiesce holds them): they come back
+    #: with win_service_quiesce state=restored, which starts them once Winmgmt runs.
+    held: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -95,11 +98,16 @@ def plan_wmi_enable(facts: Sequence[ServiceFact], existing: Mapping[str, Any] | 
     if ops:
         before[win.name] = {"start_mode": win.start_mode, "state": win.state}
         after[win.name] = {"start_mode": mode, "state": "running" if (start_win or win.is_running) else win.state}
+    held: list[str] = []
     if was_running and mode != "disabled":
         stopped = [d for d in dependents if not index[d.casefold()].is_running]
+        # StartService refuses a Disabled service (ERROR_SERVICE_DISABLED, 1058): a dependent the quiesce
+        # disabled (CcmExec) waits for the service restore; Winmgmt itself comes back regardless.
+        held = [d for d in stopped if index[d.casefold()].start_mode == "disabled"]
+        stopped = [d for d in stopped if d not in held]
         for name in order_dependencies_first(stopped, facts):
             fact = index[name.casefold()]
             ops.append(op_start(fact.name))
             before[fact.name] = {"start_mode": fact.start_mode, "state": fact.state}
             after[fact.name] = {"start_mode": fact.start_mode, "state": "running"}
-    return WmiPlan(ops, None, before, after)
+    return WmiPlan(ops, None, before, after, held=sorted((index[d.casefold()].name for d in held), key=str.casefold))

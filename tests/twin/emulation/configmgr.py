@@ -244,17 +244,30 @@ def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
             raise ModuleFailed(f"failed to write the journal {path} before changing anything: {err}",
                                **result) from err
         result["changed"] = True
+    failures: list[dict[str, Any]] = []
     for op in params.get("_plan") or []:
         try:
             run_op(host, op, int(params["timeout"]))
         except (WindowsError_, _OpError) as err:
-            advice = fix.format(name=op.get("name"))
             what = f"process {op.get('name')} (id {op.get('process_id')})" if op.get("op") == "end_process" else (
                 f"service {op.get('name')}")
-            msg = f"{op.get('op')} of {what} failed: {err}. The journal {path} holds {advice}"
-            raise ModuleFailed(msg, **result, failed_op=op) from err
+            failures.append({"op": op.get("op"), "name": op.get("name"),
+                             "msg": f"{op.get('op')} of {what} failed: {err}"})
+            if len(failures) == 1:
+                result["failed_op"] = op
+            if not params.get("_continue_on_error"):
+                msg = f"{failures[0]['msg']}. The journal {path} holds {fix.format(name=op.get('name'))}"
+                raise ModuleFailed(msg, **result) from err
+            continue
         applied.append(op)
         result["changed"] = True
+    if failures:
+        # Invoke-JournaledPlan: a restore lists every failure and leaves _journal_after unwritten.
+        result["failures"] = failures
+        listed = "; ".join(f["msg"] for f in failures)
+        total = len(params.get("_plan") or [])
+        raise ModuleFailed(f"{len(failures)} of {total} operations failed: {listed}. The host is still in the window: "
+                           f"the journal {path} keeps every record. {fix.format(name=failures[0]['name'])}", **result)
     if params.get("_journal_after") is not None:
         write_journal(host, params["_journal_after"])
         result["changed"] = True

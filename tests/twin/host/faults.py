@@ -21,6 +21,9 @@ class ServiceFault:
 class Faults:
     services: dict[str, ServiceFault] = field(default_factory=dict)  # key: lower-case service name
     drop_after_commands: int | None = None
+    # The N-th WinRM command runs to the end, then the connection resets before its output is read (the
+    # network blinks mid-task): the host is changed, the controller never hears how. Once; later requests work.
+    lose_output_of_command: int | None = None
     setup_exit_code: int | None = None
     reboot_hang: bool = False
     unreachable: bool = False
@@ -31,6 +34,8 @@ class Faults:
         self.services.update(parsed.services)
         if parsed.drop_after_commands is not None:
             self.drop_after_commands = parsed.drop_after_commands
+        if parsed.lose_output_of_command is not None:
+            self.lose_output_of_command = parsed.lose_output_of_command
         if parsed.setup_exit_code is not None:
             self.setup_exit_code = parsed.setup_exit_code
         self.reboot_hang = self.reboot_hang or parsed.reboot_hang
@@ -39,7 +44,8 @@ class Faults:
     def snapshot(self) -> dict[str, Any]:
         return {
             "services": {k: {"stop": v.stop, "seconds": v.seconds} for k, v in sorted(self.services.items())},
-            "connection": {"drop_after_commands": self.drop_after_commands},
+            "connection": {"drop_after_commands": self.drop_after_commands,
+                           "lose_output_of_command": self.lose_output_of_command},
             "setup": {"exit_code": self.setup_exit_code},
             "reboot": {"hang": self.reboot_hang},
             "unreachable": self.unreachable,
@@ -69,10 +75,15 @@ def parse_faults(section: Any, path: str = "faults", service_names: set[str] | N
         faults.services[str(name).lower()] = ServiceFault(stop=stop, seconds=seconds)
     if "connection" in data:
         conn = expect_map(data["connection"], f"{path}.connection")
-        expect_keys(conn, ("drop_after_commands",), f"{path}.connection")
-        faults.drop_after_commands = expect_int(
-            conn.get("drop_after_commands"), f"{path}.connection.drop_after_commands", minimum=0
-        )
+        expect_keys(conn, ("drop_after_commands", "lose_output_of_command"), f"{path}.connection")
+        if "drop_after_commands" in conn:
+            faults.drop_after_commands = expect_int(
+                conn.get("drop_after_commands"), f"{path}.connection.drop_after_commands", minimum=0
+            )
+        if "lose_output_of_command" in conn:
+            faults.lose_output_of_command = expect_int(
+                conn.get("lose_output_of_command"), f"{path}.connection.lose_output_of_command", minimum=1
+            )
     if "setup" in data:
         setup = expect_map(data["setup"], f"{path}.setup")
         expect_keys(setup, ("exit_code",), f"{path}.setup")

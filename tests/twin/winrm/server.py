@@ -40,6 +40,7 @@ class _Command:
     stdin: bytearray = dataclasses.field(default_factory=bytearray)
     input_done: bool = False
     result: tuple[int, bytes, bytes] | None = None
+    index: int = 0  # the host's count of WinRM commands when this one was created (1 = the first)
 
 
 @dataclasses.dataclass
@@ -180,7 +181,8 @@ class HostEndpoint:
         command, arguments = soap.command_line(req)
         cid = self._ids.next()
         console = req.options.get("WINRS_CONSOLEMODE_STDIN", "TRUE").upper() == "TRUE"
-        shell.commands[cid] = _Command(cid, command, arguments, console_stdin=console, input_done=console)
+        shell.commands[cid] = _Command(cid, command, arguments, console_stdin=console, input_done=console,
+                                       index=self.host.counters.winrm_commands)
         return soap.command_response(req, self._ids.next(), cid)
 
     def _receive(self, req: soap.Request, shell: _Shell) -> bytes:
@@ -192,6 +194,12 @@ class HostEndpoint:
                                  "specified in OperationTimeout.", soap.WSMAN_OPERATION_TIMEOUT, "w:TimedOut")
         if cmd.result is None:
             cmd.result = execute(self.host, cmd.command, cmd.arguments, bytes(cmd.stdin))
+            if cmd.index == self.host.faults.lose_output_of_command:
+                # Fault connection.lose_output_of_command=N: the command ran (its changes are made), and the
+                # connection resets before its output reaches the controller. Only once: the network is back.
+                self.host.faults.lose_output_of_command = None
+                shell.commands.pop(cmd.id, None)
+                raise DropConnection(f"fault connection.lose_output_of_command={cmd.index}")
         rc, out, err = cmd.result
         return soap.receive_response(req, self._ids.next(), cmd.id, out, err, rc)
 

@@ -379,14 +379,25 @@ def test_only_local_sessions_count() -> None:
     assert [s["host_process_id"] for s in local] == [70, 41]
 
 
-def test_restore_refuses_to_start_a_service_whose_dependency_stays_disabled() -> None:
+def test_restore_holds_back_a_start_whose_dependency_stays_disabled_and_does_the_rest() -> None:
     facts = [
         svc("WinRM"),
         svc("Winmgmt", mode="disabled", state="stopped"),
         svc("CcmExec", mode="disabled", state="stopped", deps=("Winmgmt",)),
+        svc("CcmHelper", mode="disabled", state="stopped", deps=("CcmExec",)),
+        svc("Spooler", mode="disabled", state="stopped"),
     ]
-    with pytest.raises(PlanError, match="cannot start CcmExec: it depends on Winmgmt.*wmi_disable with state=enabled"):
-        plan_restore(facts, {"CcmExec": {"start_mode": "auto", "state": "running"}})
+    running = {"start_mode": "auto", "state": "running"}
+    plan = plan_restore(facts, {"CcmExec": running, "CcmHelper": running, "Spooler": running})
+    assert set(plan.blocked) == {"CcmExec", "CcmHelper"}
+    assert "depends on Winmgmt" in plan.blocked["CcmExec"]
+    assert "wmi_disable with state=enabled" in plan.blocked["CcmExec"]
+    assert "depends on CcmExec, which cannot start yet" in plan.blocked["CcmHelper"]
+    # Modes are put back for all; only Spooler starts.
+    assert [op["name"] for op in plan.ops if op["op"] == "start"] == ["Spooler"]
+    assert {op["name"] for op in plan.ops if op["op"] == "set_mode"} == {"CcmExec", "CcmHelper", "Spooler"}
+    assert {e["name"]: e["action"] for e in plan.entries}["CcmExec"] == "blocked"
+    assert plan.diff_after["CcmExec"]["state"] == "stopped"
     # Recorded together (the journal re-enables the dependency), the restore is fine.
     plan = plan_restore(
         facts,

@@ -1,0 +1,113 @@
+"""Steps 2, 3 and 7 on a busy, hostile server: restores that never give up early, WMI back after an unfinished
+run, a journal that names the management channel, a connection that drops with the output of a command lost.
+Each test runs the real ansible-playbook over WinRM against a twin host with the fault injected."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from conftest import play, services
+
+from twin.emulation.configmgr import journal_path
+
+HOST = "site01"
+
+
+def task(module: str, state: str, args: str = "") -> str:
+    return play(f"      configmgr.sql_upgrade.{module}:\n        state: {state}\n{args}")
+
+
+def run(runner: Any, module: str, state: str, args: str = "") -> dict[str, Any]:
+    return runner.playbook(task(module, state, args)).result(HOST)
+
+
+def test_a_restore_tries_every_record_lists_what_is_left_and_a_second_restore_finishes(make_fleet: Any) -> None:
+    # SMS_EXECUTIVE takes 60 s to stop and is first in the restore's start order (no recorded dependency).
+    runner = make_fleet(1, {"faults": {"services": {"SMS_EXECUTIVE": {"stop": "slow", "seconds": 60}}}})
+    host = runner.fleet.host(HOST)
+    before = services(host)
+    quiesced = run(runner, "win_service_quiesce", "quiesced", "        timeout: 5\n")
+    assert quiesced["failed"] is True and quiesced["failed_op"]["name"] == "SMS_EXECUTIVE"
+    assert host.scm.get("SMS_EXECUTIVE").state == "stop_pending"
+    stopped_by_run = [n for n, (mode, _state) in services(host).items() if mode == "disabled" and before[n][0] != mode]
+    assert len(stopped_by_run) > 5
+
+    first = run(runner, "win_service_quiesce", "restored", "        timeout: 5\n")
+    assert first["failed"] is True
+    assert [f["name"] for f in first["failures"]] == ["SMS_EXECUTIVE"]
+    assert first["msg"].startswith(f"{HOST}: 1 of ") and "still in the window" in first["msg"]
+    assert "keeps every record" in first["msg"] and "state=restored" in first["msg"]
+    # Every other service is back as it was; only SMS_EXECUTIVE is left.
+    after = services(host)
+    assert [n for n in before if after[n] != before[n]] == ["SMS_EXECUTIVE"]
+    doc = json.loads(host.fs.read(journal_path(host)))
+    assert doc["services"]["status"] == "quiesced" and "SMS_EXECUTIVE" in doc["services"]["records"]
+
+    second = run(runner, "win_service_quiesce", "restored")  # timeout 120: the stop finishes, then it starts
+    assert not second.get("failed"), second.get("msg")
+    assert services(host) == before
+    assert json.loads(host.fs.read(journal_path(host)))["services"]["status"] == "restored"
+
+
+def test_wmi_comes_back_after_an_unfinished_run_and_the_services_restore_finishes(make_fleet: Any) -> None:
+    # Step 3 before step 2: wmi_disable stops CcmExec (a running Winmgmt dependent), then the quiesce disables
+    # it. WMI back first must not fail on the disabled CcmExec (1058); the service restore then starts it
+    # (recorded as running before the window), giving back the pre-window table exactly.
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    before = services(host)
+    assert run(runner, "wmi_disable", "disabled")["changed"] is True
+    assert run(runner, "win_service_quiesce", "quiesced")["changed"] is True
+    assert host.scm.get("CcmExec").start_mode == "disabled"
+
+    wmi = run(runner, "wmi_disable", "enabled")
+    assert not wmi.get("failed"), wmi.get("msg")
+    assert host.scm.get("Winmgmt").state == "running" and host.scm.get("Winmgmt").start_mode == before["Winmgmt"][0]
+    assert any("CcmExec" in w and "win_service_quiesce state=restored starts it" in w for w in wmi["warnings"])
+    assert "CcmExec" not in wmi["started"]
+
+    restored = run(runner, "win_service_quiesce", "restored")
+    assert not restored.get("failed"), restored.get("msg")
+    assert services(host) == before
+
+
+def test_a_restore_never_stops_winrm_whatever_the_journal_says(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    assert run(runner, "win_service_quiesce", "quiesced")["changed"] is True
+    doc = json.loads(host.fs.read(journal_path(host)))
+    # A well-formed but forged (or stale) journal: WinRM and the instance recorded as disabled and stopped.
+    doc["services"]["records"]["WinRM"] = {"start_mode": "disabled", "state": "stopped"}
+    doc["services"]["records"]["MSSQLSERVER"] = {"start_mode": "disabled", "state": "stopped"}
+    host.fs.write(journal_path(host), json.dumps(doc).encode())
+
+    res = run(runner, "win_service_quiesce", "restored")
+    assert not res.get("failed"), res.get("msg")
+    assert host.scm.get("WinRM").state == "running" and host.scm.get("WinRM").start_mode == "auto"
+    assert host.scm.get("MSSQLSERVER").state == "running"
+    skipped = {e["name"]: e for e in res["plan"] if e["action"] == "skip"}
+    assert "management channel" in skipped["WinRM"]["reason"]
+    assert "instance being upgraded" in skipped["MSSQLSERVER"]["reason"]
+    assert any(w.startswith("WinRM: ") for w in res["warnings"])
+    # The controller can still reach the host.
+    assert runner.ansible(HOST, "ansible.windows.win_ping").result(HOST).get("ping") == "pong"
+
+
+def test_a_quiesce_whose_output_is_lost_says_the_host_may_be_changed_and_a_rerun_finishes(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    before = services(host)
+    # Command 1 of the task is the gather, 2 the apply: the apply runs, its answer never arrives.
+    host.faults.lose_output_of_command = host.counters.winrm_commands + 2
+    proc = runner.playbook(task("win_service_quiesce", "quiesced"))
+    res = proc.result(HOST)
+    assert res.get("unreachable") or res.get("failed")
+    assert "connection dropped while configmgr.sql_upgrade.win_service_quiesce applied its plan" in res["msg"]
+    assert "partly changed" in res["msg"] and "state=restored" in res["msg"]
+    assert host.scm.get("SMS_EXECUTIVE").state == "stopped"  # it did run
+    again = run(runner, "win_service_quiesce", "quiesced")
+    assert not again.get("failed") and again["changed"] is False
+    restored = run(runner, "win_service_quiesce", "restored")
+    assert not restored.get("failed"), restored.get("msg")
+    assert services(host) == before
