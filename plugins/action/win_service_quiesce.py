@@ -93,7 +93,10 @@ class ActionModule(JournalAction):
         reported_run_id = run_id if (ops or base) else (journal or {}).get("run_id")
         if reported_run_id is not None:
             fields["run_id"] = reported_run_id
-        return Planned(ops, doc_before, None, plan.diff_before, plan.diff_after, fields)
+        # A stop of a service stopped at gather only guards against a start before the apply: not a planned change.
+        running = {f.name for f in facts if f.is_running}
+        summary = [op for op in ops if op["op"] != "stop" or op["name"] in running]
+        return Planned(ops, doc_before, None, plan.diff_before, plan.diff_after, fields, summary_ops=summary)
 
     def _restore(
         self,

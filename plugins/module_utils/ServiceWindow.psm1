@@ -248,6 +248,37 @@ Function Get-ServiceTable {
     , $table.ToArray()
 }
 
+Function Get-ServiceState {
+    <#
+    .SYNOPSIS
+    A fresh read of some services' start mode and state from the SCM (the apply phase's verification):
+    one entry per name, state 'missing' for a service that no longer exists.
+    #>
+    param ([Parameter(Mandatory = $true)][AllowEmptyCollection()][string[]]$Names)
+    $rights = [Ansible.Windows.SCManager.ServiceRights]'QueryConfig, QueryStatus'
+    $found = [System.Collections.Generic.List[Object]]@()
+    foreach ($name in $Names) {
+        try {
+            $svc = New-Object -TypeName Ansible.Windows.SCManager.Service -ArgumentList @($name, $rights)
+        }
+        catch [Ansible.Windows.SCManager.ServiceManagerException] {
+            $found.Add(@{ name = $name; start_mode = ''; state = 'missing' })
+            continue
+        }
+        try {
+            $found.Add(@{
+                    name = $name
+                    start_mode = $script:StartModeNames[[string]$svc.StartType]
+                    state = $script:StateNames[[string]$svc.State]
+                })
+        }
+        finally {
+            $svc.Dispose()
+        }
+    }
+    , $found.ToArray()
+}
+
 Function Get-HostTime {
     [OutputType([string])]
     param ()
@@ -282,7 +313,14 @@ Function Invoke-ServiceOp {
         $svc = New-Object -TypeName Ansible.Windows.SCManager.Service -ArgumentList @(
             $name, [Ansible.Windows.SCManager.ServiceRights]'QueryConfig, ChangeConfig, QueryStatus')
         try {
-            $svc.StartType = $modes[$mode]
+            # Act on the state at apply time: a mode already as decided is left alone and reported so.
+            if ($svc.StartType -eq $modes[$mode]) {
+                $Op['result'] = 'unchanged'
+            }
+            else {
+                $svc.StartType = $modes[$mode]
+                $Op['result'] = 'changed'
+            }
         }
         finally {
             $svc.Dispose()
@@ -291,7 +329,11 @@ Function Invoke-ServiceOp {
     elseif ($kind -eq 'stop') {
         $controller = New-Object -TypeName System.ServiceProcess.ServiceController -ArgumentList $name
         try {
+            # Act on the state at apply time: a service that is stopped now (stopped at gather, or stopped by
+            # itself since) is done; one that started since the gather is stopped like the others.
+            $Op['result'] = 'already_stopped'
             if ($controller.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Stopped) {
+                $Op['result'] = 'stopped'
                 # The plan stops dependents first. .NET Framework's Stop() would silently stop any dependent
                 # still running (one started after the plan was made), which the journal never recorded.
                 $running = @($controller.DependentServices | Where-Object -FilterScript {
@@ -337,6 +379,10 @@ Function Invoke-ServiceOp {
             $pending = @([System.ServiceProcess.ServiceControllerStatus]::StartPending,
                 [System.ServiceProcess.ServiceControllerStatus]::ContinuePending,
                 [System.ServiceProcess.ServiceControllerStatus]::Paused)
+            $Op['result'] = 'already_running'
+            if ($controller.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Running) {
+                $Op['result'] = 'started'
+            }
             if ($pending -notcontains $controller.Status -and
                 $controller.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Running) {
                 # Only a stopped service is started; one already on its way up (a WMI client demand-starting
@@ -515,7 +561,10 @@ Function Invoke-JournaledPlan {
             continue
         }
         $applied.Add($op)
-        $Module.Result.changed = $true
+        # An operation that found the decided state already there changed nothing (see ops.py NO_CHANGE_RESULTS).
+        if (@('already_stopped', 'already_running', 'unchanged', 'gone') -notcontains $op['result']) {
+            $Module.Result.changed = $true
+        }
     }
 
     if ($failures.Count -gt 0) {
@@ -537,10 +586,16 @@ Function Invoke-JournaledPlan {
         }
         $Module.Result.changed = $true
     }
+
+    # Verification: a fresh read of every service the plan acted on; the controller compares it with what
+    # the plan promised and fails naming what does not hold.
+    $names = @($Module.Params._plan | Where-Object -FilterScript { $_.op -ne 'end_process' } |
+            ForEach-Object -Process { [string]$_.name } | Select-Object -Unique)
+    $Module.Result.after = Get-ServiceState -Names $names
 }
 
 $exported = @(
-    'Get-JournalPath', 'Read-JournalText', 'Write-JournalText', 'Get-ServiceTable', 'Get-HostTime',
+    'Get-JournalPath', 'Read-JournalText', 'Write-JournalText', 'Get-ServiceTable', 'Get-ServiceState', 'Get-HostTime',
     'Invoke-ServiceOp', 'Invoke-JournaledPlan', 'Get-ProcessSnapshot'
 )
 Export-ModuleMember -Function $exported

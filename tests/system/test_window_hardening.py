@@ -111,3 +111,46 @@ def test_a_quiesce_whose_output_is_lost_says_the_host_may_be_changed_and_a_rerun
     restored = run(runner, "win_service_quiesce", "restored")
     assert not restored.get("failed"), restored.get("msg")
     assert services(host) == before
+
+
+def test_a_service_started_between_gather_and_apply_is_stopped_too_and_verified(make_fleet: Any) -> None:
+    # SMS_SITE_BACKUP is stopped (manual) when the quiesce reads the host; something starts it before the
+    # apply (command 2 of the task). The plan decided "stop" for it: the apply acts on the state it finds.
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    assert host.scm.get("SMS_SITE_BACKUP").state == "stopped"
+    host.faults.update({"events": [{"service": "SMS_SITE_BACKUP", "do": "start",
+                                    "at_command": host.counters.winrm_commands + 2}]})
+    res = run(runner, "win_service_quiesce", "quiesced")
+    assert not res.get("failed"), res.get("msg")
+    assert host.faults.events == []  # it fired
+    assert (host.scm.get("SMS_SITE_BACKUP").start_mode, host.scm.get("SMS_SITE_BACKUP").state) == ("disabled",
+                                                                                                      "stopped")
+    assert "SMS_SITE_BACKUP" in res["stopped"]  # the executor really stopped it
+    assert "smstsmgr" not in res["stopped"]  # stopped at gather and still stopped: not reported as stopped
+    doc = json.loads(host.fs.read(journal_path(host)))
+    assert doc["services"]["records"]["SMS_SITE_BACKUP"] == {"start_mode": "manual", "state": "stopped"}
+    # A second run finds everything as decided: nothing to apply, nothing changed.
+    again = run(runner, "win_service_quiesce", "quiesced")
+    assert again["changed"] is False and again["stopped"] == []
+
+
+def test_wmi_disable_fails_naming_winmgmt_when_something_brings_it_back_during_the_apply(make_fleet: Any) -> None:
+    # settle_seconds: 0 skips the settle check; the verification read after the last operation still catches
+    # Winmgmt re-enabled and started by something else (a GPO refresh, another tool) before the task ended.
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    check = runner.playbook(task("wmi_disable", "disabled", "        settle_seconds: 0\n"), "--check").result(HOST)
+    last = len(check["disabled"]) + len(check["stopped"])  # set_mode Winmgmt, then every stop
+    host.faults.update({"events": [
+        {"service": "Winmgmt", "do": "set_mode", "start_mode": "manual", "after_op": last},
+        {"service": "Winmgmt", "do": "start", "after_op": last},
+    ]})
+    res = run(runner, "wmi_disable", "disabled", "        settle_seconds: 0\n")
+    assert res["failed"] is True and res["changed"] is True
+    assert "a fresh read does not show what it promised" in res["msg"]
+    assert "Winmgmt is running and manual (promised: stopped and disabled)" in res["msg"]
+    # The journal holds the prior state: step 7 puts WMI back.
+    back = run(runner, "wmi_disable", "enabled")
+    assert not back.get("failed"), back.get("msg")
+    assert host.scm.get("Winmgmt").state == "running" and host.scm.get("Winmgmt").start_mode == "auto"

@@ -17,6 +17,9 @@ One job per file:
 - ``wmi.py``        steps 3 and 7: winmgmt disabled and back
 - ``processes.py``  step 2: processes to end
 - ``ops.py``        the operation vocabulary shared with the executors and the twin
+- ``verify.py``     what a plan promised against the executor's fresh read after the apply
+- ``protocol.py``   the executor protocol's result keys (documentation read by the checks)
+- ``action.py``     the run both action plugins share
 - ``journal.py``    the on-host journal document (schema in ``journal.schema.json``)
 - ``args.py``       the modules' task options, checked before anything reaches a host
 """

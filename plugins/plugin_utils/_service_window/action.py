@@ -25,6 +25,7 @@ from .errors import PlanError
 from .facts import ServiceFact, facts_from_gather
 from .journal import JournalError
 from .ops import summarize
+from .verify import broken_promises
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Planned:
     fields: dict[str, Any] = field(default_factory=dict)
     #: A restore tries every operation and reports every failure; a change stops at the first failure.
     continue_on_error: bool = False
+    #: The operations that change something as the gather saw the host (what check mode reports); None: ops.
+    summary_ops: list[dict[str, Any]] | None = None
     #: Set when the plan cannot finish the job now (a restore whose starts wait for WMI): the task fails with
     #: this after everything else was done (a warning in check mode).
     incomplete: str | None = None
@@ -94,7 +97,7 @@ class JournalAction(ActionBase):
 
         result.update({"changed": planned.changed, "journal_path": path})
         result.update(planned.fields)
-        result.update(self._summary(planned.ops))
+        result.update(self._summary(planned.ops if planned.summary_ops is None else planned.summary_ops))
         if self._task.diff:
             result["diff"] = {"before": planned.diff_before, "after": planned.diff_after}
         if self._task.check_mode or not planned.changed:
@@ -134,6 +137,17 @@ class JournalAction(ActionBase):
                 if applied.get(key):
                     result[key] = applied[key]
             return result
+        broken = broken_promises(planned.diff_after or {}, applied.get("after"))
+        if broken:
+            result.update({
+                "failed": True,
+                "changed": True,
+                "msg": f"{host}: the plan was applied, but a fresh read does not show what it promised: "
+                       f"{'; '.join(broken)}. Something changed them during the apply (a recovery action, "
+                       "another tool or an operator): find it, then run the task again",
+            })
+            return result
+        result["changed"] = bool(applied.get("changed"))
         return self._finish(result, planned, host)
 
     def _finish(self, result: dict[str, Any], planned: Planned, host: str) -> dict[str, Any]:

@@ -83,9 +83,16 @@ def op_end_process(name: str, process_id: int, created: int, reason: str) -> Op:
     return {"op": "end_process", "name": name, "process_id": process_id, "created": created, "reason": reason}
 
 
+#: What an executor sets as an applied operation's ``result`` when the operation found nothing to do (the
+#: state at apply time already was the decided one) or its process had gone: not a change.
+NO_CHANGE_RESULTS: tuple[str, ...] = ("already_stopped", "already_running", "unchanged", "gone")
+
+
 def summarize(ops: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
     """stopped / disabled / started / restored / ended_processes from a list of operations (planned, or
-    applied as the executor returns them: Ansible.Basic gives every declared field, absent ones as null)."""
+    applied as the executor returns them: Ansible.Basic gives every declared field, absent ones as null, and
+    the executor adds ``result``; an operation that found nothing to do is not listed)."""
+    ops = [op for op in ops if op.get("result") not in NO_CHANGE_RESULTS]
     stopped = [op["name"] for op in ops if op["op"] == "stop"]
     disabled = [op["name"] for op in ops if op["op"] == "set_mode" and op["start_mode"] == "disabled"]
     started = [op["name"] for op in ops if op["op"] == "start"]
@@ -99,7 +106,7 @@ def summarize(ops: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
     ended = [
         {"name": op["name"], "process_id": op["process_id"], "reason": op.get("reason") or ""}
         for op in ops
-        if op["op"] == "end_process" and (op.get("result") or "ended") == "ended"
+        if op["op"] == "end_process"
     ]
     return {
         "stopped": stopped,

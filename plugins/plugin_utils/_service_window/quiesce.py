@@ -71,9 +71,12 @@ def plan_quiesce(
         after[fact.name] = {"start_mode": target_mode, "state": "stopped"}
         if fact.start_mode != target_mode:
             ops.append(op_set_mode(fact.name, target_mode))
+    # Decide by service, act on the state at apply time: every service the plan changes gets its stop, also
+    # one stopped at gather (a recovery action or an operator may start it before the apply); the executor's
+    # stop of a stopped service is a no-op that reports already_stopped.
     for name in stop_order:
         fact = index[name.casefold()]
-        if fact.is_running:
+        if fact.name in records:
             ops.append(op_stop(fact.name))
     return QuiescePlan(decisions, ops, records, stop_order, before, after)
 

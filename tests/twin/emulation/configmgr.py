@@ -15,7 +15,10 @@ from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.ops import SETTABLE_START_MODES
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.ops import (
+    NO_CHANGE_RESULTS,
+    SETTABLE_START_MODES,
+)
 from twin.emulation import ModuleContext, ModuleFailed, module
 from twin.emulation.paths import session_env
 from twin.host import Host, WindowsError_
@@ -148,14 +151,22 @@ def _op_set_mode(host: Host, op: dict[str, Any], timeout: int) -> None:
     mode = op.get("start_mode")
     if mode not in SETTABLE_START_MODES:
         raise _OpError(f"service {name}: start mode '{mode}' cannot be set (auto, delayed, manual, disabled)")
+    # Act on the state at apply time: a mode already as decided is left alone (and reported so).
+    if host.scm.get(name).start_mode == mode:
+        op["result"] = "unchanged"
+        return
     # SCManager.Service.StartType setter: ChangeServiceConfig (+ the delayed auto-start flag).
     host.scm.set_start_mode(name, str(mode))
+    op["result"] = "changed"
 
 
 def _op_stop(host: Host, op: dict[str, Any], timeout: int) -> None:
     name = str(op.get("name"))
     svc = host.scm.get(name)  # new ServiceController(name): 1060 if it does not exist
+    # Act on the state at apply time: stopped now is done; started since the gather is stopped like the others.
+    op["result"] = "already_stopped"
     if svc.state != "stopped":
+        op["result"] = "stopped"
         # The executor refuses to let ServiceController.Stop() cascade to dependents the plan does not
         # hold (started after the plan was made): they would be stopped without a journal record.
         running = [d for d in host.scm.get(name).dependency_of if host.scm.get(d).state != "stopped"]
@@ -179,7 +190,9 @@ def _op_start(host: Host, op: dict[str, Any], timeout: int) -> None:
         except _OpError as err:
             raise _OpError(f"service {name} is still stopping after {timeout} seconds and cannot be started "
                            f"until it has stopped (state: {_net_status(svc.state)})") from err
+    op["result"] = "already_running"
     if svc.state != "running":
+        op["result"] = "started"
         host.scm.start(name)  # the model starts instantly; dependencies first, 1058 if disabled
 
 
@@ -260,7 +273,10 @@ def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
                 raise ModuleFailed(msg, **result) from err
             continue
         applied.append(op)
-        result["changed"] = True
+        if op.get("result") not in NO_CHANGE_RESULTS:
+            result["changed"] = True
+        # Fault events between two operations of one apply (after the K-th operation that completed).
+        host.fire_events(after_op=len(applied))
     if failures:
         # Invoke-JournaledPlan: a restore lists every failure and leaves _journal_after unwritten.
         result["failures"] = failures
@@ -271,7 +287,20 @@ def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
     if params.get("_journal_after") is not None:
         write_journal(host, params["_journal_after"])
         result["changed"] = True
+    # Get-ServiceState: the verification read of every service the plan acted on.
+    plan = params.get("_plan") or []
+    names = list(dict.fromkeys(str(op.get("name")) for op in plan if op.get("op") != "end_process"))
+    result["after"] = [service_state(host, name) for name in names]
     return result
+
+
+def service_state(host: Host, name: str) -> dict[str, str]:
+    """Get-ServiceState for one name: start mode and state, or state 'missing' when it no longer exists."""
+    try:
+        svc = host.scm.get(name)
+    except WindowsError_:
+        return {"name": name, "start_mode": "", "state": "missing"}
+    return {"name": name, "start_mode": svc.start_mode, "state": svc.state}
 
 
 @module("configmgr.sql_upgrade.win_service_quiesce")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ScenarioError
-from .validate import expect_bool, expect_int, expect_keys, expect_map, expect_one_of
+from .validate import expect_bool, expect_int, expect_keys, expect_list, expect_map, expect_one_of, expect_str
 
 STOP_FAULTS = ("stuck", "slow")
 
@@ -15,6 +15,27 @@ STOP_FAULTS = ("stuck", "slow")
 class ServiceFault:
     stop: str  # 'stuck': never leaves STOP_PENDING; 'slow': STOP_PENDING for `seconds`
     seconds: float | None = None
+
+
+EVENT_ACTIONS = ("start", "stop", "set_mode")
+EVENT_MODES = ("auto", "delayed", "manual", "disabled")
+
+
+@dataclass
+class Event:
+    """Something that happens to a service by itself on a busy server (a recovery action, the component
+    manager, another tool or operator), at a chosen moment: before the N-th WinRM command runs (so between a
+    module's gather and its apply), or after the K-th operation of an apply. Fires once."""
+
+    service: str
+    action: str  # start | stop | set_mode
+    at_command: int | None = None
+    after_op: int | None = None
+    start_mode: str | None = None  # for set_mode
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"service": self.service, "do": self.action, "at_command": self.at_command,
+                "after_op": self.after_op, "start_mode": self.start_mode}
 
 
 @dataclass
@@ -27,6 +48,14 @@ class Faults:
     setup_exit_code: int | None = None
     reboot_hang: bool = False
     unreachable: bool = False
+    events: list[Event] = field(default_factory=list)
+
+    def due(self, *, at_command: int | None = None, after_op: int | None = None) -> list[Event]:
+        """The events due at this moment, removed from the list (each fires once)."""
+        now = [e for e in self.events if (at_command is not None and e.at_command == at_command)
+               or (after_op is not None and e.after_op == after_op)]
+        self.events = [e for e in self.events if e not in now]
+        return now
 
     def update(self, section: Any, path: str = "faults") -> None:
         """Merge a `faults:` section (same shape as the scenario file's); validates first."""
@@ -38,6 +67,7 @@ class Faults:
             self.lose_output_of_command = parsed.lose_output_of_command
         if parsed.setup_exit_code is not None:
             self.setup_exit_code = parsed.setup_exit_code
+        self.events.extend(parsed.events)
         self.reboot_hang = self.reboot_hang or parsed.reboot_hang
         self.unreachable = self.unreachable or parsed.unreachable
 
@@ -49,6 +79,7 @@ class Faults:
             "setup": {"exit_code": self.setup_exit_code},
             "reboot": {"hang": self.reboot_hang},
             "unreachable": self.unreachable,
+            "events": [e.as_dict() for e in self.events],
         }
 
 
@@ -57,7 +88,7 @@ def parse_faults(section: Any, path: str = "faults", service_names: set[str] | N
     if section is None:
         return faults
     data = expect_map(section, path)
-    expect_keys(data, ("services", "connection", "setup", "reboot", "unreachable"), path)
+    expect_keys(data, ("services", "connection", "setup", "reboot", "unreachable", "events"), path)
     for name, spec in expect_map(data.get("services") or {}, f"{path}.services").items():
         spath = f"{path}.services.{name}"
         if service_names is not None and str(name).lower() not in service_names:
@@ -97,4 +128,28 @@ def parse_faults(section: Any, path: str = "faults", service_names: set[str] | N
         faults.reboot_hang = expect_bool(reboot.get("hang"), f"{path}.reboot.hang")
     if "unreachable" in data:
         faults.unreachable = expect_bool(data["unreachable"], f"{path}.unreachable")
+    for i, raw in enumerate(expect_list(data.get("events") or [], f"{path}.events")):
+        faults.events.append(parse_event(raw, f"{path}.events[{i}]", service_names))
     return faults
+
+
+def parse_event(raw: Any, path: str, service_names: set[str] | None = None) -> Event:
+    """One `events` entry: {service, do: start|stop|set_mode, start_mode (set_mode), at_command | after_op}."""
+    item = expect_map(raw, path)
+    expect_keys(item, ("service", "do", "start_mode", "at_command", "after_op"), path, required=("service", "do"))
+    service = expect_str(item["service"], f"{path}.service")
+    if service_names is not None and service.lower() not in service_names:
+        raise ScenarioError(f"{path}.service", f"no service named {service!r} on this host")
+    action = expect_one_of(item["do"], EVENT_ACTIONS, f"{path}.do")
+    mode = None
+    if action == "set_mode":
+        mode = expect_one_of(item.get("start_mode"), EVENT_MODES, f"{path}.start_mode")
+    elif "start_mode" in item:
+        raise ScenarioError(f"{path}.start_mode", "only valid with do: set_mode")
+    when = [k for k in ("at_command", "after_op") if k in item]
+    if len(when) != 1:
+        raise ScenarioError(path, "give exactly one of at_command (before the N-th WinRM command) or after_op "
+                                  "(after the K-th operation of an apply)")
+    moment = expect_int(item[when[0]], f"{path}.{when[0]}", minimum=1)
+    return Event(service, action, at_command=moment if when[0] == "at_command" else None,
+                 after_op=moment if when[0] == "after_op" else None, start_mode=mode)

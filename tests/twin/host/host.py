@@ -163,6 +163,18 @@ class Host:
                 except WmiUnavailable:
                     pass
 
+    # -- events (faults.events) ------------------------------------------------------------------------
+    def fire_events(self, *, at_command: int | None = None, after_op: int | None = None) -> None:
+        """Run the fault events due now: a service started, stopped or reconfigured by something other than
+        the module (the SCM's rules apply: starting a disabled service fails with 1058, as it would)."""
+        for event in self.faults.due(at_command=at_command, after_op=after_op):
+            if event.action == "set_mode":
+                self.scm.set_start_mode(event.service, str(event.start_mode))
+            elif event.action == "start":
+                self.scm.start(event.service)
+            else:
+                self.scm.stop(event.service, force=True)
+
     # -- reboot --------------------------------------------------------------------------------------
     def reboot(self) -> None:
         """shutdown /r: every service stops, then the boot starts automatic services in dependency order

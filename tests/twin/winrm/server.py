@@ -178,6 +178,8 @@ class HostEndpoint:
     def _command(self, req: soap.Request, shell: _Shell) -> bytes:
         self.host.counters.winrm_commands += 1
         self.host.tick()  # time passes between commands (CONTRACT.md)
+        # Fault events: what happens on the host by itself before this command runs (between a gather and an apply).
+        self.host.fire_events(at_command=self.host.counters.winrm_commands)
         command, arguments = soap.command_line(req)
         cid = self._ids.next()
         console = req.options.get("WINRS_CONSOLEMODE_STDIN", "TRUE").upper() == "TRUE"

@@ -76,7 +76,10 @@ def test_apply_sends_the_plan_and_a_valid_journal_first_and_reports_what_the_exe
     assert journal["services"]["records"]["SMS_EXECUTIVE"] == {"start_mode": "auto", "state": "running"}
     assert apply["_journal_after"] is None
     applied = calls[1]["result"]["applied"]
-    assert result["stopped"] == [op["name"] for op in applied if op["op"] == "stop"]
+    # Only what the executor really stopped is reported; a stop that found the service stopped is not.
+    assert result["stopped"] == [op["name"] for op in applied if op["op"] == "stop" and op["result"] == "stopped"]
+    assert {op["result"] for op in applied if op["op"] == "stop"} == {"stopped", "already_stopped"}
+    assert "smstsmgr" not in result["stopped"] and "SMS_EXECUTIVE" in result["stopped"]
     assert result["changed"] is True and result["run_id"] == journal["run_id"]
     # Stop order: dependents before what they depend on; every set_mode disabled comes before the first stop.
     kinds = [op["op"] for op in apply["_plan"]]

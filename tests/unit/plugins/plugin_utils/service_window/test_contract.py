@@ -46,6 +46,14 @@ def test_the_psm1_has_one_branch_per_operation() -> None:
     assert set(re.findall(r"\$kind -eq '(\w+)'", body)) == set(ops.OPS)
 
 
+def test_the_psm1_and_the_twin_know_the_same_no_change_results() -> None:
+    source = PSM1.read_text(encoding="utf-8")
+    listed = re.search(r"if \(@\(([^)]*)\) -notcontains \$op\['result'\]\)", source)
+    assert listed is not None
+    assert tuple(re.findall(r"'(\w+)'", listed.group(1))) == ops.NO_CHANGE_RESULTS
+    assert twin_executor.NO_CHANGE_RESULTS is ops.NO_CHANGE_RESULTS
+
+
 def test_the_twin_dispatches_exactly_the_vocabulary() -> None:
     assert set(twin_executor.OP_HANDLERS) == set(ops.OPS)
 

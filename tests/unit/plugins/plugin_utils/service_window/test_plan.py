@@ -27,6 +27,7 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_win
     plan_quiesce,
     plan_restore,
 )
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.verify import broken_promises
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.wmi import (
     plan_wmi_disable,
     plan_wmi_enable,
@@ -232,8 +233,11 @@ def test_order_dependents_before_dependencies() -> None:
     # set_mode disabled happens before any stop, so nothing restarts a stopped service
     kinds = [op["op"] for op in plan.ops]
     assert kinds == sorted(kinds, key=lambda k: 0 if k == "set_mode" else 1)
-    assert "SMS_SITE_BACKUP" not in stops  # already stopped
+    # Stopped at gather but changed by the plan: it gets its stop too (it may start before the apply; the
+    # executor's stop of a stopped service is a no-op), after its set_mode.
+    assert "SMS_SITE_BACKUP" in stops
     assert {"op": "set_mode", "name": "SMS_SITE_BACKUP", "start_mode": "disabled"} in plan.ops
+    assert plan.records["SMS_SITE_BACKUP"]["state"] == "stopped"
     assert plan.records["ContosoMonitor"] == {"start_mode": "delayed", "state": "running"}
     assert plan.diff_after["CcmExec"] == {"start_mode": "disabled", "state": "stopped"}
 
@@ -438,3 +442,27 @@ def test_restore_of_a_service_recorded_running_while_disabled_starts_it_under_ma
     # Once it runs (and is Disabled again) the table matches the record: nothing to do.
     done = [svc("WinRM"), svc("Odd", mode="disabled", state="running")]
     assert plan_restore(done, {"Odd": {"start_mode": "disabled", "state": "running"}}).ops == []
+
+
+def test_a_quiesce_records_the_services_wmi_disable_stopped_as_running() -> None:
+    facts = [svc("WinRM", product=WINDOWS), svc("CcmExec", state="stopped", pid=0)]
+    plan = plan_quiesce(facts, QuiesceOptions(), stopped_by_window=["ccmexec"])
+    assert plan.records["CcmExec"] == {"start_mode": "auto", "state": "running"}
+    assert plan_quiesce(facts, QuiesceOptions()).records["CcmExec"]["state"] == "stopped"
+
+
+def test_verification_names_every_broken_promise() -> None:
+    promised = {"SMS_EXECUTIVE": {"start_mode": "disabled", "state": "stopped"},
+                "CcmExec": {"start_mode": "disabled", "state": "stopped"},
+                "Gone": {"start_mode": "disabled", "state": "stopped"},
+                "Winmgmt": {"start_mode": "disabled", "state": "stopped"}}
+    after = [{"name": "sms_executive", "start_mode": "disabled", "state": "stopped"},
+             {"name": "CcmExec", "start_mode": "disabled", "state": "running"},
+             {"name": "Gone", "start_mode": "", "state": "missing"}]
+    assert broken_promises(promised, after) == [
+        "CcmExec is running and disabled (promised: stopped and disabled)",
+        "Gone no longer exists",
+        "Winmgmt was not read back",
+    ]
+    assert broken_promises(promised, None) == ["the executor returned no verification read"]
+    assert broken_promises({}, None) == []
