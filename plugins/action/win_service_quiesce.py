@@ -78,10 +78,11 @@ class ActionModule(JournalAction):
             jr.process_records(base),
         )
         ops = list(plan.ops) + end_ops
-        run_id = base["run_id"] if base else jr.make_run_id(host_name, now)
+        run_id = self._run.run_id
         doc_before = None
         if ops:
-            doc = jr.merge_services(base, plan.records, host=host_name, run_id=run_id, now=now)
+            doc = jr.merge_services(base, plan.records, host=host_name, run_id=run_id, now=now,
+                                    owner=self._caller.owner)
             doc_before = jr.dumps(jr.add_processes(doc, end_ops, now))
         fields: dict[str, Any] = {"plan": [d.as_dict() for d in plan.decisions]}
         unmatched = unmatched_patterns([*opts["keep"], *opts["stop"]], facts)

@@ -56,8 +56,8 @@ class ActionModule(JournalAction):
                     ops.append(op_expect_stopped(WINMGMT, opts["settle_seconds"]))
                 base = None if jr.is_finished(journal) else journal
                 if ops or plan.record is not None:
-                    run_id = base["run_id"] if base else jr.make_run_id(host_name, now)
-                    doc = jr.set_wmi(base, plan.record, "disabled", host=host_name, run_id=run_id, now=now)
+                    doc = jr.set_wmi(base, plan.record, "disabled", host=host_name, run_id=self._run.run_id, now=now,
+                                     owner=self._caller.owner)
                     if doc != journal:
                         doc_before = jr.dumps(doc)
                         journal = doc

@@ -12,6 +12,21 @@ options:
         it; the journal already holds everything changed, so the undo of the module puts the host back.
     type: int
     default: 120
+  run_id:
+    description:
+      - The run this task belongs to. One run at a time may change a host - its unfinished journal names the run
+        that holds the host, when it started, and from which controller and user - and a task of another run is
+        refused before any change.
+      - By default every task of one C(ansible-playbook) (or C(ansible), or AWX job) run gets the same run id,
+        derived from the controller and its Ansible process, also the tasks of a C(rescue). Give a name of your
+        own (letters, digits, C(.), C(_), C(-), at most 64) to continue a maintenance across several runs.
+    type: str
+  takeover:
+    description:
+      - The run id of a run that holds this host and is known to be dead (its controller crashed, its job was
+        cancelled). This task takes the host over and continues that run's journal; nothing recorded is lost.
+      - A takeover that names another run than the holder is refused.
+    type: str
 notes:
   - B(Journal.) Before any change the module writes the prior state to the on-host journal
     C(%ProgramData%\\configmgr.sql_upgrade\\journal.json) (one per host, shared by both modules), in a folder

@@ -128,6 +128,58 @@ Function Write-JournalText {
     }
 }
 
+Function Open-JournalLock {
+    <#
+    .SYNOPSIS
+    journal.json.lock beside the journal, opened exclusively (FileShare.None, deleted on close): one apply at
+    a time per host, so the compare-and-swap of the journal cannot interleave with another controller's. A
+    second apply waits up to WaitSeconds for it, then throws naming the file. Dispose the stream to release.
+    #>
+    [OutputType([System.IO.FileStream])]
+    param (
+        [Parameter(Mandatory = $true)][string]$Path,
+        [int]$WaitSeconds = 30
+    )
+    Set-JournalFolderAcl -Folder (Split-Path -Path $Path -Parent)
+    $lockPath = $Path + '.lock'
+    $deadline = [System.DateTime]::UtcNow.AddSeconds($WaitSeconds)
+    while ($true) {
+        try {
+            # FileShare.None: a second open fails with a sharing violation (an IOException) while this is open.
+            return New-Object -TypeName System.IO.FileStream -ArgumentList @(
+                $lockPath, [System.IO.FileMode]::OpenOrCreate, [System.IO.FileAccess]::ReadWrite,
+                [System.IO.FileShare]::None, 1, [System.IO.FileOptions]::DeleteOnClose)
+        }
+        catch [System.IO.IOException] {
+            if ([System.DateTime]::UtcNow -gt $deadline) {
+                throw "another run has held the journal lock $lockPath for more than $WaitSeconds seconds"
+            }
+            Start-Sleep -Milliseconds 250
+        }
+    }
+}
+
+Function Get-JournalHash {
+    <#
+    .SYNOPSIS
+    SHA-256 (lower-case hex) of the journal text's UTF-8 bytes, '' when there is no journal: what the
+    controller sends as _journal_expected, computed the same way from the text it read at gather.
+    #>
+    [OutputType([string])]
+    param ([AllowNull()][Object]$Text)
+    if ($null -eq $Text) {
+        return ''
+    }
+    $bytes = (New-Object -TypeName System.Text.UTF8Encoding -ArgumentList $false).GetBytes([string]$Text)
+    $sha = [System.Security.Cryptography.SHA256]::Create()
+    try {
+        return (($sha.ComputeHash($bytes) | ForEach-Object -Process { $_.ToString('x2') }) -join '')
+    }
+    finally {
+        $sha.Dispose()
+    }
+}
+
 Function Get-BinaryPath {
     <#
     .SYNOPSIS
@@ -531,6 +583,42 @@ Function Invoke-JournaledPlan {
         return
     }
 
+    # One apply at a time per host, and only on the journal this task planned from (compare-and-swap): a
+    # second controller that read the same journal, or that read it before this run wrote it, is refused
+    # here, before any change, instead of overwriting a record. finally runs on FailJson's exit too.
+    try {
+        $lock = Open-JournalLock -Path $JournalPath
+    }
+    catch {
+        $Module.FailJson("cannot lock the journal $JournalPath before changing anything: $($_.Exception.Message); nothing was changed", $_)
+    }
+    try {
+        $current = Get-JournalHash -Text (Read-JournalText -Path $JournalPath)
+        if ($current -ne $Module.Params._journal_expected) {
+            $Module.FailJson("the journal $JournalPath changed since this task read it: another run is working on " +
+                "this host; nothing was changed. Run the task again to see which run holds the host.")
+        }
+        Invoke-PlanLocked -Module $Module -JournalPath $JournalPath -FailureHint $FailureHint -Applied $applied -Failures $failures
+    }
+    finally {
+        $lock.Dispose()
+    }
+}
+
+Function Invoke-PlanLocked {
+    <#
+    .SYNOPSIS
+    Invoke-JournaledPlan's work under the journal lock: journal before, operations, journal after, the
+    verification read.
+    #>
+    param (
+        [Parameter(Mandatory = $true)][Object]$Module,
+        [Parameter(Mandatory = $true)][string]$JournalPath,
+        [Parameter(Mandatory = $true)][string]$FailureHint,
+        [Parameter(Mandatory = $true)][AllowEmptyCollection()][System.Collections.Generic.List[Object]]$Applied,
+        [Parameter(Mandatory = $true)][AllowEmptyCollection()][System.Collections.Generic.List[Object]]$Failures
+    )
+    # ($applied and $failures below are these two lists: PowerShell variable names ignore case.)
     if ($null -ne $Module.Params._journal_before) {
         try {
             Write-JournalText -Path $JournalPath -Text $Module.Params._journal_before

@@ -29,6 +29,8 @@ $spec = @{
         sql_sessions = @{ type = 'list'; elements = 'dict'; default = @() }
         timeout = @{ type = 'int'; default = 120 }
         missing_journal_ok = @{ type = 'bool'; default = $false }
+        run_id = @{ type = 'str' }
+        takeover = @{ type = 'str' }
         _phase = @{ type = 'str'; default = 'gather'; choices = @('gather', 'apply') }
         _plan = @{
             type = 'list'; elements = 'dict'; default = @()
@@ -44,6 +46,7 @@ $spec = @{
         }
         _journal_before = @{ type = 'str' }
         _journal_after = @{ type = 'str' }
+        _journal_expected = @{ type = 'str'; default = '' }
         _continue_on_error = @{ type = 'bool'; default = $false }
     }
     supports_check_mode = $true

@@ -21,6 +21,8 @@ $spec = @{
         state = @{ type = 'str'; default = 'disabled'; choices = @('disabled', 'enabled') }
         timeout = @{ type = 'int'; default = 120 }
         settle_seconds = @{ type = 'int'; default = 5 }
+        run_id = @{ type = 'str' }
+        takeover = @{ type = 'str' }
         _phase = @{ type = 'str'; default = 'gather'; choices = @('gather', 'apply') }
         _plan = @{
             type = 'list'; elements = 'dict'; default = @()
@@ -34,6 +36,7 @@ $spec = @{
         }
         _journal_before = @{ type = 'str' }
         _journal_after = @{ type = 'str' }
+        _journal_expected = @{ type = 'str'; default = '' }
         _continue_on_error = @{ type = 'bool'; default = $false }
     }
     supports_check_mode = $true

@@ -151,12 +151,24 @@ def make_fleet(tmp_path: Path) -> Iterator[Any]:
         f.stop()
 
 
-def play(task: str) -> str:
+#: Most system tests change a host in one ansible-playbook run and put it back in another: they all belong to
+#: this named run (module_defaults of the collection's action group), as an operator's maintenance would.
+#: Tests of the one-run-per-host rule pass run_id=None and get each playbook run's own id.
+TEST_RUN = "r-systemtest"
+
+
+def play(task: str, run_id: str | None = TEST_RUN) -> str:
     """A one-host, one-task play around `task` (indented as a task's module key and arguments)."""
+    defaults = ""
+    if run_id is not None:
+        defaults = f"""  module_defaults:
+    group/configmgr.sql_upgrade.service_window:
+      run_id: {run_id}
+"""
     return f"""
 - hosts: all
   gather_facts: false
-  tasks:
+{defaults}  tasks:
     - name: the task under test
 {task}
 """

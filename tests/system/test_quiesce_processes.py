@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import yaml
-from conftest import services
+from conftest import play, services
 
 from twin.emulation.configmgr import journal_path
 from twin.host import DEFAULT_SCENARIO
@@ -20,10 +20,7 @@ NAMED = f"        processes:\n          - {CONSOLE}\n"
 
 
 def run(runner: Any, state: str, args: str = "", *extra: str) -> dict[str, Any]:
-    text = (
-        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: the task under test\n"
-        f"      configmgr.sql_upgrade.win_service_quiesce:\n        state: {state}\n{args}"
-    )
+    text = play(f"      configmgr.sql_upgrade.win_service_quiesce:\n        state: {state}\n{args}")
     return runner.playbook(text, *extra).result(HOST)
 
 

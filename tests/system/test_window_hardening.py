@@ -5,6 +5,7 @@ Each test runs the real ansible-playbook over WinRM against a twin host with the
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from conftest import play, services
@@ -154,3 +155,68 @@ def test_wmi_disable_fails_naming_winmgmt_when_something_brings_it_back_during_t
     back = run(runner, "wmi_disable", "enabled")
     assert not back.get("failed"), back.get("msg")
     assert host.scm.get("Winmgmt").state == "running" and host.scm.get("Winmgmt").start_mode == "auto"
+
+
+def test_two_controllers_at_once_one_is_refused_and_nothing_is_lost(make_fleet: Any) -> None:
+    # Two operators quiesce the same host at the same time, each with a service of their own to stop. Each
+    # ansible-playbook run is its own run (no run_id): exactly one may hold the host; the other is refused
+    # before any change, whether it reads the host before the first writes its journal (the executor's
+    # compare-and-swap refuses it) or after (the journal names the run that holds the host).
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    before = services(host)
+    plays = {name: play(f"      configmgr.sql_upgrade.win_service_quiesce:\n        state: quiesced\n"
+                        f"        stop: [{name}]\n", run_id=None) for name in ("Spooler", "W32Time")}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(runner.playbook, text) for name, text in plays.items()}
+        results = {name: future.result().result(HOST) for name, future in futures.items()}
+    winners = [name for name, res in results.items() if not res.get("failed")]
+    assert len(winners) == 1, {n: r.get("msg") for n, r in results.items()}
+    winner = winners[0]
+    loser = "W32Time" if winner == "Spooler" else "Spooler"
+    refusal = results[loser]["msg"]
+    assert "held by run" in refusal or "changed since this task read it" in refusal, refusal
+    assert "nothing was changed" in refusal
+    doc = json.loads(host.fs.read(journal_path(host)))
+    assert doc["run_id"] == results[winner]["run_id"]
+    assert winner in doc["services"]["records"] and loser not in doc["services"]["records"]
+    assert services(host)[winner] == ("disabled", "stopped")
+    assert services(host)[loser] == before[loser]
+    # Another run may restore only by taking the host over, explicitly.
+    refused = runner.playbook(task_without_run("restored")).result(HOST)
+    assert refused["failed"] is True and f"takeover: {doc['run_id']}" in refused["msg"]
+    back = runner.playbook(task_without_run("restored", f"        takeover: {doc['run_id']}\n")).result(HOST)
+    assert not back.get("failed"), back.get("msg")
+    assert services(host) == before
+
+
+def task_without_run(state: str, args: str = "") -> str:
+    return play(f"      configmgr.sql_upgrade.win_service_quiesce:\n        state: {state}\n{args}", run_id=None)
+
+
+def test_a_full_disk_fails_the_journal_write_before_any_change(make_fleet: Any) -> None:
+    runner = make_fleet(1, {"faults": {"disk": {"full": True}}})
+    host = runner.fleet.host(HOST)
+    before = services(host)
+    res = run(runner, "win_service_quiesce", "quiesced")
+    assert res["failed"] is True
+    assert "failed to write the journal" in res["msg"] and "before changing anything" in res["msg"]
+    assert "not enough space on the disk" in res["msg"] and res["msg"].startswith(f"{HOST}: ")
+    assert services(host) == before and not host.fs.exists(journal_path(host))
+
+
+def test_a_full_disk_after_a_restore_ran_says_so_and_a_second_restore_records_it(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    before = services(host)
+    assert run(runner, "win_service_quiesce", "quiesced")["changed"] is True
+    host.faults.disk_full = True
+    res = run(runner, "win_service_quiesce", "restored")
+    assert res["failed"] is True
+    assert "every planned operation ran, but the journal" in res["msg"] and "Run the task again" in res["msg"]
+    assert services(host) == before  # the services are back; only the journal's status is behind
+    assert json.loads(host.fs.read(journal_path(host)))["services"]["status"] == "quiesced"
+    host.faults.disk_full = False
+    again = run(runner, "win_service_quiesce", "restored")
+    assert not again.get("failed"), again.get("msg")
+    assert json.loads(host.fs.read(journal_path(host)))["services"]["status"] == "restored"

@@ -33,6 +33,7 @@ from twin.host import DEFAULT_SCENARIO, Host, load_host  # noqa: E402
 from twin.host.scenario import read_scenario  # noqa: E402
 
 OUT = REPO / "tests" / "unit" / "plugins" / "action" / "test_data"
+RUN_ID = "r-recording"
 ACTIONS = {"win_service_quiesce": win_service_quiesce.ActionModule, "wmi_disable": wmi_disable.ActionModule}
 
 
@@ -47,7 +48,9 @@ def run_task(h: Host, module: str, args: dict[str, Any], check: bool = False) ->
     """One task through the real action plugin, its module calls answered by the twin's emulation."""
     calls: list[dict[str, Any]] = []
     plugin = object.__new__(ACTIONS[module])
-    plugin._task = SimpleNamespace(args=dict(args), check_mode=check, diff=True, async_val=0, action=module)
+    # One named run for every recording, so that the unit tests can replay them as that run.
+    plugin._task = SimpleNamespace(args={"run_id": RUN_ID, **args}, check_mode=check, diff=True, async_val=0,
+                                   action=module)
     plugin._connection = SimpleNamespace(_shell=SimpleNamespace(tmpdir="C:\\Windows\\TEMP\\ansible"))
 
     def execute_module(module_name: str, module_args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:

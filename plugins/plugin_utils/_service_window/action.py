@@ -25,6 +25,7 @@ from .errors import PlanError
 from .facts import ServiceFact, facts_from_gather
 from .journal import JournalError
 from .ops import summarize
+from .run import caller, decide_run, process_run_id
 from .verify import broken_promises
 
 
@@ -113,6 +114,7 @@ class JournalAction(ActionBase):
                     "_journal_before": planned.journal_before,
                     "_journal_after": planned.journal_after,
                     "_continue_on_error": planned.continue_on_error,
+                    "_journal_expected": self._expected,
                 },
                 task_vars=task_vars,
             )
@@ -180,6 +182,16 @@ class JournalAction(ActionBase):
             journal = jr.parse(gathered.get("journal_text"))
         except JournalError as exc:
             return corrupt_journal(path, exc, self.CORRUPT_ADVICE)
+        # One run per host: the unfinished journal names the run that holds the host.
+        self._caller = caller(opts["run_id"], opts["takeover"])
+        try:
+            self._run = decide_run(journal, self._caller, process_run_id(), bool(self._task.check_mode))
+        except PlanError as exc:
+            return failure(str(exc), journal_path=path, **({"run_id": journal["run_id"]} if journal else {}))
+        if self._run.took_over and journal is not None:
+            journal = {**journal, "owner": self._caller.owner}
+        # Compare-and-swap: the executor writes only if the journal is still the text this task read.
+        self._expected = jr.text_hash(gathered.get("journal_text"))
         try:
             facts = facts_from_gather(gathered.get("services") or [])
             planned = self._plan(opts, facts, journal, gathered, path)
@@ -192,4 +204,8 @@ class JournalAction(ActionBase):
                            journal_path=path)
         if isinstance(planned, dict):
             return planned
+        if self._run.warning:
+            planned.fields.setdefault("warnings", []).append(self._run.warning)
+        if self._run.new and self._task.check_mode:
+            planned.fields.pop("run_id", None)  # check mode starts no run: no id a real run would not use
         return opts, path, planned

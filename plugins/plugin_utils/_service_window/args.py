@@ -67,8 +67,21 @@ QUIESCE_OPTIONS = (
     "sql_sessions",
     "timeout",
     "missing_journal_ok",
+    "run_id",
+    "takeover",
 )
-WMI_OPTIONS = ("state", "timeout", "settle_seconds")
+WMI_OPTIONS = ("state", "timeout", "settle_seconds", "run_id", "takeover")
+
+
+def _run_options(args: Mapping[str, Any]) -> dict[str, Any]:
+    """run_id and takeover: a run id or nothing (checked against the run id rule with the journal)."""
+    out: dict[str, Any] = {}
+    for option in ("run_id", "takeover"):
+        value = args.get(option)
+        if value is not None and not isinstance(value, str):
+            raise PlanError(f"option {option} must be a run id string such as r-3f2a9c01d4e5b6a7, got {value!r}")
+        out[option] = value or None
+    return out
 
 
 def validate_quiesce_args(args: Mapping[str, Any]) -> dict[str, Any]:
@@ -108,6 +121,7 @@ def validate_quiesce_args(args: Mapping[str, Any]) -> dict[str, Any]:
         "sql_sessions": [dict(s) for s in sessions],
         "timeout": _int("timeout", args.get("timeout", 120), 1, 86400),
         "missing_journal_ok": _bool("missing_journal_ok", args.get("missing_journal_ok", False)),
+        **_run_options(args),
     }
 
 
@@ -117,4 +131,5 @@ def validate_wmi_args(args: Mapping[str, Any]) -> dict[str, Any]:
         "state": _choice("state", args.get("state", "disabled"), ("disabled", "enabled")),
         "timeout": _int("timeout", args.get("timeout", 120), 1, 86400),
         "settle_seconds": _int("settle_seconds", args.get("settle_seconds", 5), 0, 3600),
+        **_run_options(args),
     }

@@ -26,6 +26,7 @@ import copy
 import hashlib
 import json
 import re
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,7 +42,7 @@ MAX_RECORDS = 5000
 MAX_NAME = 256
 _RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_TOP_KEYS = {"schema", "run_id", "host", "created", "updated", "services", "wmi", "processes"}
+_TOP_KEYS = {"schema", "run_id", "host", "created", "updated", "owner", "services", "wmi", "processes"}
 
 
 class JournalError(ValueError):
@@ -87,7 +88,8 @@ def _check_keys(where: str, value: Any, required: set, optional: set = frozenset
 
 def validate(doc: Any) -> dict[str, Any]:
     """Return doc unchanged when it is a valid schema-1 journal; raise JournalError naming the fault."""
-    _check_keys("journal", doc, {"schema", "run_id", "host", "created", "updated"}, {"services", "wmi", "processes"})
+    _check_keys("journal", doc, {"schema", "run_id", "host", "created", "updated"},
+                {"owner", "services", "wmi", "processes"})
     if doc["schema"] != SCHEMA or isinstance(doc["schema"], bool):
         raise JournalError(f"journal schema is {doc['schema']!r}; this collection reads schema {SCHEMA}")
     if not isinstance(doc["run_id"], str) or not _RUN_ID.match(doc["run_id"]):
@@ -95,6 +97,10 @@ def validate(doc: Any) -> dict[str, Any]:
     _check_str("journal host", doc["host"], 255)
     _check_str("journal created", doc["created"], 40)
     _check_str("journal updated", doc["updated"], 40)
+    if "owner" in doc:
+        owner = _check_keys("journal owner", doc["owner"], {"controller", "user"})
+        _check_str("journal owner.controller", owner["controller"], 255)
+        _check_str("journal owner.user", owner["user"], 255)
     if "services" in doc:
         section = _check_keys("journal services", doc["services"], {"status", "records"})
         _check_choice("journal services.status", section["status"], SERVICE_STATUSES)
@@ -177,18 +183,31 @@ def parse(text: str | None) -> dict[str, Any] | None:
     return validate(doc)
 
 
-def make_run_id(host: str, now: str) -> str:
-    """A run id derived from the host and the host's clock: stable for one run, distinct across runs."""
-    digest = hashlib.sha256((f"{host}|{now}").encode()).hexdigest()
-    return "r-" + digest[:16]
+def new_run_id() -> str:
+    """A run id: random (two controllers starting in the same second get different ids), 64 bits."""
+    return "r-" + secrets.token_hex(8)
 
 
-def new_journal(host: str, run_id: str, now: str) -> dict[str, Any]:
-    return {"schema": SCHEMA, "run_id": run_id, "host": host, "created": now, "updated": now}
+def valid_run_id(value: Any) -> bool:
+    return isinstance(value, str) and bool(_RUN_ID.match(value))
+
+
+def new_journal(host: str, run_id: str, now: str, owner: Mapping[str, str] | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"schema": SCHEMA, "run_id": run_id, "host": host, "created": now, "updated": now}
+    if owner:
+        doc["owner"] = {"controller": owner["controller"], "user": owner["user"]}
+    return doc
+
+
+def text_hash(text: str | None) -> str:
+    """What the executor compares before it writes (compare-and-swap): SHA-256 of the journal text's UTF-8
+    bytes as read at gather, '' when there was no journal."""
+    return "" if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def merge_services(
-    doc: Mapping[str, Any] | None, records: Mapping[str, Mapping[str, str]], *, host: str, run_id: str, now: str
+    doc: Mapping[str, Any] | None, records: Mapping[str, Mapping[str, str]], *, host: str, run_id: str, now: str,
+    owner: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The journal after a quiesce run records records.
 
@@ -197,7 +216,7 @@ def merge_services(
     and the restore brings back what the user really had. After a finished restore (status 'restored')
     a new quiesce starts a fresh record set.
     """
-    result = copy.deepcopy(dict(doc)) if doc else new_journal(host, run_id, now)
+    result = copy.deepcopy(dict(doc)) if doc else new_journal(host, run_id, now, owner)
     section = result.get("services")
     if not section or section.get("status") == "restored":
         merged: dict[str, dict[str, str]] = {}
@@ -237,11 +256,12 @@ def service_records(doc: Mapping[str, Any] | None) -> dict[str, dict[str, str]]:
 
 
 def set_wmi(
-    doc: Mapping[str, Any] | None, record: Mapping[str, Any] | None, status: str, *, host: str, run_id: str, now: str
+    doc: Mapping[str, Any] | None, record: Mapping[str, Any] | None, status: str, *, host: str, run_id: str, now: str,
+    owner: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The journal with winmgmt's section set to status. A record is written only when given (the
     planner gives none while an earlier 'disabled' record exists: the original prior state wins)."""
-    result = copy.deepcopy(dict(doc)) if doc else new_journal(host, run_id, now)
+    result = copy.deepcopy(dict(doc)) if doc else new_journal(host, run_id, now, owner)
     section = result.get("wmi")
     if record is not None:
         section = {

@@ -16,7 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 #: Options only the action plugin sets (a task that sets one is refused on the controller).
-INTERNAL_OPTIONS: tuple[str, ...] = ("_phase", "_plan", "_journal_before", "_journal_after", "_continue_on_error")
+INTERNAL_OPTIONS: tuple[str, ...] = (
+    "_phase", "_plan", "_journal_before", "_journal_after", "_journal_expected", "_continue_on_error",
+)
 
 _STR = {"type": "str"}
 

@@ -10,6 +10,7 @@ against the spec extracted from the .ps1 (pscontract); anything the twin does no
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 from collections.abc import Callable
 from importlib.resources import files
@@ -250,6 +251,13 @@ def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
     result: dict[str, Any] = {"changed": False, "journal_path": path, "applied": applied}
     if ctx.check_mode:
         return result
+    # Open-JournalLock + Get-JournalHash: the twin runs one request per host at a time (the endpoint lock), which
+    # is what the exclusive journal.json.lock gives the executor; the compare-and-swap is the same.
+    current = read_journal(host)
+    current_hash = "" if current is None else hashlib.sha256(current.encode("utf-8")).hexdigest()
+    if current_hash != params.get("_journal_expected", ""):
+        raise ModuleFailed(f"the journal {path} changed since this task read it: another run is working on this "
+                           "host; nothing was changed. Run the task again to see which run holds the host.", **result)
     if params.get("_journal_before") is not None:
         try:
             write_journal(host, params["_journal_before"])
@@ -285,7 +293,11 @@ def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
         raise ModuleFailed(f"{len(failures)} of {total} operations failed: {listed}. The host is still in the window: "
                            f"the journal {path} keeps every record. {fix.format(name=failures[0]['name'])}", **result)
     if params.get("_journal_after") is not None:
-        write_journal(host, params["_journal_after"])
+        try:
+            write_journal(host, params["_journal_after"])
+        except WindowsError_ as err:
+            raise ModuleFailed(f"every planned operation ran, but the journal {path} could not be updated: {err}. "
+                               "Run the task again to record the result.", **result) from err
         result["changed"] = True
     # Get-ServiceState: the verification read of every service the plan acted on.
     plan = params.get("_plan") or []

@@ -11,6 +11,7 @@ WIN32_MESSAGES: dict[int, str] = {
     145: "The directory is not empty.",
     267: "The directory name is invalid.",
     183: "Cannot create a file when that file already exists.",
+    112: "There is not enough space on the disk.",
     1051: "A stop control has been sent to a service that other running services are dependent on.",
     1052: "The requested control is not valid for this service.",
     1053: "The service did not respond to the start or control request in a timely fashion.",

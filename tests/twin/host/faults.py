@@ -48,6 +48,7 @@ class Faults:
     setup_exit_code: int | None = None
     reboot_hang: bool = False
     unreachable: bool = False
+    disk_full: bool = False  # every file write fails with ERROR_DISK_FULL (112)
     events: list[Event] = field(default_factory=list)
 
     def due(self, *, at_command: int | None = None, after_op: int | None = None) -> list[Event]:
@@ -68,6 +69,7 @@ class Faults:
         if parsed.setup_exit_code is not None:
             self.setup_exit_code = parsed.setup_exit_code
         self.events.extend(parsed.events)
+        self.disk_full = self.disk_full or parsed.disk_full
         self.reboot_hang = self.reboot_hang or parsed.reboot_hang
         self.unreachable = self.unreachable or parsed.unreachable
 
@@ -80,6 +82,7 @@ class Faults:
             "reboot": {"hang": self.reboot_hang},
             "unreachable": self.unreachable,
             "events": [e.as_dict() for e in self.events],
+            "disk": {"full": self.disk_full},
         }
 
 
@@ -88,7 +91,7 @@ def parse_faults(section: Any, path: str = "faults", service_names: set[str] | N
     if section is None:
         return faults
     data = expect_map(section, path)
-    expect_keys(data, ("services", "connection", "setup", "reboot", "unreachable", "events"), path)
+    expect_keys(data, ("services", "connection", "setup", "reboot", "unreachable", "events", "disk"), path)
     for name, spec in expect_map(data.get("services") or {}, f"{path}.services").items():
         spath = f"{path}.services.{name}"
         if service_names is not None and str(name).lower() not in service_names:
@@ -128,6 +131,10 @@ def parse_faults(section: Any, path: str = "faults", service_names: set[str] | N
         faults.reboot_hang = expect_bool(reboot.get("hang"), f"{path}.reboot.hang")
     if "unreachable" in data:
         faults.unreachable = expect_bool(data["unreachable"], f"{path}.unreachable")
+    if "disk" in data:
+        disk = expect_map(data["disk"], f"{path}.disk")
+        expect_keys(disk, ("full",), f"{path}.disk")
+        faults.disk_full = expect_bool(disk.get("full"), f"{path}.disk.full")
     for i, raw in enumerate(expect_list(data.get("events") or [], f"{path}.events")):
         faults.events.append(parse_event(raw, f"{path}.events[{i}]", service_names))
     return faults

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,8 @@ class FileSystem:
     def __init__(self, clock: Clock, drives: list[str]) -> None:
         self._clock = clock
         self._entries: dict[str, Entry] = {}
+        # Fault disk.full (wired by Host to its faults): every write fails as on a full volume.
+        self.is_full: Callable[[], bool] = lambda: False
         for drive in drives:
             root = normalize_path(drive.rstrip(":") + ":\\")
             self._entries[root.lower()] = Entry(root, True, b"", clock.now())
@@ -85,6 +88,9 @@ class FileSystem:
             self._entries[item.lower()] = Entry(item, True, b"", self._clock.now())
 
     def write(self, path: str, data: bytes, version: dict[str, str] | None = None) -> None:
+        if self.is_full():
+            # WriteFile on a full volume: ERROR_DISK_FULL (112), "There is not enough space on the disk."
+            raise WindowsError_(112, path)
         norm = normalize_path(path)
         parent = parent_of(norm)
         if parent is None or not self.is_dir(parent):

@@ -60,6 +60,7 @@ class Host:
         self.faults: Faults = parts["faults"]
         self.registry: Registry = parts["registry"]
         self.fs: FileSystem = parts["fs"]
+        self.fs.is_full = lambda: self.faults.disk_full  # fault disk.full, also when set at run time
         self.scm: Scm = Scm(self, parts["services"])
         self.processes = ProcessTable(self, parts["processes"])
         self.wmi = Wmi(self)

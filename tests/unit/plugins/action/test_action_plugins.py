@@ -4,6 +4,7 @@ results in order and asserts what the plugin sends and what the user gets (held 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,7 +32,11 @@ def replay(module: str, args: dict[str, Any], results: list[dict[str, Any]], che
     sent: list[dict[str, Any]] = []
     answers = iter(results)
     plugin = object.__new__(PLUGINS[module])
-    plugin._task = SimpleNamespace(args=dict(args), check_mode=check, diff=True, async_val=0, action=module)
+    # The recordings were made as run r-recording (tests/tools/record_executor_outputs.py); a test of another
+    # run says so with run_id: None.
+    args = {"run_id": "r-recording", **args}
+    plugin._task = SimpleNamespace(args={k: v for k, v in args.items() if v is not None}, check_mode=check,
+                                   diff=True, async_val=0, action=module)
     plugin._connection = SimpleNamespace(_shell=SimpleNamespace(tmpdir="C:\\Windows\\TEMP\\ansible"))
 
     def execute_module(module_name: str, module_args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
@@ -155,3 +160,25 @@ def test_bad_input_makes_no_module_call(module: str, args: dict[str, Any], words
     result, sent = replay(module, args, [])
     assert sent == [] and result["failed"] is True and words in result["msg"]
     assert result["msg"].startswith("site01: ") and "nothing was sent to the host" in result["msg"]
+
+
+def test_a_task_of_another_run_is_refused_naming_the_holder_and_takeover_continues_it() -> None:
+    gather = results_of("quiesce_again")[0]
+    holder = json.loads(gather["journal_text"])
+    result, sent = replay("win_service_quiesce", {"state": "restored", "run_id": "r-other"}, [gather])
+    assert [s["_phase"] for s in sent] == ["gather"]
+    assert result["failed"] is True and result["changed"] is False
+    assert f"held by run {holder['run_id']} (started {holder['created']} by " in result["msg"]
+    assert f"takeover: {holder['run_id']}" in result["msg"] and "nothing was changed" in result["msg"]
+    # Check mode refuses nothing: it warns that a real run would be refused.
+    checked, _sent = replay("win_service_quiesce", {"state": "restored", "run_id": "r-other"}, [gather], check=True)
+    assert not checked.get("failed") and any("a real run would be refused" in w for w in checked["warnings"])
+    # Taking over: the journal is continued under its own run id, owned by this controller now.
+    calls = recorded("restore")
+    taken, sent = replay("win_service_quiesce", {"state": "restored", "run_id": "r-other",
+                                                 "takeover": holder["run_id"]}, [c["result"] for c in calls])
+    assert not taken.get("failed"), taken.get("msg")
+    assert any("took this host over from run" in w for w in taken["warnings"])
+    after = json.loads(sent[1]["_journal_after"])
+    assert after["run_id"] == holder["run_id"] and after["services"]["status"] == "restored"
+    assert sent[1]["_journal_expected"] == hashlib.sha256(calls[0]["result"]["journal_text"].encode()).hexdigest()

@@ -25,8 +25,11 @@ def test_defaults() -> None:
         "sql_sessions": [],
         "timeout": 120,
         "missing_journal_ok": False,
+        "run_id": None,
+        "takeover": None,
     }
-    assert validate_wmi_args({}) == {"state": "disabled", "timeout": 120, "settle_seconds": 5}
+    assert validate_wmi_args({}) == {"state": "disabled", "timeout": 120, "settle_seconds": 5, "run_id": None,
+                                     "takeover": None}
 
 
 @pytest.mark.parametrize(
@@ -38,6 +41,7 @@ def test_defaults() -> None:
         ({"bogus": 1}, "unsupported option.*bogus"),
         ({"_plan": []}, "option _plan is internal"),
         ({"timeout": "soon"}, "option timeout must be an integer"),
+        ({"run_id": 5}, "option run_id must be a run id string"),
         ({"timeout": 0}, "between 1 and 86400"),
         ({"disable": "maybe"}, "option disable must be a boolean"),
         ({"processes": ["*"]}, r"option processes\[0\] must be a process name without wildcards"),

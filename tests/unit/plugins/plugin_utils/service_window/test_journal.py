@@ -141,7 +141,11 @@ def test_hostile_but_legal_names_survive_as_data() -> None:
     assert set(json.loads(jr.dumps(doc))["services"]["records"]) == set(names)
 
 
-def test_run_id_is_deterministic_and_distinct() -> None:
-    assert jr.make_run_id("h", NOW) == jr.make_run_id("h", NOW)
-    assert jr.make_run_id("h", NOW) != jr.make_run_id("h", LATER)
-    assert jr.validate(jr.new_journal("h", jr.make_run_id("h", NOW), NOW))
+def test_run_ids_are_random_and_valid_and_the_owner_is_recorded() -> None:
+    ids = {jr.new_run_id() for _ in range(50)}
+    assert len(ids) == 50 and all(jr.valid_run_id(i) for i in ids)
+    doc = jr.validate(jr.new_journal("h", "r-1", NOW, {"controller": "awx-01", "user": "svc_ansible"}))
+    assert doc["owner"] == {"controller": "awx-01", "user": "svc_ansible"}
+    with pytest.raises(JournalError, match="journal owner lacks user"):
+        jr.validate({**doc, "owner": {"controller": "x"}})
+    assert jr.text_hash(None) == "" and len(jr.text_hash("{}")) == 64

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import journal as jr
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.classify import (
     Decision,
     QuiesceOptions,
@@ -26,6 +27,12 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_win
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.quiesce import (
     plan_quiesce,
     plan_restore,
+)
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.run import (
+    Caller,
+    RunDecision,
+    decide_run,
+    process_run_id,
 )
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.verify import broken_promises
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.wmi import (
@@ -466,3 +473,36 @@ def test_verification_names_every_broken_promise() -> None:
     ]
     assert broken_promises(promised, None) == ["the executor returned no verification read"]
     assert broken_promises({}, None) == []
+
+
+def run_journal(run_id: str = "r-holder", finished: bool = False) -> dict:
+    doc = jr.merge_services(None, {"Spooler": {"start_mode": "auto", "state": "running"}}, host="CM01",
+                            run_id=run_id, now="2026-11-29T01:00:00Z", owner={"controller": "ctl1", "user": "ops"})
+    return jr.mark_services_restored(doc, "2026-11-29T02:00:00Z") if finished else doc
+
+
+def test_one_run_per_host() -> None:
+    me = Caller(None, None, "ctl2", "dba")
+    # No journal, or a finished one: this task may start a run, under its process's id.
+    assert decide_run(None, me, "r-mine") == RunDecision("r-mine", new=True)
+    assert decide_run(run_journal(finished=True), me, "r-mine").new is True
+    # An unfinished journal of another run: refused, naming it; check mode only warns.
+    with pytest.raises(PlanError, match=r"held by run r-holder \(started 2026-11-29T01:00:00Z by ops from ctl1\)"):
+        decide_run(run_journal(), me, "r-mine")
+    assert "a real run would be refused" in str(decide_run(run_journal(), me, "r-mine", check_mode=True).warning)
+    # The same run continues; a named run continues across playbook runs; takeover is explicit.
+    assert decide_run(run_journal("r-mine"), me, "r-mine") == RunDecision("r-mine", new=False)
+    assert decide_run(run_journal(), Caller("r-holder", None, "c", "u"), "r-mine").run_id == "r-holder"
+    taken = decide_run(run_journal(), Caller(None, "r-holder", "c", "u"), "r-mine")
+    assert taken.took_over == "r-holder" and taken.run_id == "r-holder" and "took this host over" in str(taken.warning)
+    with pytest.raises(PlanError, match="takeover names r-other, which does not hold it"):
+        decide_run(run_journal(), Caller(None, "r-other", "c", "u"), "r-mine")
+    with pytest.raises(PlanError, match="option run_id 'bad id'"):
+        decide_run(None, Caller("bad id", None, "c", "u"), "r-mine")
+
+
+def test_the_process_run_id_is_stable_per_process_and_distinct_between_processes() -> None:
+    import os
+    assert process_run_id(os.getpid()) == process_run_id(os.getpid())
+    assert process_run_id(os.getpid()) != process_run_id(os.getppid())
+    assert jr.valid_run_id(process_run_id())
