@@ -60,6 +60,7 @@ class ActionModule(JournalAction):
             instance=opts["instance"],
             disable=opts["disable"],
             sql_sessions=tuple(local_sessions(opts["sql_sessions"], str(gathered.get("host_name") or ""))),
+            system_root=str(gathered.get("system_root") or ""),
         )
         base_wmi = jr.wmi_record(None if jr.is_finished(journal) else journal)
         # Winmgmt's dependents that wmi_disable stopped in this window were running before it.
@@ -85,12 +86,18 @@ class ActionModule(JournalAction):
                                     owner=self._caller.owner)
             doc_before = jr.dumps(jr.add_processes(doc, end_ops, now))
         fields: dict[str, Any] = {"plan": [d.as_dict() for d in plan.decisions]}
-        unmatched = unmatched_patterns([*opts["keep"], *opts["stop"]], facts)
-        if unmatched:
-            fields["warnings"] = [
-                f"keep/stop pattern {p!r} matches no service on this host (a typo?); it changed nothing"
-                for p in unmatched
-            ]
+        warnings = [
+            f"keep/stop pattern {p!r} matches no service on this host (a typo?); it changed nothing"
+            for p in unmatched_patterns([*opts["keep"], *opts["stop"]], facts)
+        ]
+        # Services the module cannot change stay running through the window: say which, and why.
+        warnings += [f"{d.name} is not stopped: {d.reason}" for d in plan.decisions if d.source == "unchangeable"]
+        warnings += [
+            f"{u.get('name')} could not be read at all ({u.get('reason')}): it is not in the plan and is left alone"
+            for u in gathered.get("unreadable_services") or []
+        ]
+        if warnings:
+            fields["warnings"] = warnings
         reported_run_id = run_id if (ops or base) else (journal or {}).get("run_id")
         if reported_run_id is not None:
             fields["run_id"] = reported_run_id

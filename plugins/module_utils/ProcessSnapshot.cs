@@ -5,7 +5,7 @@
 // (TH32CS_SNAPPROCESS) and Process32First/Process32Next. System.Diagnostics.Process gives names and ids
 // but no parent id (that needs Win32_Process, i.e. WMI, which is disabled in KB 256202's window).
 // th32ParentProcessID is the creator's id at creation time and is never updated: the caller compares
-// creation times before calling a process a child of a running one (see service_plan.parent_services).
+// creation times before calling a process a child of a running one (see plugin_utils/_service_window/processes.py: parent_services).
 using System;
 using System.Collections.Generic;
 using System.ComponentModel;

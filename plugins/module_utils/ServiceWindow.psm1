@@ -228,23 +228,90 @@ Function Get-VersionEvidence {
     }
     $product = ''
     $company = ''
+    $read = ''
     if ($file -and (Test-Path -LiteralPath $file -PathType Leaf)) {
         $info = [System.Diagnostics.FileVersionInfo]::GetVersionInfo($file)
         if ($info.ProductName) { $product = $info.ProductName }
         if ($info.CompanyName) { $company = $info.CompanyName }
+        $read = $file
     }
-    @{ product_name = $product; company_name = $company }
+    @{ product_name = $product; company_name = $company; binary = $read }
+}
+
+Function Get-ServiceFromRegistry {
+    <#
+    .SYNOPSIS
+    A service whose configuration the SCM refuses to give (QueryServiceConfig: ERROR_ACCESS_DENIED, 5, even to
+    Administrators for some services, as win_service_info notes). ServiceController.StartType and
+    ServicesDependedOn call the same QueryServiceConfig, so the configuration is read from the registry
+    (HKLM\SYSTEM\CurrentControlSet\Services\NAME: Start, DelayedAutostart, DependOnService, ImagePath) and the
+    state with QueryServiceStatus alone (ServiceController.Status). $null when the status cannot be read
+    either: the caller reports the service as unreadable and leaves it out.
+    #>
+    param (
+        [Parameter(Mandatory = $true)][string]$Name,
+        [Parameter(Mandatory = $true)][System.ServiceProcess.ServiceController]$Controller
+    )
+    try {
+        $state = $script:StateNames[[string]$Controller.Status]
+    }
+    catch {
+        return $null
+    }
+    $key = Get-Item -LiteralPath ('HKLM:\SYSTEM\CurrentControlSet\Services\' + $Name)
+    # Start: 0 boot, 1 system, 2 automatic (DelayedAutostart 1: delayed), 3 demand, 4 disabled.
+    $modes = @{ 0 = 'boot'; 1 = 'system'; 2 = 'auto'; 3 = 'manual'; 4 = 'disabled' }
+    $start = [int]$key.GetValue('Start', 3)
+    $mode = $modes[$start]
+    if ($start -eq 2 -and [int]$key.GetValue('DelayedAutostart', 0) -eq 1) {
+        $mode = 'delayed'
+    }
+    @{
+        name = $Name
+        display_name = $Controller.DisplayName
+        start_mode = $mode
+        state = $state
+        dependencies = @($key.GetValue('DependOnService', [string[]]@()))
+        process_id = 0
+        path = [string]$key.GetValue('ImagePath', '')
+        config_readable = $false
+    }
+}
+
+Function Test-ServiceChangeRight {
+    <#
+    .SYNOPSIS
+    True when the service can be opened with the rights to reconfigure and stop it; the handle is closed at
+    once. Tamper-protected security agents refuse them (ERROR_ACCESS_DENIED, 5) even to an administrator.
+    SCManager.Service reads the configuration and status when it opens, hence the two query rights.
+    #>
+    [OutputType([bool])]
+    param ([Parameter(Mandatory = $true)][string]$Name)
+    $rights = [Ansible.Windows.SCManager.ServiceRights]'QueryConfig, QueryStatus, ChangeConfig, Stop'
+    try {
+        $probe = New-Object -TypeName Ansible.Windows.SCManager.Service -ArgumentList @($Name, $rights)
+    }
+    catch [Ansible.Windows.SCManager.ServiceManagerException] {
+        return $false
+    }
+    $probe.Dispose()
+    $true
 }
 
 Function Get-ServiceTable {
     <#
     .SYNOPSIS
     Every Win32 service with start mode (delayed auto-start included), state, dependencies, process id and
-    path, from the SCM. With -VersionEvidence also the binary's ProductName / CompanyName.
+    path, from the SCM, and whether the module can change it (can_change, accepts_stop, config_readable).
+    With -VersionEvidence also the binary's ProductName / CompanyName and which file they come from. A
+    service whose status cannot be read at all is added to Unreadable (name, reason) and left out: one
+    unreadable service must not empty the whole table.
     #>
-    param ([switch]$VersionEvidence)
+    param (
+        [switch]$VersionEvidence,
+        [AllowEmptyCollection()][System.Collections.Generic.List[Object]]$Unreadable = (New-Object -TypeName System.Collections.Generic.List[Object])
+    )
     $rights = [Ansible.Windows.SCManager.ServiceRights]'QueryConfig, QueryStatus'
-    $fallbackModes = @{ Automatic = 'auto'; Manual = 'manual'; Disabled = 'disabled'; Boot = 'boot'; System = 'system' }
     $table = [System.Collections.Generic.List[Object]]@()
     foreach ($controller in [System.ServiceProcess.ServiceController]::GetServices()) {
         $name = $controller.ServiceName
@@ -253,18 +320,14 @@ Function Get-ServiceTable {
         }
         catch [Ansible.Windows.SCManager.ServiceManagerException] {
             $svc = $null
+            $why = $_.Exception.Message
         }
         if ($null -eq $svc) {
-            # Some services refuse SERVICE_QUERY_CONFIG even to Administrators (ERROR_ACCESS_DENIED, 5), as
-            # win_service_info notes: report what ServiceController can read (no delayed flag, no path).
-            $entry = @{
-                name = $name
-                display_name = $controller.DisplayName
-                start_mode = $fallbackModes[[string]$controller.StartType]
-                state = $script:StateNames[[string]$controller.Status]
-                dependencies = @($controller.ServicesDependedOn | ForEach-Object -Process { $_.ServiceName })
-                process_id = 0
-                path = ''
+            $entry = Get-ServiceFromRegistry -Name $name -Controller $controller
+            if ($null -eq $entry) {
+                $Unreadable.Add(@{ name = $name; reason = $why })
+                $controller.Dispose()
+                continue
             }
         }
         else {
@@ -277,12 +340,22 @@ Function Get-ServiceTable {
                     dependencies = @($svc.DependentOn)
                     process_id = [int]$svc.ProcessId
                     path = $svc.Path
+                    config_readable = $true
                 }
             }
             finally {
                 $svc.Dispose()
             }
         }
+        $entry.can_change = $entry.config_readable -and (Test-ServiceChangeRight -Name $name)
+        try {
+            # SERVICE_ACCEPT_STOP of a running service (QueryServiceStatus); a stopped one accepts none.
+            $entry.accepts_stop = ($entry.state -ne 'running') -or $controller.CanStop
+        }
+        catch {
+            $entry.accepts_stop = $false
+        }
+        $controller.Dispose()
         if ($VersionEvidence) {
             try {
                 $evidence = Get-VersionEvidence -Name $name -CommandLine $entry.path
@@ -290,10 +363,11 @@ Function Get-ServiceTable {
             catch {
                 # An unreadable binary or registry key is no evidence: the service is then classified as
                 # third-party unless a list names it.
-                $evidence = @{ product_name = ''; company_name = '' }
+                $evidence = @{ product_name = ''; company_name = ''; binary = '' }
             }
             $entry.product_name = $evidence.product_name
             $entry.company_name = $evidence.company_name
+            $entry.binary = $evidence.binary
         }
         $table.Add($entry)
     }

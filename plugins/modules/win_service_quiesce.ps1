@@ -59,7 +59,10 @@ $module.Result.journal_path = $journalPath
 
 if ($module.Params._phase -eq 'gather') {
     # Read only: safe in check mode.
-    $module.Result.services = Get-ServiceTable -VersionEvidence
+    $unreadable = New-Object -TypeName System.Collections.Generic.List[Object]
+    $module.Result.services = Get-ServiceTable -VersionEvidence -Unreadable $unreadable
+    $module.Result.unreadable_services = $unreadable
+    $module.Result.system_root = $env:SystemRoot
     $module.Result.journal_text = Read-JournalText -Path $journalPath
     $module.Result.host_time = Get-HostTime
     $module.Result.host_name = $env:COMPUTERNAME

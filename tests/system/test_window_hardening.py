@@ -4,6 +4,7 @@ Each test runs the real ansible-playbook over WinRM against a twin host with the
 
 from __future__ import annotations
 
+import copy
 import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 from conftest import play, services
 
 from twin.emulation.configmgr import journal_path
+from twin.host import DEFAULT_SCENARIO
+from twin.host.scenario import read_scenario
 
 HOST = "site01"
 
@@ -220,3 +223,72 @@ def test_a_full_disk_after_a_restore_ran_says_so_and_a_second_restore_records_it
     again = run(runner, "win_service_quiesce", "restored")
     assert not again.get("failed"), again.get("msg")
     assert json.loads(host.fs.read(journal_path(host)))["services"]["status"] == "restored"
+
+
+def test_a_tamper_protected_agent_is_kept_with_a_warning_and_the_rest_stops(make_fleet: Any) -> None:
+    # SepMasterService (Symantec Endpoint Protection) refuses the rights to stop or reconfigure it, as
+    # ansible.windows issue 118 shows; VMTools does not accept a stop control; zabbix's configuration cannot be
+    # read. None of them holds a session: each is kept, named in a warning, and the quiesce goes on.
+    runner = make_fleet(1, {"faults": {"services": {"SepMasterService": {"protected": True},
+                                                    "zabbix Agent 2": {"config_unreadable": True}}}})
+    host = runner.fleet.host(HOST)
+    host.scm.get("VMTools").running_controls = ["shutdown"]
+    res = run(runner, "win_service_quiesce", "quiesced")
+    assert not res.get("failed"), res.get("msg")
+    plan = {d["name"]: d for d in res["plan"]}
+    for name, words in [("SepMasterService", "refuses the rights to stop and reconfigure it"),
+                        ("VMTools", "does not accept a stop control"),
+                        ("zabbix Agent 2", "configuration cannot be read")]:
+        assert plan[name]["action"] == "keep" and plan[name]["source"] == "unchangeable", plan[name]
+        assert words in plan[name]["reason"]
+        assert any(w.startswith(f"{name} is not stopped: ") and words in w for w in res["warnings"]), res["warnings"]
+        assert host.scm.get(name).state == "running"
+    assert host.scm.get("VeeamEndpointBackupSvc").state == "stopped"  # the other third-party services stop
+    assert host.scm.get("SMS_EXECUTIVE").state == "stopped"
+
+
+def test_a_protected_agent_holding_a_session_fails_the_plan_before_any_change(make_fleet: Any) -> None:
+    runner = make_fleet(1, {"faults": {"services": {"SepMasterService": {"protected": True}}}})
+    host = runner.fleet.host(HOST)
+    before = services(host)
+    pid = host.scm.get("SepMasterService").process_id
+    res = run(runner, "win_service_quiesce", "quiesced",
+              f"        sql_sessions: [{{host_process_id: {pid}, program_name: SEP}}]\n")
+    assert res["failed"] is True
+    assert "SepMasterService holds a session on the instance being upgraded" in res["msg"]
+    assert "cannot be stopped" in res["msg"] and "nothing was changed" in res["msg"]
+    assert services(host) == before and not host.fs.exists(journal_path(host))
+
+
+def localized_host() -> dict[str, Any]:
+    """The default host as a French Windows would report it, plus WaaSMedicSvc (Windows Update Medic Service),
+    a Windows service the collection's documented list does not name: only its version resource can keep it."""
+    data = read_scenario(DEFAULT_SCENARIO)
+    medic = copy.deepcopy(next(s for s in data["services"] if s["name"] == "Spooler"))
+    medic.update(name="WaaSMedicSvc", display_name="Windows Update Medic Service", start_mode="manual",
+                 path="C:\\Windows\\system32\\svchost.exe -k wusvcs -p", process_id=9311, dependencies=["RpcSs"])
+    data["services"].append(medic)
+    rpcss = next(s for s in data["services"] if s["name"] == "RpcSs")
+    rpcss["dependency_of"] = [*rpcss["dependency_of"], "WaaSMedicSvc"]  # win_service_info lists both directions
+    data["model"]["services"]["WaaSMedicSvc"] = {"role": "windows", "company_name": "Microsoft Corporation",
+                                                 "service_dll": "C:\\Windows\\System32\\WaaSMedicSvc.dll"}
+    for facts in data["model"]["services"].values():
+        if facts.get("role") == "windows":
+            facts["product_name"] = "Syst\u00e8me d\u2019exploitation Microsoft\u00ae Windows\u00ae"
+    return {"services": data["services"], "model": data["model"]}
+
+
+def test_on_a_localized_windows_no_windows_service_is_stopped(make_fleet: Any) -> None:
+    # FileVersionInfo gives the translated ProductName; CompanyName is not translated.
+    runner = make_fleet(1, localized_host())
+    host = runner.fleet.host(HOST)
+    assert host.scm.get("WaaSMedicSvc").state == "running"
+    windows = [s.name for s in host.scm.all() if s.role == "windows"]
+    res = run(runner, "win_service_quiesce", "quiesced")
+    assert not res.get("failed"), res.get("msg")
+    plan = {d["name"]: d for d in res["plan"]}
+    assert [n for n in windows if plan[n]["action"] == "stop"] == []
+    assert plan["WaaSMedicSvc"]["source"] == "version_resource"
+    assert "Microsoft Corporation, under %SystemRoot%" in plan["WaaSMedicSvc"]["reason"]
+    assert host.scm.get("WaaSMedicSvc").state == "running"
+    assert plan["CcmExec"]["action"] == "stop"  # Microsoft, under C:\\Windows\\CCM: Configuration Manager

@@ -46,6 +46,8 @@ class QuiesceOptions:
     disable: bool = True
     #: SQL sessions on the instance being upgraded: {"host_process_id": int, "program_name": str, ...}
     sql_sessions: tuple[Mapping[str, Any], ...] = ()
+    #: The host's %SystemRoot% (for Windows binaries whose ProductName is localized).
+    system_root: str = ""
 
 
 def _norm_product(text: str) -> str:
@@ -104,6 +106,23 @@ def protected_services(facts: Sequence[ServiceFact], instance: str) -> dict[str,
     return protected
 
 
+#: Configuration Manager client folders under %SystemRoot%: Microsoft binaries that are not Windows.
+_CONFIGMGR_UNDER_WINDOWS = ("ccm", "ccmsetup", "ccmcache")
+
+
+def _windows_binary(fact: ServiceFact, system_root: str) -> bool:
+    """Windows' own binary on a localized Windows, where FileVersionInfo returns a translated ProductName
+    ("Système d'exploitation Microsoft® Windows®"): CompanyName "Microsoft Corporation" (a company name is
+    not translated) and the file under %SystemRoot%, but not in the Configuration Manager client's folders."""
+    if not system_root or not fact.binary or _norm_product(fact.company_name) != "microsoft corporation":
+        return False
+    root = system_root.rstrip("\\").casefold() + "\\"
+    binary = fact.binary.casefold()
+    if not binary.startswith(root):
+        return False
+    return binary[len(root):].split("\\", 1)[0] not in _CONFIGMGR_UNDER_WINDOWS
+
+
 def classify(facts: Sequence[ServiceFact], options: QuiesceOptions) -> list[Decision]:
     """One decision per service, in the order of docs/design.md §4, before the dependents closure."""
     management = {n.casefold() for n in dependency_closure(MANAGEMENT_SERVICES, facts)}
@@ -112,8 +131,29 @@ def classify(facts: Sequence[ServiceFact], options: QuiesceOptions) -> list[Deci
     holders = _session_holders(facts, options.sql_sessions)
     decisions: list[Decision] = []
     for fact in sorted(facts, key=lambda f: f.name.casefold()):
-        decisions.append(_classify_one(fact, options, management, instance_svc, instance_deps, holders))
+        decision = _classify_one(fact, options, management, instance_svc, instance_deps, holders)
+        decisions.append(_within_limits(decision, fact, holders))
     return decisions
+
+
+def _within_limits(decision: Decision, fact: ServiceFact, holders: Mapping[str, str]) -> Decision:
+    """A service the plan would stop but that cannot be stopped and disabled (see ServiceFact.change_limit):
+    kept, with the reason (the action plugin warns, naming it), unless it must stop - it holds a session on
+    the instance being upgraded, or the user asked for it - which fails the plan before any change."""
+    limit = fact.change_limit()
+    if decision.action != "stop" or limit is None:
+        return decision
+    session = holders.get(fact.name.casefold())
+    if session is not None:
+        raise PlanError(
+            f"service {fact.name} holds a session on the instance being upgraded ({session}) but cannot be "
+            f"stopped: {limit}. Stop it with its own tools (a security agent's console or maintenance mode) "
+            "before the upgrade"
+        )
+    if decision.source == "user_stop":
+        raise PlanError(f"service {fact.name} {decision.reason}, but {limit}; remove it from stop, or stop it with "
+                        "its own tools")
+    return Decision(fact.name, "keep", f"would stop ({decision.reason}), but {limit}: kept", "unchangeable")
 
 
 def _classify_one(
@@ -180,6 +220,9 @@ def _classify_one(
         return Decision(name, "keep", f"binary's version resource says {fact.product_name!r}", "version_resource")
     if product.startswith(SQL_PRODUCT):
         return Decision(name, "keep", f"binary's version resource says {fact.product_name!r}", "version_resource")
+    if _windows_binary(fact, options.system_root):
+        return Decision(name, "keep", f"Windows binary ({fact.company_name}, under %SystemRoot%: {fact.binary}; "
+                        f"ProductName {fact.product_name!r})", "version_resource")
     evidence = fact.product_name or "no version resource"
     return Decision(name, "stop", f"neither Windows nor SQL Server ({evidence}); KB 256202 stops it", "third_party")
 
@@ -200,7 +243,7 @@ def close_over_dependents(decisions: Sequence[Decision], facts: Sequence[Service
             current = by_key[dep_fact.name.casefold()]
             if current.action == "stop":
                 continue
-            if current.source in ("user_keep", "management_channel", "instance"):
+            if current.source in ("user_keep", "management_channel", "instance", "unchangeable"):
                 raise PlanError(
                     f"{dep_fact.name} is kept ({current.reason}) but depends on {name}, which stops "
                     f"({by_key[name.casefold()].reason}); Windows stops a service's running "

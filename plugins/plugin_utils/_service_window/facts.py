@@ -39,10 +39,38 @@ class ServiceFact:
     display_name: str = ""
     product_name: str = ""
     company_name: str = ""
+    #: The file whose version resource was read (the binary, or a svchost service's ServiceDll).
+    binary: str = ""
+    #: The service could be opened with the rights to reconfigure and stop it (tamper-protected security
+    #: agents refuse them with ERROR_ACCESS_DENIED, 5, even to an administrator).
+    can_change: bool = True
+    #: A running service accepts SERVICE_CONTROL_STOP (one that does not answers 1052).
+    accepts_stop: bool = True
+    #: QueryServiceConfig worked; otherwise the executor read the configuration from the registry.
+    config_readable: bool = True
 
     @property
     def is_running(self) -> bool:
         return self.state in RUNNING_STATES
+
+    def change_limit(self) -> str | None:
+        """Why this service cannot be stopped and disabled by the module, or None when it can."""
+        if not self.config_readable:
+            return "its configuration cannot be read (QueryServiceConfig: access denied), so it cannot be changed"
+        if not self.can_change:
+            return ("it refuses the rights to stop and reconfigure it (access denied), as tamper-protected "
+                    "security agents do")
+        if self.is_running and not self.accepts_stop:
+            return "it does not accept a stop control (the SCM would answer ERROR_INVALID_SERVICE_CONTROL, 1052)"
+        return None
+
+
+def _flag(name: str, raw: Mapping[str, Any], key: str) -> bool:
+    """A capability flag of the gather (absent: true, as before the executor reported it)."""
+    value = raw.get(key, True)
+    if not isinstance(value, bool):
+        raise PlanError(f"service {name!r} has a malformed {key} {value!r}")
+    return value
 
 
 def facts_from_gather(services: Iterable[Mapping[str, Any]]) -> list[ServiceFact]:
@@ -76,6 +104,10 @@ def facts_from_gather(services: Iterable[Mapping[str, Any]]) -> list[ServiceFact
                 display_name=str(raw.get("display_name") or ""),
                 product_name=str(raw.get("product_name") or ""),
                 company_name=str(raw.get("company_name") or ""),
+                binary=str(raw.get("binary") or ""),
+                can_change=_flag(name, raw, "can_change"),
+                accepts_stop=_flag(name, raw, "accepts_stop"),
+                config_readable=_flag(name, raw, "config_readable"),
             )
         )
     return facts

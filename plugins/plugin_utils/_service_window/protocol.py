@@ -35,10 +35,15 @@ _SERVICE = {
     "dependencies": {"description": "Services it depends on.", "type": "list", "elements": "str"},
     "process_id": {"description": "Process id (0 when stopped).", "type": "int"},
     "path": {"description": "Command line.", **_STR},
+    "can_change": {"description": "Opened with the rights to stop and reconfigure it (closed at once).",
+                   "type": "bool"},
+    "accepts_stop": {"description": "A running service accepts SERVICE_CONTROL_STOP.", "type": "bool"},
+    "config_readable": {"description": "QueryServiceConfig worked (else the registry was read).", "type": "bool"},
 }
 _EVIDENCE = {
     "product_name": {"description": "ProductName of the binary's (or ServiceDll's) version resource.", **_STR},
     "company_name": {"description": "CompanyName of the same version resource.", **_STR},
+    "binary": {"description": "The file whose version resource was read, '' when none.", **_STR},
 }
 _PROCESS = {
     "name": {"description": "Image name without .exe.", **_STR},
@@ -78,6 +83,11 @@ RESULTS: dict[str, dict[str, dict[str, Any]]] = {
                                contains={**_SERVICE, **_EVIDENCE}),
             "processes": _entry("Every process (Toolhelp32 snapshot).", "always", "list", elements="dict",
                                 contains=_PROCESS),
+            "system_root": _entry("The host's %SystemRoot%.", "always", "str"),
+            "unreadable_services": _entry("Services whose status could not be read at all, left out of the table.",
+                                          "always", "list", elements="dict",
+                                          contains={"name": {"description": "Service.", **_STR},
+                                                    "reason": {"description": "The error.", **_STR}}),
         },
         "apply": _APPLY,
     },

@@ -23,6 +23,7 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_win
 from twin.emulation import ModuleContext, ModuleFailed, module
 from twin.emulation.paths import session_env
 from twin.host import Host, WindowsError_
+from twin.host.scenario import binary_of
 
 # Where the journal lives: the schema's x-location (the same file the controller validates against).
 JOURNAL_SCHEMA = json.loads(files(
@@ -76,18 +77,27 @@ def service_table(host: Host, version_evidence: bool) -> list[dict[str, Any]]:
     them per service (scenario `model.services.NAME.product_name`)."""
     table: list[dict[str, Any]] = []
     for svc in host.scm.all():
+        readable = host.scm.config_readable(svc.name)
         entry: dict[str, Any] = {
             "name": svc.name,
             "display_name": svc.display_name,
             "start_mode": svc.start_mode,
             "state": svc.state,
             "dependencies": list(svc.dependencies),
-            "process_id": svc.process_id,
+            # Get-ServiceFromRegistry: without QueryServiceConfig the process id is not read.
+            "process_id": svc.process_id if readable else 0,
             "path": svc.path,
+            "config_readable": readable,
+            # Test-ServiceChangeRight: OpenService with QueryConfig, QueryStatus, ChangeConfig and Stop.
+            "can_change": readable and not host.scm.is_protected(svc.name),
+            # ServiceController.CanStop: SERVICE_ACCEPT_STOP of a running service.
+            "accepts_stop": svc.state != "running" or "stop" in svc.running_controls,
         }
         if version_evidence:
             entry["product_name"] = svc.product_name or ""
             entry["company_name"] = svc.company_name or ""
+            # Get-VersionEvidence reads the binary (the model keeps the evidence per service, not per file).
+            entry["binary"] = binary_of(svc.path) if (svc.product_name or svc.company_name) else ""
         table.append(entry)
     return table
 
@@ -320,6 +330,9 @@ def win_service_quiesce(ctx: ModuleContext) -> dict[str, Any]:
     if ctx.params.get("_phase") == "gather":
         result = _gather(ctx, version_evidence=True)
         result["processes"] = process_snapshot(ctx.host)
+        # Every service's status is readable in the model: the executor's unreadable list stays empty.
+        result["unreadable_services"] = []
+        result["system_root"] = session_env(ctx.host)["SYSTEMROOT"]
         return result
     return _apply(
         ctx,

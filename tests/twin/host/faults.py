@@ -13,8 +13,13 @@ STOP_FAULTS = ("stuck", "slow")
 
 @dataclass
 class ServiceFault:
-    stop: str  # 'stuck': never leaves STOP_PENDING; 'slow': STOP_PENDING for `seconds`
+    stop: str | None = None  # 'stuck': never leaves STOP_PENDING; 'slow': STOP_PENDING for `seconds`
     seconds: float | None = None
+    # Tamper protection (EDR / antivirus agents): OpenService with the rights to change or stop it, and
+    # ChangeServiceConfig / ControlService, answer ERROR_ACCESS_DENIED (5), even to an administrator.
+    protected: bool = False
+    # QueryServiceConfig answers ERROR_ACCESS_DENIED (5); the executor reads the registry instead.
+    config_unreadable: bool = False
 
 
 EVENT_ACTIONS = ("start", "stop", "set_mode")
@@ -75,7 +80,8 @@ class Faults:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "services": {k: {"stop": v.stop, "seconds": v.seconds} for k, v in sorted(self.services.items())},
+            "services": {k: {"stop": v.stop, "seconds": v.seconds, "protected": v.protected,
+                             "config_unreadable": v.config_unreadable} for k, v in sorted(self.services.items())},
             "connection": {"drop_after_commands": self.drop_after_commands,
                            "lose_output_of_command": self.lose_output_of_command},
             "setup": {"exit_code": self.setup_exit_code},
@@ -97,8 +103,12 @@ def parse_faults(section: Any, path: str = "faults", service_names: set[str] | N
         if service_names is not None and str(name).lower() not in service_names:
             raise ScenarioError(spath, f"no service named {name!r} on this host")
         spec = expect_map(spec, spath)
-        expect_keys(spec, ("stop", "seconds"), spath)
-        stop = expect_one_of(spec.get("stop"), STOP_FAULTS, f"{spath}.stop")
+        expect_keys(spec, ("stop", "seconds", "protected", "config_unreadable"), spath)
+        protected = expect_bool(spec.get("protected", False), f"{spath}.protected")
+        unreadable = expect_bool(spec.get("config_unreadable", False), f"{spath}.config_unreadable")
+        if "stop" not in spec and not (protected or unreadable):
+            raise ScenarioError(spath, "give stop (stuck | slow), protected or config_unreadable")
+        stop = expect_one_of(spec.get("stop"), STOP_FAULTS, f"{spath}.stop") if "stop" in spec else None
         seconds = None
         if stop == "slow":
             if "seconds" not in spec:
@@ -106,7 +116,8 @@ def parse_faults(section: Any, path: str = "faults", service_names: set[str] | N
             seconds = float(expect_int(spec["seconds"], f"{spath}.seconds", minimum=1))
         elif "seconds" in spec:
             raise ScenarioError(f"{spath}.seconds", "only valid when stop is 'slow'")
-        faults.services[str(name).lower()] = ServiceFault(stop=stop, seconds=seconds)
+        faults.services[str(name).lower()] = ServiceFault(stop=stop, seconds=seconds, protected=protected,
+                                                          config_unreadable=unreadable)
     if "connection" in data:
         conn = expect_map(data["connection"], f"{path}.connection")
         expect_keys(conn, ("drop_after_commands", "lose_output_of_command"), f"{path}.connection")

@@ -157,8 +157,23 @@ class Scm:
         svc.process_id = self._host.allocate_pid(svc)
         self._host.on_service_started(svc)
 
+    def _check_protected(self, svc: Service, what: str) -> None:
+        """Fault services.NAME.protected: tamper protection refuses the change (ERROR_ACCESS_DENIED, 5)."""
+        fault = self._host.faults.services.get(svc.name.lower())
+        if fault is not None and fault.protected:
+            raise WindowsError_(5, f"{what} of {svc.name} (tamper protection)")
+
+    def is_protected(self, name: str) -> bool:
+        fault = self._host.faults.services.get(self.get(name).name.lower())
+        return fault is not None and fault.protected
+
+    def config_readable(self, name: str) -> bool:
+        fault = self._host.faults.services.get(self.get(name).name.lower())
+        return fault is None or not fault.config_unreadable
+
     def stop(self, name: str, force: bool = False) -> None:
         svc = self.get(name)
+        self._check_protected(svc, "stop")
         if svc.state == "stopped":
             # ControlService(STOP) on a stopped service: ERROR_SERVICE_NOT_ACTIVE (1062).
             raise WindowsError_(1062, svc.name)
@@ -213,6 +228,7 @@ class Scm:
             raise WindowsError_(87, f"start mode {mode!r} is not one of {', '.join(START_MODES)}")
         # ChangeServiceConfig changes the configuration only: a running service keeps running when
         # disabled, and nothing starts when a service is set to auto.
+        self._check_protected(self.get(name), "ChangeServiceConfig")
         self.get(name).start_mode = mode
 
     def kill_process(self, pid: int) -> None:

@@ -85,6 +85,36 @@ finally {
     $null = & "$env:SystemRoot\System32\sc.exe" delete $serviceName
 }
 
+# --- services the module cannot change (issue: tamper-protected agents), staged with a service DACL ----------
+# Service SDDL rights: CC query config, DC change config, LC query status, WP stop, RP start, SD delete, RC
+# read control, WD write DAC. A deny ACE for BUILTIN\Administrators (BA) is what a tamper-protected agent's
+# answer looks like to the module: ERROR_ACCESS_DENIED. The owner keeps WRITE_DAC, so the test can undo it.
+$open = 'D:(A;;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;BA)(A;;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;SY)'
+$cases = @(
+    @{ suffix = 'Prot'; sddl = 'D:(D;;DCWP;;;BA)(A;;CCLCSWRPLOCRSDRCWD;;;BA)(A;;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;SY)'
+        expect = @{ can_change = $false; config_readable = $true } }
+    @{ suffix = 'NoCfg'; sddl = 'D:(D;;CC;;;BA)(A;;LCSWRPWPLOCRSDRCWD;;;BA)(A;;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;SY)'
+        expect = @{ can_change = $false; config_readable = $false } }
+)
+foreach ($case in $cases) {
+    $limited = 'configmgrUtils' + $case.suffix + [System.Guid]::NewGuid().ToString('N').Substring(0, 6)
+    $null = New-Service -Name $limited -BinaryPathName $binary -StartupType Manual -DisplayName 'configmgr.sql_upgrade utils test'
+    try {
+        $null = & "$env:SystemRoot\System32\sc.exe" sdset $limited $case.sddl
+        $unreadable = New-Object -TypeName System.Collections.Generic.List[Object]
+        $row = @(Get-ServiceTable -Unreadable $unreadable | Where-Object -FilterScript { $_.name -eq $limited })
+        $seen = $row | ConvertTo-Json -Compress
+        Test-That "$($case.suffix): the gather still lists the service" ($row.Count -eq 1) $seen
+        Test-That "$($case.suffix): can_change" ($row[0].can_change -eq $case.expect.can_change) $seen
+        Test-That "$($case.suffix): config_readable" ($row[0].config_readable -eq $case.expect.config_readable) $seen
+        Test-That "$($case.suffix): start mode (registry when the SCM refuses)" ($row[0].start_mode -eq 'manual') $seen
+    }
+    finally {
+        $null = & "$env:SystemRoot\System32\sc.exe" sdset $limited $open
+        $null = & "$env:SystemRoot\System32\sc.exe" delete $limited
+    }
+}
+
 # --- start and stop of a real, harmless service (SNMP Trap: demand start, stopped by default) -----------------
 $trap = Get-Service -Name 'SNMPTRAP' -ErrorAction SilentlyContinue
 if ($null -ne $trap -and $trap.Status -eq 'Stopped' -and $trap.StartType -ne 'Disabled') {

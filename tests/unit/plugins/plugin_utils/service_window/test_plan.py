@@ -506,3 +506,43 @@ def test_the_process_run_id_is_stable_per_process_and_distinct_between_processes
     assert process_run_id(os.getpid()) == process_run_id(os.getpid())
     assert process_run_id(os.getpid()) != process_run_id(os.getppid())
     assert jr.valid_run_id(process_run_id())
+
+
+def test_services_that_cannot_be_changed_are_kept_unless_they_must_stop() -> None:
+    agent = ServiceFact("SepMasterService", "auto", "running", process_id=77, can_change=False)
+    nostop = ServiceFact("VMTools", "auto", "running", process_id=78, accepts_stop=False)
+    unreadable = ServiceFact("zabbix Agent 2", "auto", "running", process_id=79, config_readable=False,
+                             can_change=False)
+    stopped_nostop = ServiceFact("Idle", "manual", "stopped", accepts_stop=False)
+    facts = [svc("WinRM", product=WINDOWS), agent, nostop, unreadable, stopped_nostop]
+    got = {d.name: d for d in classify(facts, QuiesceOptions())}
+    for name in ("SepMasterService", "VMTools", "zabbix Agent 2"):
+        assert got[name].action == "keep" and got[name].source == "unchangeable", got[name]
+    assert "tamper-protected" in got["SepMasterService"].reason
+    assert "1052" in got["VMTools"].reason and "cannot be read" in got["zabbix Agent 2"].reason
+    assert got["Idle"].action == "stop"  # a stopped service needs no stop control: it is only disabled
+    with pytest.raises(PlanError, match="SepMasterService holds a session on the instance being upgraded .*"
+                                        "cannot be stopped"):
+        classify(facts, QuiesceOptions(sql_sessions=({"host_process_id": 77},)))
+    with pytest.raises(PlanError, match="service VMTools matches stop pattern 'VM\\*', but it does not accept"):
+        classify(facts, QuiesceOptions(stop=("VM*",)))
+    # A kept unchangeable service that depends on a stopping one: Windows would have to stop it first.
+    dependent = ServiceFact("AgentHelper", "auto", "running", dependencies=("Spooler2",), can_change=False)
+    with pytest.raises(PlanError, match="AgentHelper is kept .* but depends on Spooler2, which stops"):
+        plan_quiesce([svc("WinRM", product=WINDOWS), svc("Spooler2"), dependent], QuiesceOptions())
+
+
+def test_windows_binaries_are_recognised_on_a_localized_windows() -> None:
+    def localized(name: str, binary: str, company: str = "Microsoft Corporation") -> ServiceFact:
+        return ServiceFact(name, "manual", "running", process_id=5, product_name="Microsoft\u00ae Windows\u00ae "
+                           "Betriebssystem", company_name=company, binary=binary)
+    facts = [svc("WinRM", product=WINDOWS),
+             localized("WaaSMedicSvc", "C:\\Windows\\System32\\WaaSMedicSvc.dll"),
+             localized("CcmLike", "C:\\WINDOWS\\CCM\\Agent.exe"),
+             localized("Elsewhere", "D:\\Tools\\agent.exe"),
+             localized("Vendor", "C:\\Windows\\System32\\vendor.dll", company="Contoso Ltd")]
+    got = {d.name: d for d in classify(facts, QuiesceOptions(system_root="C:\\Windows"))}
+    assert got["WaaSMedicSvc"].action == "keep" and got["WaaSMedicSvc"].source == "version_resource"
+    assert [n for n in ("CcmLike", "Elsewhere", "Vendor") if got[n].action != "stop"] == []
+    # Without the host's %SystemRoot% the rule claims nothing.
+    assert {d.name: d for d in classify(facts, QuiesceOptions())}["WaaSMedicSvc"].action == "stop"
