@@ -12,6 +12,7 @@
 #
 # Requires the caller to load
 #   #AnsibleRequires -CSharpUtil ansible_collections.ansible.windows.plugins.module_utils.SCManager
+#   #AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceControl
 # and, for Get-ProcessSnapshot / end_process (win_service_quiesce),
 #   #AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ProcessSnapshot
 
@@ -94,6 +95,64 @@ Function Set-JournalFolderAcl {
     (Get-Item -LiteralPath $Folder -Force).SetAccessControl($acl)
 }
 
+# SYSTEM and BUILTIN\Administrators: the only principals that may own or write the journal.
+$script:TrustedSids = @('S-1-5-18', 'S-1-5-32-544')
+
+Function Get-JournalTrustProblem {
+    <#
+    .SYNOPSIS
+    '' when the journal folder, file and temp file (those that exist) are owned by SYSTEM or Administrators
+    and grant write access to nobody else; otherwise what is wrong, naming the item and the principal. The
+    journal steers what is restored (and, with the lease of KB steps 4 and 6, what SYSTEM restores by
+    itself): a user who pre-created journal.json or its .tmp keeps write access through File.Replace, which
+    keeps the destination's DACL, so such a journal is refused, not repaired.
+    #>
+    [OutputType([string])]
+    param ([Parameter(Mandatory = $true)][string]$Path)
+    $write = [System.Security.AccessControl.FileSystemRights]('WriteData, AppendData, WriteExtendedAttributes, ' +
+        'WriteAttributes, Delete, DeleteSubdirectoriesAndFiles, ChangePermissions, TakeOwnership')
+    $problems = [System.Collections.Generic.List[string]]@()
+    foreach ($item in @((Split-Path -Path $Path -Parent), $Path, ($Path + '.tmp'))) {
+        if (-not (Test-Path -LiteralPath $item)) {
+            continue
+        }
+        $acl = Get-Acl -LiteralPath $item
+        $owner = $acl.GetOwner([System.Security.Principal.SecurityIdentifier]).Value
+        if ($script:TrustedSids -notcontains $owner) {
+            $problems.Add("$item is owned by $owner, not SYSTEM or Administrators")
+        }
+        foreach ($rule in $acl.GetAccessRules($true, $true, [System.Security.Principal.SecurityIdentifier])) {
+            $sid = $rule.IdentityReference.Value
+            if ($rule.AccessControlType -eq 'Allow' -and $script:TrustedSids -notcontains $sid -and
+                ($rule.FileSystemRights -band $write) -ne 0) {
+                $problems.Add("$item grants $sid write access ($($rule.FileSystemRights))")
+            }
+        }
+    }
+    $problems -join '; '
+}
+
+Function Set-JournalFileAcl {
+    <#
+    .SYNOPSIS
+    The same protected ACL as the folder's, on the journal file itself (File.Replace keeps the destination's
+    DACL, so the file's own ACL is set after every replace).
+    #>
+    param ([Parameter(Mandatory = $true)][string]$Path)
+    $system = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-18'
+    $admins = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-32-544'
+    $acl = New-Object -TypeName System.Security.AccessControl.FileSecurity
+    $acl.SetAccessRuleProtection($true, $false)
+    $acl.SetOwner($admins)
+    foreach ($sid in @($system, $admins)) {
+        $rule = New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList @(
+            $sid, [System.Security.AccessControl.FileSystemRights]::FullControl,
+            [System.Security.AccessControl.AccessControlType]::Allow)
+        $acl.AddAccessRule($rule)
+    }
+    [System.IO.File]::SetAccessControl($Path, $acl)
+}
+
 Function Write-JournalText {
     <#
     .SYNOPSIS
@@ -108,9 +167,14 @@ Function Write-JournalText {
     $folder = Split-Path -Path $Path -Parent
     Set-JournalFolderAcl -Folder $folder
     $temp = $Path + '.tmp'
+    # A temp file left over (or planted) keeps its own DACL when reused: delete it, then create it anew
+    # (CreateNew), so it inherits the folder's protected ACL.
+    if (Test-Path -LiteralPath $temp) {
+        [System.IO.File]::Delete($temp)
+    }
     $bytes = (New-Object -TypeName System.Text.UTF8Encoding -ArgumentList $false).GetBytes($Text)
     $stream = New-Object -TypeName System.IO.FileStream -ArgumentList @(
-        $temp, [System.IO.FileMode]::Create, [System.IO.FileAccess]::Write, [System.IO.FileShare]::None)
+        $temp, [System.IO.FileMode]::CreateNew, [System.IO.FileAccess]::Write, [System.IO.FileShare]::None)
     try {
         $stream.Write($bytes, 0, $bytes.Length)
         $stream.Flush($true)
@@ -126,6 +190,7 @@ Function Write-JournalText {
     else {
         [System.IO.File]::Move($temp, $Path)
     }
+    Set-JournalFileAcl -Path $Path
 }
 
 Function Open-JournalLock {
@@ -412,6 +477,137 @@ Function Get-HostTime {
     [System.DateTime]::UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", [System.Globalization.CultureInfo]::InvariantCulture)
 }
 
+Function Get-FreshStatus {
+    <#
+    .SYNOPSIS
+    The service's status now. ServiceController caches Status until Refresh(): reading it without one is how
+    a stop ends in ERROR_SERVICE_NOT_ACTIVE (1062) for a service that stopped by itself in between.
+    #>
+    [OutputType([System.ServiceProcess.ServiceControllerStatus])]
+    param ([Parameter(Mandatory = $true)][System.ServiceProcess.ServiceController]$Controller)
+    $Controller.Refresh()
+    $Controller.Status
+}
+
+Function Stop-PlannedService {
+    <#
+    .SYNOPSIS
+    Bring one service to Stopped, acting on its state now, within TimeoutSeconds. Returns 'already_stopped'
+    when it was stopped (at gather, or by itself since: 1062 is done, not an error) or 'stopped'. Pending
+    states are waited out before the stop control (StartPending / ContinuePending / PausePending answer
+    ERROR_SERVICE_CANNOT_ACCEPT_CTRL, 1061), a StopPending service is only waited for. The control is sent
+    with ControlService, which never stops a dependent: a running dependent not in the plan (started after
+    the plan was made) makes the SCM answer 1051, reported by name. Throws naming the service and the
+    Win32 error otherwise.
+    #>
+    [OutputType([string])]
+    param (
+        [Parameter(Mandatory = $true)][string]$Name,
+        [Parameter(Mandatory = $true)][int]$TimeoutSeconds
+    )
+    $status = [System.ServiceProcess.ServiceControllerStatus]
+    $controller = New-Object -TypeName System.ServiceProcess.ServiceController -ArgumentList $Name
+    try {
+        $deadline = [System.DateTime]::UtcNow.AddSeconds($TimeoutSeconds)
+        $sent = $false
+        while ($true) {
+            $now = Get-FreshStatus -Controller $controller
+            if ($now -eq $status::Stopped) {
+                if ($sent) { return 'stopped' }
+                return 'already_stopped'
+            }
+            if ([System.DateTime]::UtcNow -gt $deadline) {
+                throw "service $Name did not stop within $TimeoutSeconds seconds (state: $now)"
+            }
+            $settled = @($status::Running, $status::Paused) -contains $now
+            if ($settled -and -not $sent) {
+                $code = [ConfigMgr.SqlUpgrade.ServiceControl]::Stop($Name)
+                if ($code -eq 0) {
+                    $sent = $true
+                }
+                elseif ($code -eq 1062) {
+                    return 'already_stopped'  # ERROR_SERVICE_NOT_ACTIVE: it stopped by itself just now
+                }
+                elseif ($code -eq 1051) {
+                    $running = @($controller.DependentServices | Where-Object -FilterScript {
+                            (Get-FreshStatus -Controller $_) -ne $status::Stopped
+                        } | ForEach-Object -Process { $_.ServiceName })
+                    throw "service $Name has running dependents that are not in the plan ($($running -join ', ')); they started after the plan was made: run the task again"
+                }
+                elseif ($code -ne 1061) {
+                    # 1061: it entered a pending state since the read; wait it out and send again.
+                    throw "service ${Name}: the stop control was refused: $([ConfigMgr.SqlUpgrade.ServiceControl]::Describe($code))"
+                }
+            }
+            Start-Sleep -Milliseconds 250
+        }
+    }
+    finally {
+        $controller.Dispose()
+    }
+}
+
+Function Start-PlannedService {
+    <#
+    .SYNOPSIS
+    Bring one service to Running within TimeoutSeconds. Returns 'already_running' or 'started'. A StopPending
+    service is waited for until it has stopped (StartService fails until then, 1061), a Paused one is
+    continued (StartService would answer 1056), a pending one (StartPending, ContinuePending, PausePending)
+    is waited for. A service that falls back to Stopped after the start fails at once, with its Win32 and
+    service-specific exit codes (QueryServiceStatusEx), instead of being waited on for the whole timeout.
+    #>
+    [OutputType([string])]
+    param (
+        [Parameter(Mandatory = $true)][string]$Name,
+        [Parameter(Mandatory = $true)][int]$TimeoutSeconds
+    )
+    $status = [System.ServiceProcess.ServiceControllerStatus]
+    $controller = New-Object -TypeName System.ServiceProcess.ServiceController -ArgumentList $Name
+    try {
+        $deadline = [System.DateTime]::UtcNow.AddSeconds($TimeoutSeconds)
+        $result = 'already_running'
+        $started = $false
+        while ($true) {
+            $now = Get-FreshStatus -Controller $controller
+            if ($now -eq $status::Running) {
+                return $result
+            }
+            if ([System.DateTime]::UtcNow -gt $deadline) {
+                if ($now -eq $status::StopPending) {
+                    throw "service $Name is still stopping after $TimeoutSeconds seconds and cannot be started until it has stopped (state: $now)"
+                }
+                throw "service $Name did not start within $TimeoutSeconds seconds (state: $now)"
+            }
+            if ($now -eq $status::Stopped) {
+                if ($started) {
+                    $svc = New-Object -TypeName Ansible.Windows.SCManager.Service -ArgumentList @(
+                        $Name, [Ansible.Windows.SCManager.ServiceRights]'QueryConfig, QueryStatus')
+                    try {
+                        $win32 = [int]$svc.Win32ExitCode
+                        $specific = [int]$svc.ServiceExitCode
+                    }
+                    finally {
+                        $svc.Dispose()
+                    }
+                    throw ("service $Name stopped while starting: Win32 exit code " +
+                        "$([ConfigMgr.SqlUpgrade.ServiceControl]::Describe($win32)), service-specific exit code $specific")
+                }
+                $controller.Start()
+                $started = $true
+                $result = 'started'
+            }
+            elseif ($now -eq $status::Paused) {
+                $controller.Continue()
+                $result = 'started'
+            }
+            Start-Sleep -Milliseconds 250
+        }
+    }
+    finally {
+        $controller.Dispose()
+    }
+}
+
 Function Invoke-ServiceOp {
     <#
     .SYNOPSIS
@@ -453,80 +649,13 @@ Function Invoke-ServiceOp {
         }
     }
     elseif ($kind -eq 'stop') {
-        $controller = New-Object -TypeName System.ServiceProcess.ServiceController -ArgumentList $name
-        try {
-            # Act on the state at apply time: a service that is stopped now (stopped at gather, or stopped by
-            # itself since) is done; one that started since the gather is stopped like the others.
-            $Op['result'] = 'already_stopped'
-            if ($controller.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Stopped) {
-                $Op['result'] = 'stopped'
-                # The plan stops dependents first. .NET Framework's Stop() would silently stop any dependent
-                # still running (one started after the plan was made), which the journal never recorded.
-                $running = @($controller.DependentServices | Where-Object -FilterScript {
-                        $_.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Stopped
-                    } | ForEach-Object -Process { $_.ServiceName })
-                if ($running.Count -gt 0) {
-                    throw "service $name has running dependents that are not in the plan ($($running -join ', ')); they started after the plan was made: run the task again"
-                }
-                if ($controller.Status -ne [System.ServiceProcess.ServiceControllerStatus]::StopPending) {
-                    $controller.Stop()
-                }
-                try {
-                    $controller.WaitForStatus([System.ServiceProcess.ServiceControllerStatus]::Stopped, $wait)
-                }
-                catch [System.ServiceProcess.TimeoutException] {
-                    throw "service $name did not stop within $TimeoutSeconds seconds (state: $($controller.Status))"
-                }
-            }
-        }
-        finally {
-            $controller.Dispose()
-        }
+        $Op['result'] = Stop-PlannedService -Name $name -TimeoutSeconds $TimeoutSeconds
         # The service's own process is not ended here by its old id: Windows reuses process ids, so the id
         # gathered before the stop may already name another process. Processes a stopped service leaves
         # behind are separate end_process operations, checked by id, name and creation time.
     }
     elseif ($kind -eq 'start') {
-        $controller = New-Object -TypeName System.ServiceProcess.ServiceController -ArgumentList $name
-        try {
-            if ($controller.Status -eq [System.ServiceProcess.ServiceControllerStatus]::StopPending) {
-                # StartService fails until the process reports SERVICE_STOPPED: let the stop finish first.
-                try {
-                    $controller.WaitForStatus([System.ServiceProcess.ServiceControllerStatus]::Stopped, $wait)
-                }
-                catch [System.ServiceProcess.TimeoutException] {
-                    throw "service $name is still stopping after $TimeoutSeconds seconds and cannot be started until it has stopped (state: $($controller.Status))"
-                }
-            }
-            if ($controller.Status -eq [System.ServiceProcess.ServiceControllerStatus]::Paused) {
-                # StartService on a paused service fails with ERROR_SERVICE_ALREADY_RUNNING (1056): continue it.
-                $controller.Continue()
-            }
-            $pending = @([System.ServiceProcess.ServiceControllerStatus]::StartPending,
-                [System.ServiceProcess.ServiceControllerStatus]::ContinuePending,
-                [System.ServiceProcess.ServiceControllerStatus]::Paused)
-            $Op['result'] = 'already_running'
-            if ($controller.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Running) {
-                $Op['result'] = 'started'
-            }
-            if ($pending -notcontains $controller.Status -and
-                $controller.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Running) {
-                # Only a stopped service is started; one already on its way up (a WMI client demand-starting
-                # Winmgmt, say) is only waited for.
-                $controller.Start()
-            }
-            if ($controller.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Running) {
-                try {
-                    $controller.WaitForStatus([System.ServiceProcess.ServiceControllerStatus]::Running, $wait)
-                }
-                catch [System.ServiceProcess.TimeoutException] {
-                    throw "service $name did not start within $TimeoutSeconds seconds (state: $($controller.Status))"
-                }
-            }
-        }
-        finally {
-            $controller.Dispose()
-        }
+        $Op['result'] = Start-PlannedService -Name $name -TimeoutSeconds $TimeoutSeconds
     }
     elseif ($kind -eq 'expect_stopped') {
         # Windows starts a stopped (not disabled) winmgmt again on the next WMI request; after the settle
@@ -572,6 +701,21 @@ Function Get-ProcessCreated {
     }
 }
 
+Function Get-ProcessImageName {
+    <#
+    .SYNOPSIS
+    The one way a process is named here, for the snapshot and for the check before ending it: the
+    Toolhelp32 image name without a trailing '.exe' (what Process.ProcessName gives; GetFileNameWithoutExtension
+    would also cut '.com' or a dotted name's last part, so two names made two ways could differ).
+    #>
+    [OutputType([string])]
+    param ([Parameter(Mandatory = $true)][AllowEmptyString()][string]$ExeFile)
+    if ($ExeFile.EndsWith('.exe', [System.StringComparison]::OrdinalIgnoreCase)) {
+        return $ExeFile.Substring(0, $ExeFile.Length - 4)
+    }
+    $ExeFile
+}
+
 Function Get-ProcessSnapshot {
     <#
     .SYNOPSIS
@@ -583,7 +727,7 @@ Function Get-ProcessSnapshot {
     $found = [System.Collections.Generic.List[Object]]@()
     foreach ($entry in [ConfigMgr.SqlUpgrade.ProcessSnapshot]::Get()) {
         $found.Add(@{
-                name = [System.IO.Path]::GetFileNameWithoutExtension($entry.ExeFile)
+                name = Get-ProcessImageName -ExeFile $entry.ExeFile
                 process_id = [int]$entry.ProcessId
                 parent_process_id = [int]$entry.ParentProcessId
                 created = Get-ProcessCreated -ProcessId $entry.ProcessId
@@ -613,13 +757,22 @@ Function Stop-LeftProcess {
         return 'gone'
     }
     try {
-        if ($process.ProcessName -ne $name -or (Get-ProcessCreated -ProcessId $processId) -ne [long]$Op['created']) {
+        # The same process the plan saw: same id, the same name made the same way (a fresh Toolhelp32 entry),
+        # the same creation time. Windows reuses ids.
+        $entry = @([ConfigMgr.SqlUpgrade.ProcessSnapshot]::Get() | Where-Object -FilterScript { $_.ProcessId -eq $processId })
+        if ($entry.Count -ne 1 -or (Get-ProcessImageName -ExeFile $entry[0].ExeFile) -ne $name -or
+            (Get-ProcessCreated -ProcessId $processId) -ne [long]$Op['created']) {
             return 'gone'
         }
         try {
             $process.Kill()
         }
         catch {
+            # TerminateProcess on a process that is already exiting answers ERROR_ACCESS_DENIED: it is gone.
+            $process.Refresh()
+            if ($process.HasExited) {
+                return 'gone'
+            }
             throw "process $name (id $processId) could not be ended: $($_.Exception.Message)"
         }
         if (-not $process.WaitForExit($TimeoutSeconds * 1000)) {
@@ -667,6 +820,10 @@ Function Invoke-JournaledPlan {
         $Module.FailJson("cannot lock the journal $JournalPath before changing anything: $($_.Exception.Message); nothing was changed", $_)
     }
     try {
+        $untrusted = Get-JournalTrustProblem -Path $JournalPath
+        if ($untrusted) {
+            $Module.FailJson("the journal $JournalPath cannot be trusted: $untrusted; nothing was changed")
+        }
         $current = Get-JournalHash -Text (Read-JournalText -Path $JournalPath)
         if ($current -ne $Module.Params._journal_expected) {
             $Module.FailJson("the journal $JournalPath changed since this task read it: another run is working on " +
@@ -757,7 +914,8 @@ Function Invoke-PlanLocked {
 }
 
 $exported = @(
-    'Get-JournalPath', 'Read-JournalText', 'Write-JournalText', 'Get-ServiceTable', 'Get-ServiceState', 'Get-HostTime',
+    'Get-JournalPath', 'Read-JournalText', 'Write-JournalText', 'Get-JournalTrustProblem', 'Get-ServiceTable',
+    'Get-ServiceState', 'Get-HostTime',
     'Invoke-ServiceOp', 'Invoke-JournaledPlan', 'Get-ProcessSnapshot'
 )
 Export-ModuleMember -Function $exported

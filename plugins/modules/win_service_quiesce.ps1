@@ -6,6 +6,7 @@
 
 #AnsibleRequires -CSharpUtil Ansible.Basic
 #AnsibleRequires -CSharpUtil ansible_collections.ansible.windows.plugins.module_utils.SCManager
+#AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceControl
 #AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ProcessSnapshot
 #AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceWindow
 
@@ -64,6 +65,7 @@ if ($module.Params._phase -eq 'gather') {
     $module.Result.unreadable_services = $unreadable
     $module.Result.system_root = $env:SystemRoot
     $module.Result.journal_text = Read-JournalText -Path $journalPath
+    $module.Result.journal_untrusted = Get-JournalTrustProblem -Path $journalPath
     $module.Result.host_time = Get-HostTime
     $module.Result.host_name = $env:COMPUTERNAME
     # Every process with its parent id (Toolhelp32, no WMI); the controller picks what to end.

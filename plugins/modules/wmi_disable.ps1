@@ -6,6 +6,7 @@
 
 #AnsibleRequires -CSharpUtil Ansible.Basic
 #AnsibleRequires -CSharpUtil ansible_collections.ansible.windows.plugins.module_utils.SCManager
+#AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceControl
 #AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceWindow
 
 # Thin executor of wmi_disable (KB 256202 steps 3 and 7). The action plugin (plugins/action/wmi_disable.py)
@@ -50,6 +51,7 @@ $module.Result.journal_path = $journalPath
 if ($module.Params._phase -eq 'gather') {
     $module.Result.services = Get-ServiceTable
     $module.Result.journal_text = Read-JournalText -Path $journalPath
+    $module.Result.journal_untrusted = Get-JournalTrustProblem -Path $journalPath
     $module.Result.host_time = Get-HostTime
     $module.Result.host_name = $env:COMPUTERNAME
     $module.ExitJson()

@@ -292,3 +292,84 @@ def test_on_a_localized_windows_no_windows_service_is_stopped(make_fleet: Any) -
     assert "Microsoft Corporation, under %SystemRoot%" in plan["WaaSMedicSvc"]["reason"]
     assert host.scm.get("WaaSMedicSvc").state == "running"
     assert plan["CcmExec"]["action"] == "stop"  # Microsoft, under C:\\Windows\\CCM: Configuration Manager
+
+
+def test_a_service_that_stopped_by_itself_before_the_apply_is_done_not_an_error(make_fleet: Any) -> None:
+    # SMS_EXECUTIVE runs at gather and stops by itself just before the apply (ControlService would answer
+    # ERROR_SERVICE_NOT_ACTIVE, 1062): the executor acts on the state it finds.
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    host.faults.update({"events": [{"service": "SMS_EXECUTIVE", "do": "stop",
+                                    "at_command": host.counters.winrm_commands + 2}]})
+    res = run(runner, "win_service_quiesce", "quiesced")
+    assert not res.get("failed"), res.get("msg")
+    assert (host.scm.get("SMS_EXECUTIVE").start_mode, host.scm.get("SMS_EXECUTIVE").state) == ("disabled", "stopped")
+    assert "SMS_EXECUTIVE" not in res["stopped"] and "SMS_EXECUTIVE" in res["disabled"]
+    doc = json.loads(host.fs.read(journal_path(host)))
+    assert doc["services"]["records"]["SMS_EXECUTIVE"] == {"start_mode": "auto", "state": "running"}
+
+
+def test_a_dependent_that_starts_again_after_its_stop_fails_the_stop_naming_it_and_nothing_cascades(
+        make_fleet: Any) -> None:
+    # With disable: false nothing holds smstsmgr down: it starts again right after its own stop, before
+    # CcmExec (which it depends on) is stopped. ControlService does not stop it with CcmExec (1051): the stop
+    # of CcmExec fails naming it, and smstsmgr is left running, not stopped unrecorded.
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    host.scm.start("smstsmgr")  # a task sequence is running: smstsmgr runs, and it depends on CcmExec
+    before = services(host)
+    host.faults.update({"events": [{"service": "smstsmgr", "do": "start", "after_op_for": "smstsmgr"}]})
+    res = run(runner, "win_service_quiesce", "quiesced", "        disable: false\n")
+    assert res["failed"] is True
+    assert "stop of service CcmExec failed" in res["msg"] and "running dependents (smstsmgr)" in res["msg"]
+    assert "never cascades" in res["msg"]
+    assert host.scm.get("smstsmgr").state == "running" and host.scm.get("CcmExec").state == "running"
+    host.scm.stop("smstsmgr", force=True)
+    back = run(runner, "win_service_quiesce", "restored")
+    assert not back.get("failed"), back.get("msg")
+    assert services(host) == before
+
+
+def test_a_start_that_fails_is_reported_with_its_exit_code_and_the_restore_goes_on(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    before = services(host)
+    assert run(runner, "win_service_quiesce", "quiesced")["changed"] is True
+    # At restore time SMS_NOTIFICATION_SERVER's process dies while starting (ERROR_PROCESS_ABORTED, 1067).
+    host.faults.update({"services": {"SMS_NOTIFICATION_SERVER": {"start_exit_code": 1067}}})
+    started = host.clock.now()
+    res = run(runner, "win_service_quiesce", "restored")
+    assert res["failed"] is True
+    failure = next(f for f in res["failures"] if f["name"] == "SMS_NOTIFICATION_SERVER")
+    assert "stopped while starting: Win32 exit code The process terminated unexpectedly. (1067)" in failure["msg"]
+    assert host.clock.now() - started < 60  # reported at once, not after the 120 s timeout
+    after = services(host)
+    assert [n for n in before if after[n] != before[n]] == ["SMS_NOTIFICATION_SERVER"]
+
+
+USERS = "S-1-5-32-545"  # BUILTIN\Users
+
+
+def test_a_journal_a_user_can_write_is_refused_before_any_change(make_fleet: Any) -> None:
+    # A non-admin pre-creates journal.json in the journal folder with a DACL of their own (File.Replace would
+    # keep it): the module refuses to read or write that journal.
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    assert run(runner, "win_service_quiesce", "quiesced")["changed"] is True
+    assert run(runner, "win_service_quiesce", "restored")["changed"] is True
+    before = services(host)
+    path = journal_path(host)
+    assert host.fs.security(path) == {"owner": "S-1-5-32-544", "writers": ["S-1-5-18", "S-1-5-32-544"]}
+    host.fs.set_security(path, USERS, [USERS])
+    res = run(runner, "win_service_quiesce", "quiesced")
+    assert res["failed"] is True and res["changed"] is False
+    assert "cannot be trusted" in res["msg"] and f"owned by {USERS}" in res["msg"]
+    assert "nothing was changed" in res["msg"]
+    assert services(host) == before
+    # A planted temp file with a writable DACL is refused too.
+    host.fs.set_security(path, "S-1-5-32-544", ["S-1-5-18", "S-1-5-32-544"])
+    host.fs.write(path + ".tmp", b"{}")
+    host.fs.set_security(path + ".tmp", "S-1-5-32-544", ["S-1-5-18", USERS])
+    res = run(runner, "win_service_quiesce", "quiesced")
+    assert res["failed"] is True and f"grants {USERS} write access" in res["msg"]
+    assert services(host) == before

@@ -11,7 +11,9 @@ Scenario (a dict or YAML file) is merged into the host data file: top-level keys
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import os
+import re
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +28,29 @@ DEFAULT_HOST_FILE = Path(__file__).parent / "data" / "site_server.yml"
 USER = "Administrator"
 # A fixed password: the twin is a loopback test fixture; the inventory written for it carries it.
 PASSWORD = "Tw1n-P@ssw0rd"
+
+
+def distinct_identity(data: dict[str, Any], index: int, own: dict[str, Any]) -> dict[str, Any]:
+    """Host `index` of a fleet as its own server: its own computer name (CM01, CM02, ... from the host file's
+    name, unless the host's own scenario names it), in the registry's ComputerName keys and the SMS SQL
+    Server value too, and its own clock, started `index` x 7 seconds after the first host's (a fleet of
+    copies would share one computer name and one clock, which no real fleet does)."""
+    data = copy.deepcopy(data)
+    host = data["host"]
+    old = str(host["computer_name"])
+    if "computer_name" not in (own.get("host") or {}):
+        stem = re.sub(r"\d+$", "", old)[:13] or "HOST"
+        new = f"{stem}{index + 1:02d}"
+        host["computer_name"] = new
+        for values in (data.get("registry") or {}).values():
+            for key, value in list(values.items()):
+                if isinstance(value, str) and (value == old or value.startswith(old + ".")):
+                    values[key] = new + value[len(old):]
+    offset = dt.timedelta(seconds=7 * index)
+    for key in ("clock_start", "boot_time"):
+        if key in host and key not in (own.get("host") or {}):
+            host[key] = (dt.datetime.fromisoformat(str(host[key]).replace("Z", "+00:00")) + offset).isoformat()
+    return data
 
 
 def _merge(base: Any, override: Any) -> Any:
@@ -81,6 +106,8 @@ class Fleet:
         self.listeners: dict[str, Listener] = {}
         for index, name in enumerate(names):
             data = _merge(common, per_host[name]) if name in per_host else common
+            if size > 1:
+                data = distinct_identity(data, index, per_host.get(name) or {})
             self.hosts[name] = load_host(data, name=name, seed=seed + index)
         for index, name in enumerate(names):
             if distinct_addresses:

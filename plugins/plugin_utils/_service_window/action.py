@@ -178,6 +178,13 @@ class JournalAction(ActionBase):
         if gathered.get("failed"):
             return failure(f"gathering services failed: {gathered.get('msg')}")
         path = gathered.get("journal_path", jr.JOURNAL_PATH)
+        if gathered.get("journal_untrusted"):
+            return failure(
+                f"the journal {path} cannot be trusted: {gathered['journal_untrusted']}; nothing was changed. "
+                "Someone other than SYSTEM or Administrators can write it, so its records could be forged: check "
+                "them, put the host back by hand if needed, delete the folder, and run again",
+                journal_path=path,
+            )
         try:
             journal = jr.parse(gathered.get("journal_text"))
         except JournalError as exc:

@@ -54,6 +54,8 @@ _PROCESS = {
 _COMMON_GATHER = {
     "journal_path": _entry("Where the on-host journal is.", "always", "str"),
     "journal_text": _entry("The journal file's text, null when there is none.", "always", "str"),
+    "journal_untrusted": _entry("'' when the journal folder and files are owned by SYSTEM or Administrators and "
+                                "writable by nobody else; otherwise what is wrong.", "always", "str"),
     "host_time": _entry("The host's UTC clock, yyyy-MM-ddTHH:mm:ssZ.", "always", "str"),
     "host_name": _entry("The host's computer name.", "always", "str"),
 }

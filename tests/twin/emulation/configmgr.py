@@ -23,6 +23,8 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_win
 from twin.emulation import ModuleContext, ModuleFailed, module
 from twin.emulation.paths import session_env
 from twin.host import Host, WindowsError_
+from twin.host.errors import WIN32_MESSAGES
+from twin.host.fs import ADMINISTRATORS, SYSTEM
 from twin.host.scenario import binary_of
 
 # Where the journal lives: the schema's x-location (the same file the controller validates against).
@@ -31,6 +33,7 @@ JOURNAL_SCHEMA = json.loads(files(
 ).joinpath("journal.schema.json").read_text(encoding="utf-8"))
 JOURNAL_FOLDER = JOURNAL_SCHEMA["x-location"]["folder"]
 JOURNAL_FILE = JOURNAL_SCHEMA["x-location"]["file"]
+TRUSTED = (SYSTEM, ADMINISTRATORS)  # Get-JournalTrustProblem's $script:TrustedSids
 # ServiceController.WaitForStatus polls QueryServiceStatus every 250 ms until the status or the timeout.
 POLL_SECONDS = 0.25
 
@@ -59,16 +62,33 @@ def read_journal(host: Host) -> str | None:
 
 
 def write_journal(host: Host, text: str) -> None:
-    """Write-JournalText: create the folder (its protected ACL is not modelled: the twin has no ACLs, so a
-    test cannot prove it), write a temp file and rename it over the journal. The model's write is atomic,
-    which is what the temp + flush + rename gives on NTFS."""
+    """Write-JournalText: create the folder, delete a left-over temp file, write a new temp file and rename it
+    over the journal, then give the file its protected ACL (Set-JournalFileAcl; the model keeps owner and
+    writers only). The model's write is atomic, which is what the temp + flush + rename gives on NTFS."""
     path = journal_path(host)
     folder = _folder(path)
     if not host.fs.is_dir(folder):
         host.fs.mkdir(folder)
+    if host.fs.exists(path + ".tmp"):
+        host.fs.remove(path + ".tmp")
     host.fs.write(path + ".tmp", text.encode("utf-8"))
     host.fs.write(path, host.fs.read(path + ".tmp"))
     host.fs.remove(path + ".tmp")
+    host.fs.set_security(path, ADMINISTRATORS, [SYSTEM, ADMINISTRATORS])
+
+
+def journal_trust_problem(host: Host) -> str:
+    """Get-JournalTrustProblem: '' or what is wrong with the folder, file and temp file that exist."""
+    path = journal_path(host)
+    problems: list[str] = []
+    for item in (_folder(path), path, path + ".tmp"):
+        if not host.fs.exists(item):
+            continue
+        security = host.fs.security(item)
+        if security["owner"] not in TRUSTED:
+            problems.append(f"{item} is owned by {security['owner']}, not SYSTEM or Administrators")
+        problems += [f"{item} grants {sid} write access (Write)" for sid in security["writers"] if sid not in TRUSTED]
+    return "; ".join(problems)
 
 
 def service_table(host: Host, version_evidence: bool) -> list[dict[str, Any]]:
@@ -178,14 +198,16 @@ def _op_stop(host: Host, op: dict[str, Any], timeout: int) -> None:
     op["result"] = "already_stopped"
     if svc.state != "stopped":
         op["result"] = "stopped"
-        # The executor refuses to let ServiceController.Stop() cascade to dependents the plan does not
-        # hold (started after the plan was made): they would be stopped without a journal record.
+        # Stop-PlannedService: ControlService never stops a dependent; with one running the SCM answers 1051,
+        # which the executor reports naming them (a dependent stopped unrecorded would be lost to the journal).
         running = [d for d in host.scm.get(name).dependency_of if host.scm.get(d).state != "stopped"]
         if running:
-            raise _OpError(f"service {name} has running dependents that are not in the plan "
-                           f"({', '.join(running)}); they started after the plan was made: run the task again")
+            raise _OpError(f"service {name} has running dependents ({', '.join(running)}) that the plan did not "
+                           "stop, or that started again after their own stop; a stop never cascades: run the "
+                           "task again")
         if svc.state != "stop_pending":
-            host.scm.stop(name, force=True)
+            # Stop-PlannedService: ControlService(SERVICE_CONTROL_STOP), which never stops a dependent.
+            host.scm.stop(name, force=False)
         _wait_stopped(host, name, timeout)
     # The service's own process ends with the service in the model; the executor does not end a
     # lingering one by its old id (ids are reused). Its helpers are separate end_process operations.
@@ -205,6 +227,12 @@ def _op_start(host: Host, op: dict[str, Any], timeout: int) -> None:
     if svc.state != "running":
         op["result"] = "started"
         host.scm.start(name)  # the model starts instantly; dependencies first, 1058 if disabled
+        if svc.state == "stopped":
+            # Start-PlannedService: the service fell back to Stopped after StartService succeeded (fault
+            # services.NAME.start_exit_code): fail at once with its exit codes, not after the whole timeout.
+            code = svc.win32_exit_code
+            raise _OpError(f"service {name} stopped while starting: Win32 exit code {WIN32_MESSAGES[code]} ({code}), "
+                           "service-specific exit code 0")
 
 
 def _op_expect_stopped(host: Host, op: dict[str, Any], timeout: int) -> None:
@@ -247,6 +275,7 @@ def _gather(ctx: ModuleContext, version_evidence: bool) -> dict[str, Any]:
         "journal_path": journal_path(host),
         "services": service_table(host, version_evidence),
         "journal_text": read_journal(host),
+        "journal_untrusted": journal_trust_problem(host),
         "host_time": host_time(host),
         "host_name": host.computer_name,
     }
@@ -263,6 +292,9 @@ def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
         return result
     # Open-JournalLock + Get-JournalHash: the twin runs one request per host at a time (the endpoint lock), which
     # is what the exclusive journal.json.lock gives the executor; the compare-and-swap is the same.
+    untrusted = journal_trust_problem(host)
+    if untrusted:
+        raise ModuleFailed(f"the journal {path} cannot be trusted: {untrusted}; nothing was changed", **result)
     current = read_journal(host)
     current_hash = "" if current is None else hashlib.sha256(current.encode("utf-8")).hexdigest()
     if current_hash != params.get("_journal_expected", ""):
@@ -294,7 +326,7 @@ def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
         if op.get("result") not in NO_CHANGE_RESULTS:
             result["changed"] = True
         # Fault events between two operations of one apply (after the K-th operation that completed).
-        host.fire_events(after_op=len(applied))
+        host.fire_events(after_op=len(applied), after_op_for=str(op.get("name")))
     if failures:
         # Invoke-JournaledPlan: a restore lists every failure and leaves _journal_after unwritten.
         result["failures"] = failures

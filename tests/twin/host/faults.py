@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ScenarioError
+from .errors import WIN32_MESSAGES, ScenarioError
 from .validate import expect_bool, expect_int, expect_keys, expect_list, expect_map, expect_one_of, expect_str
 
 STOP_FAULTS = ("stuck", "slow")
@@ -20,6 +20,8 @@ class ServiceFault:
     protected: bool = False
     # QueryServiceConfig answers ERROR_ACCESS_DENIED (5); the executor reads the registry instead.
     config_unreadable: bool = False
+    # StartService succeeds, then the service stops while starting with this Win32 exit code (e.g. 1067).
+    start_exit_code: int | None = None
 
 
 EVENT_ACTIONS = ("start", "stop", "set_mode")
@@ -36,11 +38,12 @@ class Event:
     action: str  # start | stop | set_mode
     at_command: int | None = None
     after_op: int | None = None
+    after_op_for: str | None = None  # after the apply's operation on this service (or process) name
     start_mode: str | None = None  # for set_mode
 
     def as_dict(self) -> dict[str, Any]:
         return {"service": self.service, "do": self.action, "at_command": self.at_command,
-                "after_op": self.after_op, "start_mode": self.start_mode}
+                "after_op": self.after_op, "after_op_for": self.after_op_for, "start_mode": self.start_mode}
 
 
 @dataclass
@@ -56,10 +59,12 @@ class Faults:
     disk_full: bool = False  # every file write fails with ERROR_DISK_FULL (112)
     events: list[Event] = field(default_factory=list)
 
-    def due(self, *, at_command: int | None = None, after_op: int | None = None) -> list[Event]:
+    def due(self, *, at_command: int | None = None, after_op: int | None = None,
+            after_op_for: str | None = None) -> list[Event]:
         """The events due at this moment, removed from the list (each fires once)."""
         now = [e for e in self.events if (at_command is not None and e.at_command == at_command)
-               or (after_op is not None and e.after_op == after_op)]
+               or (after_op is not None and e.after_op == after_op)
+               or (after_op_for is not None and (e.after_op_for or "").lower() == after_op_for.lower())]
         self.events = [e for e in self.events if e not in now]
         return now
 
@@ -81,7 +86,8 @@ class Faults:
     def snapshot(self) -> dict[str, Any]:
         return {
             "services": {k: {"stop": v.stop, "seconds": v.seconds, "protected": v.protected,
-                             "config_unreadable": v.config_unreadable} for k, v in sorted(self.services.items())},
+                             "config_unreadable": v.config_unreadable, "start_exit_code": v.start_exit_code}
+                         for k, v in sorted(self.services.items())},
             "connection": {"drop_after_commands": self.drop_after_commands,
                            "lose_output_of_command": self.lose_output_of_command},
             "setup": {"exit_code": self.setup_exit_code},
@@ -103,11 +109,17 @@ def parse_faults(section: Any, path: str = "faults", service_names: set[str] | N
         if service_names is not None and str(name).lower() not in service_names:
             raise ScenarioError(spath, f"no service named {name!r} on this host")
         spec = expect_map(spec, spath)
-        expect_keys(spec, ("stop", "seconds", "protected", "config_unreadable"), spath)
+        expect_keys(spec, ("stop", "seconds", "protected", "config_unreadable", "start_exit_code"), spath)
         protected = expect_bool(spec.get("protected", False), f"{spath}.protected")
         unreadable = expect_bool(spec.get("config_unreadable", False), f"{spath}.config_unreadable")
-        if "stop" not in spec and not (protected or unreadable):
-            raise ScenarioError(spath, "give stop (stuck | slow), protected or config_unreadable")
+        start_code = None
+        if "start_exit_code" in spec:
+            start_code = expect_int(spec["start_exit_code"], f"{spath}.start_exit_code", minimum=1)
+            if start_code not in WIN32_MESSAGES:
+                raise ScenarioError(f"{spath}.start_exit_code", f"{start_code} is not a Win32 error the model knows "
+                                    f"({', '.join(map(str, sorted(WIN32_MESSAGES)))})")
+        if "stop" not in spec and not (protected or unreadable or start_code):
+            raise ScenarioError(spath, "give stop (stuck | slow), protected, config_unreadable or start_exit_code")
         stop = expect_one_of(spec.get("stop"), STOP_FAULTS, f"{spath}.stop") if "stop" in spec else None
         seconds = None
         if stop == "slow":
@@ -117,7 +129,7 @@ def parse_faults(section: Any, path: str = "faults", service_names: set[str] | N
         elif "seconds" in spec:
             raise ScenarioError(f"{spath}.seconds", "only valid when stop is 'slow'")
         faults.services[str(name).lower()] = ServiceFault(stop=stop, seconds=seconds, protected=protected,
-                                                          config_unreadable=unreadable)
+                                                          config_unreadable=unreadable, start_exit_code=start_code)
     if "connection" in data:
         conn = expect_map(data["connection"], f"{path}.connection")
         expect_keys(conn, ("drop_after_commands", "lose_output_of_command"), f"{path}.connection")
@@ -154,7 +166,8 @@ def parse_faults(section: Any, path: str = "faults", service_names: set[str] | N
 def parse_event(raw: Any, path: str, service_names: set[str] | None = None) -> Event:
     """One `events` entry: {service, do: start|stop|set_mode, start_mode (set_mode), at_command | after_op}."""
     item = expect_map(raw, path)
-    expect_keys(item, ("service", "do", "start_mode", "at_command", "after_op"), path, required=("service", "do"))
+    expect_keys(item, ("service", "do", "start_mode", "at_command", "after_op", "after_op_for"), path,
+                required=("service", "do"))
     service = expect_str(item["service"], f"{path}.service")
     if service_names is not None and service.lower() not in service_names:
         raise ScenarioError(f"{path}.service", f"no service named {service!r} on this host")
@@ -164,10 +177,14 @@ def parse_event(raw: Any, path: str, service_names: set[str] | None = None) -> E
         mode = expect_one_of(item.get("start_mode"), EVENT_MODES, f"{path}.start_mode")
     elif "start_mode" in item:
         raise ScenarioError(f"{path}.start_mode", "only valid with do: set_mode")
-    when = [k for k in ("at_command", "after_op") if k in item]
+    when = [k for k in ("at_command", "after_op", "after_op_for") if k in item]
     if len(when) != 1:
-        raise ScenarioError(path, "give exactly one of at_command (before the N-th WinRM command) or after_op "
-                                  "(after the K-th operation of an apply)")
+        raise ScenarioError(path, "give exactly one of at_command (before the N-th WinRM command), after_op "
+                                  "(after the K-th operation of an apply) or after_op_for (after the apply's "
+                                  "operation on that name)")
+    if when[0] == "after_op_for":
+        return Event(service, action, after_op_for=expect_str(item["after_op_for"], f"{path}.after_op_for"),
+                     start_mode=mode)
     moment = expect_int(item[when[0]], f"{path}.{when[0]}", minimum=1)
     return Event(service, action, at_command=moment if when[0] == "at_command" else None,
                  after_op=moment if when[0] == "after_op" else None, start_mode=mode)

@@ -43,6 +43,10 @@ def parent_of(path: str) -> str | None:
     return head + "\\" if _DRIVE.match(head) else head
 
 
+SYSTEM = "S-1-5-18"
+ADMINISTRATORS = "S-1-5-32-544"
+
+
 @dataclass
 class Entry:
     path: str
@@ -50,6 +54,9 @@ class Entry:
     data: bytes
     mtime: float
     version: dict[str, str] | None = None  # the file's version resource (ProductName, CompanyName ...)
+    # Its security descriptor as far as the journal's trust needs it: the owner SID and the SIDs granted any
+    # write right. None: owner Administrators, write for SYSTEM and Administrators only (a protected ACL).
+    security: dict[str, Any] | None = None
 
 
 class FileSystem:
@@ -100,7 +107,9 @@ class FileSystem:
         if existing is not None and existing.is_dir:
             raise WindowsError_(5, f"{path} is a directory")
         display = existing.path if existing is not None else norm
-        self._entries[norm.lower()] = Entry(display, False, bytes(data), self._clock.now(), version)
+        # Overwriting a file keeps its security descriptor (so does File.Replace for the destination's DACL).
+        security = existing.security if existing is not None else None
+        self._entries[norm.lower()] = Entry(display, False, bytes(data), self._clock.now(), version, security)
 
     def read(self, path: str) -> bytes:
         entry = self._get(path)
@@ -157,6 +166,20 @@ class FileSystem:
         if sha1 and not entry.is_dir:
             out["sha1"] = hashlib.sha1(entry.data).hexdigest()
         return out
+
+    def set_security(self, path: str, owner: str, writers: list[str]) -> None:
+        """Set-Acl, reduced to what the model reads: the owner SID and the SIDs granted write access."""
+        entry = self._get(path)
+        if entry is None:
+            raise WindowsError_(2, path)
+        entry.security = {"owner": owner, "writers": list(writers)}
+
+    def security(self, path: str) -> dict[str, Any]:
+        """Get-Acl, reduced: owner and writers (the protected default when never set)."""
+        entry = self._get(path)
+        if entry is None:
+            raise WindowsError_(2, path)
+        return dict(entry.security or {"owner": ADMINISTRATORS, "writers": [SYSTEM, ADMINISTRATORS]})
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return {

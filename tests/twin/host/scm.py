@@ -151,6 +151,15 @@ class Scm:
                 self._start(dep, chain + (svc.name,))
             except WindowsError_ as err:
                 raise WindowsError_(1068, f"{svc.name}: dependency {dep.name} failed: {err}") from err
+            if dep.state == "stopped":
+                # The dependency stopped while starting (fault start_exit_code): the dependent cannot start.
+                raise WindowsError_(1068, f"{svc.name}: dependency {dep.name} stopped while starting")
+        fault = self._host.faults.services.get(svc.name.lower())
+        if fault is not None and fault.start_exit_code:
+            # StartService succeeded, the process started and stopped again while starting: the SCM records
+            # SERVICE_STOPPED with the exit code (what QueryServiceStatusEx's dwWin32ExitCode then shows).
+            svc.win32_exit_code = fault.start_exit_code
+            return
         svc.state = "running"
         svc.win32_exit_code = 0
         svc.run_id += 1

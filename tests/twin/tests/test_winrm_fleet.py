@@ -96,3 +96,19 @@ def test_python_m_twin_fleet_prints_a_working_inventory_and_stops_on_ctrl_c(tmp_
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_fleet_hosts_have_their_own_computer_names_and_clocks():
+    fleet = Fleet(size=3)
+    hosts = [fleet.host(n) for n in ("site01", "site02", "site03")]
+    assert [h.computer_name for h in hosts] == ["CM01", "CM02", "CM03"]
+    active = "HKLM\\SYSTEM\\CurrentControlSet\\Control\\ComputerName\\ActiveComputerName"
+    assert hosts[1].registry.get(active, "ComputerName") == "CM02"
+    assert hosts[1].registry.get("HKLM\\SOFTWARE\\Microsoft\\SMS\\SQL Server", "Server") == "CM02.contoso.com"
+    assert len({h.clock.now() for h in hosts}) == 3
+    hosts[0].tick(60)
+    assert hosts[1].clock.now() - hosts[0].clock.now() < 0  # independent: one host's time does not move another's
+    one = Fleet(size=1)
+    assert one.host("site01").computer_name == "CM01"
+    named = Fleet(size=2, scenario={"hosts": {"site02": {"host": {"computer_name": "PRI02"}}}})
+    assert named.host("site02").computer_name == "PRI02"

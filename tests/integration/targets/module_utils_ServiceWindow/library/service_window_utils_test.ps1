@@ -6,6 +6,7 @@
 
 #AnsibleRequires -CSharpUtil Ansible.Basic
 #AnsibleRequires -CSharpUtil ansible_collections.ansible.windows.plugins.module_utils.SCManager
+#AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceControl
 #AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ProcessSnapshot
 #AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceWindow
 
@@ -52,6 +53,22 @@ try {
         [System.Security.Principal.SecurityIdentifier]).Value
     Test-That 'journal folder is owned by Administrators' ($owner -eq 'S-1-5-32-544') $owner
     Test-That 'Read-JournalText returns null without a file' ($null -eq (Read-JournalText -Path (Join-Path -Path $folder -ChildPath 'none.json'))) 'not null'
+    $fileAcl = Get-Acl -LiteralPath $journal
+    Test-That 'the journal file has a protected ACL of its own' $fileAcl.AreAccessRulesProtected 'inherits rules'
+    Test-That 'a journal written by the module is trusted' ((Get-JournalTrustProblem -Path $journal) -eq '') (Get-JournalTrustProblem -Path $journal)
+    # A planted temp file that BUILTIN\Users may write: refused, and the next write replaces it anyway.
+    $tmp = $journal + '.tmp'
+    [System.IO.File]::WriteAllText($tmp, '{}')
+    $tmpAcl = Get-Acl -LiteralPath $tmp
+    $users = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-32-545'
+    $tmpAcl.AddAccessRule((New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList @(
+                $users, [System.Security.AccessControl.FileSystemRights]::Modify, [System.Security.AccessControl.AccessControlType]::Allow)))
+    Set-Acl -LiteralPath $tmp -AclObject $tmpAcl
+    $problem = Get-JournalTrustProblem -Path $journal
+    Test-That 'a temp file Users may write is reported' ($problem -like '*S-1-5-32-545*') $problem
+    Write-JournalText -Path $journal -Text '{"third": 3}'
+    Test-That 'the next write deletes the planted temp file' (-not (Test-Path -LiteralPath $tmp)) 'journal.json.tmp exists'
+    Test-That 'after it the journal is trusted again' ((Get-JournalTrustProblem -Path $journal) -eq '') (Get-JournalTrustProblem -Path $journal)
 }
 finally {
     Remove-Item -LiteralPath $folder -Recurse -Force -ErrorAction SilentlyContinue
