@@ -205,7 +205,12 @@ Function Open-JournalLock {
         [Parameter(Mandatory = $true)][string]$Path,
         [int]$WaitSeconds = 30
     )
-    Set-JournalFolderAcl -Folder (Split-Path -Path $Path -Parent)
+    $folder = Split-Path -Path $Path -Parent
+    if (-not (Test-Path -LiteralPath $folder -PathType Container)) {
+        # A folder this run creates gets its protected ACL at once; an existing one is never repaired here:
+        # the trust check (Get-JournalTrustProblem) runs after the lock and refuses one that others may write.
+        Set-JournalFolderAcl -Folder $folder
+    }
     $lockPath = $Path + '.lock'
     $deadline = [System.DateTime]::UtcNow.AddSeconds($WaitSeconds)
     while ($true) {
@@ -583,8 +588,8 @@ Function Start-PlannedService {
                     $svc = New-Object -TypeName Ansible.Windows.SCManager.Service -ArgumentList @(
                         $Name, [Ansible.Windows.SCManager.ServiceRights]'QueryConfig, QueryStatus')
                     try {
-                        $win32 = [int]$svc.Win32ExitCode
-                        $specific = [int]$svc.ServiceExitCode
+                        $win32 = [int]$svc.Win32ExitCode  # a Win32 error code: below 2^31
+                        $specific = [long]$svc.ServiceExitCode  # any DWORD (an HRESULT such as 0x80070005)
                     }
                     finally {
                         $svc.Dispose()

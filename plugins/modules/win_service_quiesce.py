@@ -121,6 +121,23 @@ EXAMPLES = r"""
 - name: Put every service back as the journal recorded it
   configmgr.sql_upgrade.win_service_quiesce:
     state: restored
+
+# A maintenance that spans several playbook runs (quiesce tonight, restore from another job): name the run
+# once for every module of the service window.
+- name: The KB 256202 service window as change CHG0042
+  module_defaults:
+    group/configmgr.sql_upgrade.service_window:
+      run_id: CHG0042
+  block:
+    - name: Stop everything that is neither Windows nor SQL Server
+      configmgr.sql_upgrade.win_service_quiesce:
+        state: quiesced
+
+# The controller of run r-3f2a9c01d4e5b6a7 died with the host quiesced: take the host over and put it back.
+- name: Restore a host left by a dead run
+  configmgr.sql_upgrade.win_service_quiesce:
+    state: restored
+    takeover: r-3f2a9c01d4e5b6a7
 """
 
 RETURN = r"""

@@ -94,3 +94,17 @@ def test_a_process_that_will_not_end_fails_by_name_and_restore_still_works(make_
     back = restore(runner)
     assert not back.get("failed"), back.get("msg")
     assert services(host) == before
+
+
+def test_a_helper_that_is_already_exiting_counts_as_gone_not_as_a_failure(make_fleet: Any) -> None:
+    # CcmExec's powershell.exe is on its way out when the quiesce ends it: TerminateProcess answers
+    # ERROR_ACCESS_DENIED for an exiting process, and it is gone a moment later.
+    scenario = yaml.safe_load(DEFAULT_SCENARIO.read_text(encoding="utf-8"))
+    processes = scenario["processes"]
+    next(p for p in processes if p["name"] == "powershell")["end"] = "exiting"
+    runner = make_fleet(1, {"processes": processes})
+    host = runner.fleet.host(HOST)
+    res = quiesce(runner)
+    assert not res.get("failed"), res.get("msg")
+    assert host.processes.get(7204) is None
+    assert 7204 not in [p["process_id"] for p in res["ended_processes"]]  # it ended by itself

@@ -373,3 +373,30 @@ def test_a_journal_a_user_can_write_is_refused_before_any_change(make_fleet: Any
     res = run(runner, "win_service_quiesce", "quiesced")
     assert res["failed"] is True and f"grants {USERS} write access" in res["msg"]
     assert services(host) == before
+
+
+def test_a_service_still_starting_is_waited_out_then_stopped(make_fleet: Any) -> None:
+    # Something starts SMS_SITE_BACKUP just before the apply and it takes 10 s to report running: a stop
+    # control would be refused meanwhile (1061). The executor waits the start out, then stops it.
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    host.faults.update({"events": [{"service": "SMS_SITE_BACKUP", "do": "start_slow", "seconds": 10,
+                                    "at_command": host.counters.winrm_commands + 2}]})
+    res = run(runner, "win_service_quiesce", "quiesced")
+    assert not res.get("failed"), res.get("msg")
+    assert (host.scm.get("SMS_SITE_BACKUP").start_mode, host.scm.get("SMS_SITE_BACKUP").state) == ("disabled",
+                                                                                                      "stopped")
+    assert "SMS_SITE_BACKUP" in res["stopped"]
+
+
+def test_a_restore_whose_output_is_lost_is_finished_by_a_second_restore(make_fleet: Any) -> None:
+    runner = make_fleet(1, {"faults": {"services": {"SMS_EXECUTIVE": {"stop": "slow", "seconds": 60}}}})
+    host = runner.fleet.host(HOST)
+    before = services(host)
+    assert run(runner, "win_service_quiesce", "quiesced", "        timeout: 5\n")["failed"] is True
+    host.faults.lose_output_of_command = host.counters.winrm_commands + 2
+    lost = run(runner, "win_service_quiesce", "restored", "        timeout: 5\n")
+    assert lost["failed"] is True and "connection dropped while" in lost["msg"] and "partly changed" in lost["msg"]
+    second = run(runner, "win_service_quiesce", "restored")
+    assert not second.get("failed"), second.get("msg")
+    assert services(host) == before

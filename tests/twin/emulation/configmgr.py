@@ -36,6 +36,9 @@ JOURNAL_FILE = JOURNAL_SCHEMA["x-location"]["file"]
 TRUSTED = (SYSTEM, ADMINISTRATORS)  # Get-JournalTrustProblem's $script:TrustedSids
 # ServiceController.WaitForStatus polls QueryServiceStatus every 250 ms until the status or the timeout.
 POLL_SECONDS = 0.25
+# States the executor waits out before it acts (ControlService answers 1061 in them); STOP_PENDING is a stop
+# under way, which the stop waits for and the start waits out separately.
+PENDING_STATES = ("start_pending", "continue_pending", "pause_pending")
 
 
 def journal_path(host: Host) -> str:
@@ -147,6 +150,8 @@ def _end_process(host: Host, op: dict[str, Any], timeout: int) -> str:
     try:
         host.processes.terminate(pid)
     except WindowsError_ as err:
+        if host.processes.get(pid) is None:
+            return "gone"  # Stop-LeftProcess: Kill() refused, but the process has exited (HasExited)
         raise _OpError(f"process {op.get('name')} (id {pid}) could not be ended: {err}") from err
     waited = 0.0
     while host.processes.get(pid) is not None:
@@ -196,6 +201,11 @@ def _op_stop(host: Host, op: dict[str, Any], timeout: int) -> None:
     svc = host.scm.get(name)  # new ServiceController(name): 1060 if it does not exist
     # Act on the state at apply time: stopped now is done; started since the gather is stopped like the others.
     op["result"] = "already_stopped"
+    # Stop-PlannedService waits out a pending start (ControlService would answer 1061) before the stop control.
+    waited = 0.0
+    while svc.state in PENDING_STATES and waited < timeout:
+        host.tick(POLL_SECONDS)
+        waited += POLL_SECONDS
     if svc.state != "stopped":
         op["result"] = "stopped"
         # Stop-PlannedService: ControlService never stops a dependent; with one running the SCM answers 1051,
@@ -224,6 +234,14 @@ def _op_start(host: Host, op: dict[str, Any], timeout: int) -> None:
             raise _OpError(f"service {name} is still stopping after {timeout} seconds and cannot be started "
                            f"until it has stopped (state: {_net_status(svc.state)})") from err
     op["result"] = "already_running"
+    waited = 0.0
+    while svc.state in PENDING_STATES and waited < timeout:  # Start-PlannedService: a start under way
+        host.tick(POLL_SECONDS)
+        waited += POLL_SECONDS
+    if svc.state == "paused":
+        svc.state = "running"  # ServiceController.Continue(): StartService would answer 1056
+        op["result"] = "started"
+        return
     if svc.state != "running":
         op["result"] = "started"
         host.scm.start(name)  # the model starts instantly; dependencies first, 1058 if disabled

@@ -24,7 +24,7 @@ class ServiceFault:
     start_exit_code: int | None = None
 
 
-EVENT_ACTIONS = ("start", "stop", "set_mode")
+EVENT_ACTIONS = ("start", "start_slow", "stop", "set_mode")
 EVENT_MODES = ("auto", "delayed", "manual", "disabled")
 
 
@@ -40,10 +40,12 @@ class Event:
     after_op: int | None = None
     after_op_for: str | None = None  # after the apply's operation on this service (or process) name
     start_mode: str | None = None  # for set_mode
+    seconds: int | None = None  # for start_slow: START_PENDING this long, then running
 
     def as_dict(self) -> dict[str, Any]:
         return {"service": self.service, "do": self.action, "at_command": self.at_command,
-                "after_op": self.after_op, "after_op_for": self.after_op_for, "start_mode": self.start_mode}
+                "after_op": self.after_op, "after_op_for": self.after_op_for, "start_mode": self.start_mode,
+                "seconds": self.seconds}
 
 
 @dataclass
@@ -166,7 +168,7 @@ def parse_faults(section: Any, path: str = "faults", service_names: set[str] | N
 def parse_event(raw: Any, path: str, service_names: set[str] | None = None) -> Event:
     """One `events` entry: {service, do: start|stop|set_mode, start_mode (set_mode), at_command | after_op}."""
     item = expect_map(raw, path)
-    expect_keys(item, ("service", "do", "start_mode", "at_command", "after_op", "after_op_for"), path,
+    expect_keys(item, ("service", "do", "start_mode", "seconds", "at_command", "after_op", "after_op_for"), path,
                 required=("service", "do"))
     service = expect_str(item["service"], f"{path}.service")
     if service_names is not None and service.lower() not in service_names:
@@ -177,6 +179,11 @@ def parse_event(raw: Any, path: str, service_names: set[str] | None = None) -> E
         mode = expect_one_of(item.get("start_mode"), EVENT_MODES, f"{path}.start_mode")
     elif "start_mode" in item:
         raise ScenarioError(f"{path}.start_mode", "only valid with do: set_mode")
+    seconds = None
+    if action == "start_slow":
+        seconds = expect_int(item.get("seconds"), f"{path}.seconds", minimum=1)
+    elif "seconds" in item:
+        raise ScenarioError(f"{path}.seconds", "only valid with do: start_slow")
     when = [k for k in ("at_command", "after_op", "after_op_for") if k in item]
     if len(when) != 1:
         raise ScenarioError(path, "give exactly one of at_command (before the N-th WinRM command), after_op "
@@ -184,7 +191,7 @@ def parse_event(raw: Any, path: str, service_names: set[str] | None = None) -> E
                                   "operation on that name)")
     if when[0] == "after_op_for":
         return Event(service, action, after_op_for=expect_str(item["after_op_for"], f"{path}.after_op_for"),
-                     start_mode=mode)
+                     start_mode=mode, seconds=seconds)
     moment = expect_int(item[when[0]], f"{path}.{when[0]}", minimum=1)
     return Event(service, action, at_command=moment if when[0] == "at_command" else None,
-                 after_op=moment if when[0] == "after_op" else None, start_mode=mode)
+                 after_op=moment if when[0] == "after_op" else None, start_mode=mode, seconds=seconds)

@@ -131,6 +131,8 @@ class Host:
     def _fire(self, kind: str, name: str, run_id: int) -> None:
         if kind == "stop_complete":
             self.scm.complete_slow_stop(name, run_id)
+        elif kind == "start_complete":
+            self.scm.complete_slow_start(name, run_id)
         elif kind == "recovery_restart":
             self.scm.recovery_restart(name, run_id)
         elif kind == "sitecomp_poll":
@@ -174,6 +176,8 @@ class Host:
                 self.scm.set_start_mode(event.service, str(event.start_mode))
             elif event.action == "start":
                 self.scm.start(event.service)
+            elif event.action == "start_slow":
+                self.scm.begin_slow_start(event.service, float(event.seconds or 0))
             else:
                 self.scm.stop(event.service, force=True)
 

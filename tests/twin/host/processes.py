@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .scm import Service
 
 SYSTEM_PID = 4
-END_FAULTS = ("denied", "stuck")
+END_FAULTS = ("denied", "stuck", "exiting")
 PROCESS_KEYS = ("name", "path", "parent_service", "exits_with_service", "process_id", "parent_process_id", "end")
 
 
@@ -221,6 +221,11 @@ class ProcessTable:
         if proc.spec is not None and proc.spec.end == "stuck":
             proc.terminating = True  # accepted; the process never leaves its kernel-mode wait
             return
+        if proc.spec is not None and proc.spec.end == "exiting":
+            # Already on its way out (its parent service just stopped): TerminateProcess answers
+            # ERROR_ACCESS_DENIED for a process that is exiting, and a moment later it is gone.
+            del self._extra[pid]
+            raise WindowsError_(5, f"process {proc.name} ({pid}) is exiting")
         del self._extra[pid]
 
     def on_service_started(self, svc: Service, loaded: bool) -> None:

@@ -186,8 +186,8 @@ class Scm:
         if svc.state == "stopped":
             # ControlService(STOP) on a stopped service: ERROR_SERVICE_NOT_ACTIVE (1062).
             raise WindowsError_(1062, svc.name)
-        if svc.state == "stop_pending":
-            # Already stopping: ERROR_SERVICE_CANNOT_ACCEPT_CTRL (1061).
+        if svc.state in ("stop_pending", "start_pending"):
+            # Stopping, or still starting: ERROR_SERVICE_CANNOT_ACCEPT_CTRL (1061).
             raise WindowsError_(1061, svc.name)
         active = self.running_dependents(svc.name)
         if active and not force:
@@ -217,6 +217,27 @@ class Scm:
             self._host.schedule(svc.stop_deadline, "stop_complete", svc.name, svc.run_id)
             return
         self._finish_stop(svc, exit_code=0)
+
+    def begin_slow_start(self, name: str, seconds: float) -> None:
+        """Something else started the service and it takes `seconds` to report SERVICE_RUNNING: it is
+        START_PENDING until then (ControlService answers ERROR_SERVICE_CANNOT_ACCEPT_CTRL, 1061, meanwhile).
+        Disabling it in between does not stop a start already under way."""
+        svc = self.get(name)
+        if svc.state != "stopped":
+            raise WindowsError_(1056, svc.name)
+        if svc.start_mode == "disabled":
+            raise WindowsError_(1058, svc.name)
+        svc.state = "start_pending"
+        svc.run_id += 1
+        svc.process_id = self._host.allocate_pid(svc)
+        self._host.schedule(self._host.clock.now() + seconds, "start_complete", svc.name, svc.run_id)
+
+    def complete_slow_start(self, name: str, run_id: int) -> None:
+        svc = self.get(name)
+        if svc.state == "start_pending" and svc.run_id == run_id:
+            svc.state = "running"
+            svc.win32_exit_code = 0
+            self._host.on_service_started(svc)
 
     def complete_slow_stop(self, name: str, run_id: int) -> None:
         svc = self.get(name)
