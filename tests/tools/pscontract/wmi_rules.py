@@ -1,7 +1,7 @@
 """The one list of PowerShell commands and forms that need WMI/CIM (winmgmt).
 
-DESIGN.md "WMI-free window": between KB 256202 step 3 (winmgmt stopped and disabled) and step 7 nothing may
-touch WMI/CIM. Two readers use this module and nothing else:
+docs/design.md §3 ("The WMI-free window"): between KB 256202 step 3 (winmgmt stopped and disabled) and step 7
+nothing may touch WMI/CIM. Two readers use this module and nothing else:
 
 - the static check (tests/tools/pscheck.py) runs `find_wmi_uses` on every `.ps1` marked with
   `WMI_FREE_MARKER` and fails on any hit;
