@@ -205,6 +205,7 @@ def test_a_full_disk_fails_the_journal_write_before_any_change(make_fleet: Any) 
     assert res["failed"] is True
     assert "failed to write the journal" in res["msg"] and "before changing anything" in res["msg"]
     assert "not enough space on the disk" in res["msg"] and res["msg"].startswith(f"{HOST}: ")
+    assert res["changed"] is False and "run_id" not in res  # nothing changed, no run was started
     assert services(host) == before and not host.fs.exists(journal_path(host))
 
 

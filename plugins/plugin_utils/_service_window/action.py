@@ -135,6 +135,11 @@ class JournalAction(ActionBase):
         if applied.get("failed"):
             result["failed"] = True
             result["msg"] = f"{host}: {applied.get('msg')}"
+            # What the executor did, not what the plan meant to do: a refusal before any change (the journal
+            # could not be written or locked, another run holds it) changed nothing and started no run.
+            result["changed"] = bool(applied.get("changed"))
+            if not result["changed"] and self._run.new:
+                result.pop("run_id", None)
             for key in ("failed_op", "failures"):
                 if applied.get(key):
                     result[key] = applied[key]
