@@ -128,8 +128,8 @@ def test_a_service_started_between_gather_and_apply_is_stopped_too_and_verified(
     res = run(runner, "win_service_quiesce", "quiesced")
     assert not res.get("failed"), res.get("msg")
     assert host.faults.events == []  # it fired
-    assert (host.scm.get("SMS_SITE_BACKUP").start_mode, host.scm.get("SMS_SITE_BACKUP").state) == ("disabled",
-                                                                                                      "stopped")
+    backup = host.scm.get("SMS_SITE_BACKUP")
+    assert (backup.start_mode, backup.state) == ("disabled", "stopped")
     assert "SMS_SITE_BACKUP" in res["stopped"]  # the executor really stopped it
     assert "smstsmgr" not in res["stopped"]  # stopped at gather and still stopped: not reported as stopped
     doc = json.loads(host.fs.read(journal_path(host)))
@@ -385,8 +385,8 @@ def test_a_service_still_starting_is_waited_out_then_stopped(make_fleet: Any) ->
                                     "at_command": host.counters.winrm_commands + 2}]})
     res = run(runner, "win_service_quiesce", "quiesced")
     assert not res.get("failed"), res.get("msg")
-    assert (host.scm.get("SMS_SITE_BACKUP").start_mode, host.scm.get("SMS_SITE_BACKUP").state) == ("disabled",
-                                                                                                      "stopped")
+    backup = host.scm.get("SMS_SITE_BACKUP")
+    assert (backup.start_mode, backup.state) == ("disabled", "stopped")
     assert "SMS_SITE_BACKUP" in res["stopped"]
 
 

@@ -63,11 +63,14 @@ _APPLY = {
     "journal_path": _entry("Where the on-host journal is.", "always", "str"),
     "applied": _entry("The operations that finished, in order, as validated by the spec (absent fields null); "
                       "an end_process carries result (ended or gone).", "always", "list", elements="dict"),
-    "after": _entry("The verification read: start mode and state of every service the plan acted on, read after the "
-                    "last operation (state missing when the service no longer exists).", "when the apply ran to its "
-                    "end", "list", elements="dict", contains={"name": {"description": "Service.", **_STR},
-                                                               "start_mode": {"description": "Start mode.", **_STR},
-                                                               "state": {"description": "State.", **_STR}}),
+    "after": _entry(
+        "The verification read: start mode and state of every service the plan acted on, read after the last "
+        "operation (state missing when the service no longer exists).", "when the apply ran to its end", "list",
+        elements="dict", contains={
+            "name": {"description": "Service.", **_STR},
+            "start_mode": {"description": "Start mode.", **_STR},
+            "state": {"description": "State.", **_STR},
+        }),
     "failed_op": _entry("The operation that failed (the first one, when several did).", "when an operation failed",
                         "dict"),
     "failures": _entry("Every operation that failed, with op, name and msg; only with _continue_on_error (restores, "

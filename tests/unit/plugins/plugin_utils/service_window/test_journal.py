@@ -142,7 +142,7 @@ def test_hostile_but_legal_names_survive_as_data() -> None:
 
 
 def test_run_ids_are_random_and_valid_and_the_owner_is_recorded() -> None:
-    ids = {jr.new_run_id() for _ in range(50)}
+    ids = {jr.new_run_id() for _count in range(50)}
     assert len(ids) == 50 and all(jr.valid_run_id(i) for i in ids)
     doc = jr.validate(jr.new_journal("h", "r-1", NOW, {"controller": "awx-01", "user": "svc_ansible"}))
     assert doc["owner"] == {"controller": "awx-01", "user": "svc_ansible"}
