@@ -501,8 +501,8 @@ Function Stop-PlannedService {
     when it was stopped (at gather, or by itself since: 1062 is done, not an error) or 'stopped'. Pending
     states are waited out before the stop control (StartPending / ContinuePending / PausePending answer
     ERROR_SERVICE_CANNOT_ACCEPT_CTRL, 1061), a StopPending service is only waited for. The control is sent
-    with ControlService, which never stops a dependent: a running dependent not in the plan (started after
-    the plan was made) makes the SCM answer 1051, reported by name. Throws naming the service and the
+    with ControlService, which never stops a dependent: a running dependent (one the plan did not stop, or
+    one that started again after its own stop) makes the SCM answer 1051, reported by name. Throws naming the service and the
     Win32 error otherwise.
     #>
     [OutputType([string])]
@@ -537,7 +537,7 @@ Function Stop-PlannedService {
                     $running = @($controller.DependentServices | Where-Object -FilterScript {
                             (Get-FreshStatus -Controller $_) -ne $status::Stopped
                         } | ForEach-Object -Process { $_.ServiceName })
-                    throw "service $Name has running dependents that are not in the plan ($($running -join ', ')); they started after the plan was made: run the task again"
+                    throw "service $Name has running dependents ($($running -join ', ')) that the plan did not stop, or that started again after their own stop; a stop never cascades: run the task again"
                 }
                 elseif ($code -ne 1061) {
                     # 1061: it entered a pending state since the read; wait it out and send again.
@@ -601,7 +601,8 @@ Function Start-PlannedService {
                 $started = $true
                 $result = 'started'
             }
-            elseif ($now -eq $status::Paused) {
+            elseif ($now -eq $status::Paused -and $result -ne 'started') {
+                # Once: until the service reports ContinuePending a second control would answer 1061.
                 $controller.Continue()
                 $result = 'started'
             }
