@@ -7,12 +7,13 @@ so bad input fails with a message naming the option and nothing reaches the host
 
 from __future__ import annotations
 
+import decimal
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import PlanError
-from .patterns import validate_patterns
+from .patterns import plain_type, validate_patterns
 
 BOOL_TRUE = ("yes", "on", "1", "true", "y", "t")
 BOOL_FALSE = ("no", "off", "0", "false", "n", "f")
@@ -31,12 +32,18 @@ def _bool(option: str, value: Any) -> bool:
 
 
 def _int(option: str, value: Any, low: int, high: int) -> int:
+    """Ansible's int type (check_type_int): an int, or a string or float without a fractional part; 5.5 is
+    an error, not 5."""
     if isinstance(value, bool):
         raise PlanError(f"option {option} must be an integer, got {value!r}")
     try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise PlanError(f"option {option} must be an integer, got {value!r}") from None
+        exact = decimal.Decimal(str(value).strip()) if isinstance(value, str | float) else value
+        number = int(exact)
+        if exact != number:
+            raise ValueError("fractional part")
+    except (decimal.DecimalException, TypeError, ValueError):
+        raise PlanError(f"option {option} must be an integer: {value!r} ({plain_type(value)}) cannot be converted "
+                        "to an int") from None
     if not low <= number <= high:
         raise PlanError(f"option {option} must be between {low} and {high}, got {number}")
     return number
@@ -91,6 +98,8 @@ def validate_quiesce_args(args: Mapping[str, Any]) -> dict[str, Any]:
     keep = validate_patterns("keep", args.get("keep"))
     stop = validate_patterns("stop", args.get("stop"))
     processes = args.get("processes") or []
+    if isinstance(processes, str):
+        processes = processes.split(",")  # Ansible's list type
     if not isinstance(processes, list):
         raise PlanError("option processes must be a list of process names")
     for index, name in enumerate(processes):

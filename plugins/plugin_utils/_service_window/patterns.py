@@ -15,6 +15,15 @@ from .errors import PlanError
 from .facts import ServiceFact
 
 
+def plain_type(value: Any) -> str:
+    """The YAML / JSON type a user wrote, for messages (Ansible 2.19 tags values: type(value).__name__ would
+    print an internal name such as _AnsibleTaggedInt)."""
+    for kind, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"), (list, "list"), (dict, "dict")):
+        if isinstance(value, kind):
+            return name
+    return "null" if value is None else "value"
+
+
 def validate_patterns(option: str, patterns: Any) -> list[str]:
     """fnmatch-style patterns: a list of non-empty strings. Anything else is an error naming the option.
 
@@ -23,14 +32,20 @@ def validate_patterns(option: str, patterns: Any) -> list[str]:
     """
     if patterns is None:
         return []
+    # Ansible's list type: a comma-separated string is split, a number is a one-item list, and the items
+    # (elements: str) are converted to strings (ansible.module_utils.common.validation.check_type_list).
     if isinstance(patterns, str):
-        patterns = [patterns]
+        patterns = patterns.split(",")
+    elif isinstance(patterns, int | float) and not isinstance(patterns, bool):
+        patterns = [str(patterns)]
     if not isinstance(patterns, list):
-        raise PlanError(f"option {option} must be a list of service names or patterns, got {type(patterns).__name__}")
+        raise PlanError(f"option {option} must be a list of service names or patterns, got {plain_type(patterns)}")
     result: list[str] = []
     for index, pattern in enumerate(patterns):
+        if isinstance(pattern, int | float) and not isinstance(pattern, bool):
+            pattern = str(pattern)
         if not isinstance(pattern, str):
-            raise PlanError(f"option {option}[{index}] must be a string, got {type(pattern).__name__}")
+            raise PlanError(f"option {option}[{index}] must be a string, got {plain_type(pattern)}")
         if not pattern.strip():
             raise PlanError(
                 f"option {option}[{index}] is an empty pattern; give a service name or a pattern such as SMS_*"

@@ -41,6 +41,8 @@ def test_defaults() -> None:
         ({"bogus": 1}, "unsupported option.*bogus"),
         ({"_plan": []}, "option _plan is internal"),
         ({"timeout": "soon"}, "option timeout must be an integer"),
+        ({"timeout": 5.5}, r"option timeout must be an integer: 5\.5 \(float\) cannot be converted to an int"),
+        ({"timeout": "7.25"}, "cannot be converted to an int"),
         ({"run_id": 5}, "option run_id must be a run id string"),
         ({"timeout": 0}, "between 1 and 86400"),
         ({"disable": "maybe"}, "option disable must be a boolean"),
@@ -83,3 +85,9 @@ def test_summarize() -> None:
         "restored": ["A", "B"],
         "ended_processes": [{"name": "console", "process_id": 9, "reason": "named"}],
     }
+
+
+def test_options_follow_ansibles_type_conversions() -> None:
+    opts = validate_quiesce_args({"keep": "VMTools,zabbix*", "timeout": 30.0, "processes": "a,b"})
+    assert opts["keep"] == ["VMTools", "zabbix*"] and opts["timeout"] == 30 and opts["processes"] == ["a", "b"]
+    assert validate_wmi_args({"timeout": "45"})["timeout"] == 45

@@ -198,10 +198,19 @@ def test_session_in_management_channel_is_error() -> None:
         classify(site_server(), QuiesceOptions(sql_sessions=({"host_process_id": 13},)))
 
 
-@pytest.mark.parametrize("bad", ["", "   ", 5, None])
+@pytest.mark.parametrize("bad", ["", "   ", None, {"a": 1}, True])
 def test_invalid_patterns(bad: Any) -> None:
     with pytest.raises(PlanError, match=r"option stop\[0\]"):
         validate_patterns("stop", [bad])
+
+
+def test_patterns_follow_ansibles_list_type() -> None:
+    # A comma-separated string is a list, numbers become strings (check_type_list, elements: str).
+    assert validate_patterns("keep", "VMTools,zabbix*") == ["VMTools", "zabbix*"]
+    assert validate_patterns("keep", 5) == ["5"]
+    assert validate_patterns("keep", ["a", 7]) == ["a", "7"]
+    with pytest.raises(PlanError, match=r"option keep\[0\] must be a string, got dict"):
+        validate_patterns("keep", [{}])
 
 
 def test_patterns_must_be_a_list() -> None:
