@@ -20,7 +20,10 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_win
     QuiesceOptions,
     local_sessions,
     protected_services,
+    sql_instance_services,
+    windows_evidence,
 )
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.errors import PlanError
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.facts import (
     ServiceFact,
     processes_from_gather,
@@ -62,6 +65,12 @@ class ActionModule(JournalAction):
             sql_sessions=tuple(local_sessions(opts["sql_sessions"], str(gathered.get("host_name") or ""))),
             system_root=str(gathered.get("system_root") or ""),
         )
+        instances = sql_instance_services(facts)
+        if opts["instance"].casefold() not in {i.casefold() for i in instances}:
+            raise PlanError(
+                f"option instance {opts['instance']!r} names no SQL Server instance on this host (instances "
+                f"found from their services: {', '.join(instances) or 'none'}); give the instance being upgraded"
+            )
         base_wmi = jr.wmi_record(None if jr.is_finished(journal) else journal)
         # Winmgmt's dependents that wmi_disable stopped in this window were running before it.
         window = base_wmi["dependents"] if base_wmi and base_wmi["status"] == "disabled" else []
@@ -90,6 +99,17 @@ class ActionModule(JournalAction):
             f"keep/stop pattern {p!r} matches no service on this host (a typo?); it changed nothing"
             for p in unmatched_patterns([*opts["keep"], *opts["stop"]], facts)
         ]
+        # A stop pattern that catches a Windows service (SMS* catches the Storage Migration Service's SMS):
+        # the user's stop wins, but say so, naming it.
+        index = {f.name: f for f in facts}
+        for d in plan.decisions:
+            why = windows_evidence(index[d.name], options.system_root) if d.source == "user_stop" else None
+            if why:
+                warnings.append(f"{d.name} is a Windows service ({why}) and stops because {d.reason}; narrow the "
+                                "pattern if that is not meant (Configuration Manager's services are SMS_*)")
+        running = {p.name.casefold() for p in processes_from_gather(gathered.get("processes") or [])}
+        warnings += [f"processes entry {n!r} matches no running process on this host; it ended nothing"
+                     for n in opts["processes"] if n.casefold().removesuffix(".exe") not in running]
         # Services the module cannot change stay running through the window: say which, and why.
         warnings += [f"{d.name} is not stopped: {d.reason}" for d in plan.decisions if d.source == "unchangeable"]
         warnings += [

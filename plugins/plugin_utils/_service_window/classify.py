@@ -123,6 +123,30 @@ def _windows_binary(fact: ServiceFact, system_root: str) -> bool:
     return binary[len(root):].split("\\", 1)[0] not in _CONFIGMGR_UNDER_WINDOWS
 
 
+def windows_evidence(fact: ServiceFact, system_root: str = "") -> str | None:
+    """Why this service is Windows' own (the documented list, or its binary's version resource), or None."""
+    if first_match(fact.name, WINDOWS_CORE) is not None:
+        return "on the documented list of Windows Server services"
+    if _norm_product(fact.product_name) == WINDOWS_PRODUCT:
+        return f"its binary says {fact.product_name!r}"
+    if _windows_binary(fact, system_root):
+        return f"a {fact.company_name} binary under %SystemRoot%"
+    return None
+
+
+def sql_instance_services(facts: Sequence[ServiceFact]) -> list[str]:
+    """The SQL Server Database Engine instances on the host, as instance names, from their services
+    (MSSQLSERVER, MSSQL$NAME; read from the Service Control Manager, no WMI). The Windows Internal Database
+    (MSSQL$MICROSOFT##WID) is Windows', not an instance to upgrade."""
+    found = []
+    for fact in facts:
+        if fact.name.casefold() == "mssqlserver":
+            found.append("MSSQLSERVER")
+        elif fact.name.casefold().startswith("mssql$") and fact.name.casefold() != "mssql$microsoft##wid":
+            found.append(fact.name[len("MSSQL$"):])
+    return sorted(found, key=str.casefold)
+
+
 def classify(facts: Sequence[ServiceFact], options: QuiesceOptions) -> list[Decision]:
     """One decision per service, in the order of docs/design.md §4, before the dependents closure."""
     management = {n.casefold() for n in dependency_closure(MANAGEMENT_SERVICES, facts)}

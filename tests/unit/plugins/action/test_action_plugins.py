@@ -182,3 +182,20 @@ def test_a_task_of_another_run_is_refused_naming_the_holder_and_takeover_continu
     after = json.loads(sent[1]["_journal_after"])
     assert after["run_id"] == holder["run_id"] and after["services"]["status"] == "restored"
     assert sent[1]["_journal_expected"] == hashlib.sha256(calls[0]["result"]["journal_text"].encode()).hexdigest()
+
+
+def test_an_unknown_instance_fails_listing_the_instances_found() -> None:
+    result, sent = replay("win_service_quiesce", {"instance": "SQL2022"}, results_of("quiesce_fresh")[:1], check=True)
+    assert [s["_phase"] for s in sent] == ["gather"] and result["failed"] is True
+    assert "option instance 'SQL2022' names no SQL Server instance on this host" in result["msg"]
+    assert "instances found from their services: MSSQLSERVER)" in result["msg"]  # not MICROSOFT##WID
+
+
+def test_a_stop_pattern_that_catches_a_windows_service_and_an_unmatched_process_warn() -> None:
+    result, _sent = replay("win_service_quiesce", {"stop": ["SMS*"], "processes": ["NoSuchConsole"]},
+                           results_of("quiesce_fresh")[:1], check=True)
+    assert not result.get("failed"), result.get("msg")
+    warned = "\n".join(result["warnings"])
+    assert "SMS is a Windows service" in warned and "SMSProxy is a Windows service" in warned
+    assert "SMS_EXECUTIVE is a Windows service" not in warned
+    assert "processes entry 'NoSuchConsole' matches no running process on this host" in warned

@@ -44,7 +44,8 @@ def test_a_plan_the_journal_refuses_to_record_fails_cleanly_and_changes_nothing(
     # state could not be recorded, so nothing may be changed.
     long_name = "Agent" + "x" * 300
     calls: list[dict[str, Any]] = []
-    plugin = action(calls, gathered([service("WinRM", WINDOWS, 10), service(long_name, pid=20)]))
+    plugin = action(calls, gathered([service("WinRM", WINDOWS, 10), service("MSSQLSERVER", "Microsoft SQL Server", 11),
+                                     service(long_name, pid=20)]))
     outcome = plugin._gather_and_plan("cm01", {})
     assert isinstance(outcome, dict), outcome
     assert outcome["failed"] is True and outcome["changed"] is False
