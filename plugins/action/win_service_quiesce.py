@@ -71,18 +71,19 @@ class ActionModule(JournalAction):
                 f"option instance {opts['instance']!r} names no SQL Server instance on this host (instances "
                 f"found from their services: {', '.join(instances) or 'none'}); give the instance being upgraded"
             )
-        base_wmi = jr.wmi_record(None if jr.is_finished(journal) else journal)
+        base = None if jr.is_finished(journal) else journal
+        base_wmi = jr.wmi_record(base)
         # Winmgmt's dependents that wmi_disable stopped in this window were running before it.
         window = base_wmi["dependents"] if base_wmi and base_wmi["status"] == "disabled" else []
         plan = plan_quiesce(facts, options, window)
         now = str(gathered.get("host_time") or "")
         host_name = str(gathered.get("host_name") or "")
-        base = None if jr.is_finished(journal) else journal
         # After every service stopped: the processes they leave behind and the named ones (Windows does
         # not end a service's child processes when the service stops).
+        snapshot = processes_from_gather(gathered.get("processes") or [])
         end_ops = plan_processes(
             facts,
-            processes_from_gather(gathered.get("processes") or []),
+            snapshot,
             [d.name for d in plan.decisions if d.action == "stop"],
             opts["processes"],
             jr.process_records(base),
@@ -107,9 +108,9 @@ class ActionModule(JournalAction):
             if why:
                 warnings.append(f"{d.name} is a Windows service ({why}) and stops because {d.reason}; narrow the "
                                 "pattern if that is not meant (Configuration Manager's services are SMS_*)")
-        running = {p.name.casefold() for p in processes_from_gather(gathered.get("processes") or [])}
+        process_names = {p.name.casefold() for p in snapshot}
         warnings += [f"processes entry {n!r} matches no running process on this host; it ended nothing"
-                     for n in opts["processes"] if n.casefold().removesuffix(".exe") not in running]
+                     for n in opts["processes"] if n.casefold().removesuffix(".exe") not in process_names]
         # Services the module cannot change stay running through the window: say which, and why.
         warnings += [f"{d.name} is not stopped: {d.reason}" for d in plan.decisions if d.source == "unchangeable"]
         warnings += [
@@ -122,8 +123,8 @@ class ActionModule(JournalAction):
         if reported_run_id is not None:
             fields["run_id"] = reported_run_id
         # A stop of a service stopped at gather only guards against a start before the apply: not a planned change.
-        running = {f.name for f in facts if f.is_running}
-        summary = [op for op in ops if op["op"] != "stop" or op["name"] in running]
+        running_services = {f.name for f in facts if f.is_running}
+        summary = [op for op in ops if op["op"] != "stop" or op["name"] in running_services]
         return Planned(ops, doc_before, None, plan.diff_before, plan.diff_after, fields, summary_ops=summary)
 
     def _restore(
@@ -149,9 +150,8 @@ class ActionModule(JournalAction):
         if not plan.blocked and (plan.ops or journal["services"]["status"] != "restored"):
             doc_after = jr.dumps(jr.mark_services_restored(journal, now))
         fields: dict[str, Any] = {"plan": plan.entries, "run_id": journal["run_id"]}
-        refused = [e for e in plan.entries if e["action"] == "skip" and "never stops or disables" in e["reason"]]
-        if refused:
-            fields["warnings"] = [f"{e['name']}: {e['reason']}" for e in refused]
+        if plan.refused:
+            fields["warnings"] = [f"{name}: {why}" for name, why in plan.refused.items()]
         incomplete = None
         if plan.blocked:
             listed = "; ".join(f"{name}: {why}" for name, why in plan.blocked.items())

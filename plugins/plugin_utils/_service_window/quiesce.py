@@ -93,7 +93,7 @@ def _blocked_starts(names: Sequence[str], facts: Sequence[ServiceFact], new_mode
             fact = index.get(dep.casefold())
             if fact is None or fact.name.casefold() == name.casefold():
                 continue
-            if fact.name.casefold() in {b.casefold() for b in blocked}:
+            if fact.name in blocked:  # names as the facts spell them, like the keys of blocked
                 blocked[name] = f"not started: it depends on {fact.name}, which cannot start yet"
                 break
             if not fact.is_running and new_modes.get(fact.name.casefold(), fact.start_mode) == "disabled":
@@ -113,6 +113,8 @@ class RestorePlan:
     diff_after: dict[str, dict[str, str]] = field(default_factory=dict)
     #: Services whose start has to wait (see _blocked_starts), name -> why.
     blocked: dict[str, str] = field(default_factory=dict)
+    #: Records skipped because they would stop or disable a protected service, name -> why.
+    refused: dict[str, str] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -141,6 +143,7 @@ def plan_restore(
     disabled_after: list[Op] = []
     before: dict[str, dict[str, str]] = {}
     after: dict[str, dict[str, str]] = {}
+    refused: dict[str, str] = {}
     for name in sorted(records, key=str.casefold):
         record = records[name]
         fact = index.get(name.casefold())
@@ -152,9 +155,9 @@ def plan_restore(
         why = (protected or {}).get(fact.name.casefold())
         if why is not None and ((not want_running and fact.is_running) or (
                 record["start_mode"] == "disabled" and fact.start_mode != "disabled")):
-            entries.append({"name": fact.name, "action": "skip", "reason": (
-                f"the journal records it {record['start_mode']} and {record['state']}, but it is {why}: a restore "
-                "never stops or disables it")})
+            refused[fact.name] = (f"the journal records it {record['start_mode']} and {record['state']}, but it is "
+                                  f"{why}: a restore never stops or disables it")
+            entries.append({"name": fact.name, "action": "skip", "reason": refused[fact.name]})
             continue
         # A service recorded running while Disabled (started before someone disabled it): StartService refuses
         # a Disabled service (ERROR_SERVICE_DISABLED, 1058), so it starts under Manual and goes back to
@@ -194,4 +197,4 @@ def plan_restore(
     ops.extend(mode_ops)
     ops.extend(op_start(n) for n in order_dependencies_first(to_start, facts))
     ops.extend(disabled_after)
-    return RestorePlan(entries, ops, before, after, blocked)
+    return RestorePlan(entries, ops, before, after, blocked, refused)

@@ -172,6 +172,14 @@ def _wait_stopped(host: Host, name: str, timeout: int) -> None:
         waited += POLL_SECONDS
 
 
+def _wait_out_pending(host: Host, svc: Any, timeout: int) -> None:
+    """The executors' polling loop (250 ms) while a service is in a pending state other than STOP_PENDING."""
+    waited = 0.0
+    while svc.state in PENDING_STATES and waited < timeout:
+        host.tick(POLL_SECONDS)
+        waited += POLL_SECONDS
+
+
 def _net_status(state: str) -> str:
     """ServiceControllerStatus names, as the executor's message prints them."""
     return {"running": "Running", "stopped": "Stopped", "start_pending": "StartPending",
@@ -202,10 +210,7 @@ def _op_stop(host: Host, op: dict[str, Any], timeout: int) -> None:
     # Act on the state at apply time: stopped now is done; started since the gather is stopped like the others.
     op["result"] = "already_stopped"
     # Stop-PlannedService waits out a pending start (ControlService would answer 1061) before the stop control.
-    waited = 0.0
-    while svc.state in PENDING_STATES and waited < timeout:
-        host.tick(POLL_SECONDS)
-        waited += POLL_SECONDS
+    _wait_out_pending(host, svc, timeout)
     if svc.state != "stopped":
         op["result"] = "stopped"
         # Stop-PlannedService: ControlService never stops a dependent; with one running the SCM answers 1051,
@@ -234,10 +239,7 @@ def _op_start(host: Host, op: dict[str, Any], timeout: int) -> None:
             raise _OpError(f"service {name} is still stopping after {timeout} seconds and cannot be started "
                            f"until it has stopped (state: {_net_status(svc.state)})") from err
     op["result"] = "already_running"
-    waited = 0.0
-    while svc.state in PENDING_STATES and waited < timeout:  # Start-PlannedService: a start under way
-        host.tick(POLL_SECONDS)
-        waited += POLL_SECONDS
+    _wait_out_pending(host, svc, timeout)  # Start-PlannedService: a start under way
     if svc.state == "paused":
         svc.state = "running"  # ServiceController.Continue(): StartService would answer 1056
         op["result"] = "started"
