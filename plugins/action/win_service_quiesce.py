@@ -33,6 +33,7 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_win
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.quiesce import (
     plan_quiesce,
     plan_restore,
+    window_drift,
 )
 
 
@@ -51,7 +52,44 @@ class ActionModule(JournalAction):
     ) -> Planned | dict[str, Any]:
         if opts["state"] == "quiesced":
             return self._quiesce(opts, facts, journal, gathered)
+        if opts["state"] == "verified":
+            return self._verify(opts, facts, journal, path)
         return self._restore(opts, facts, journal, gathered, path)
+
+    def _read_only(self, opts: dict[str, Any]) -> bool:
+        return bool(opts["state"] == "verified")
+
+    def _no_journal_in_check_mode(self, path: str, what: str) -> Planned:
+        """Check mode after a check-mode quiesce: that quiesce wrote nothing, so there is nothing to read yet."""
+        return Planned([], None, None, {}, {}, {
+            "plan": [],
+            "msg": f"check mode: there is no open service window in the journal at {path} (a quiesce in check mode "
+                   "writes none), "
+                   f"so {what}",
+        })
+
+    def _verify(
+        self, opts: dict[str, Any], facts: list[ServiceFact], journal: dict[str, Any] | None, path: str
+    ) -> Planned | dict[str, Any]:
+        open_window = journal is not None and "services" in journal and journal["services"]["status"] == "quiesced"
+        if not open_window and self._task.check_mode:
+            return self._no_journal_in_check_mode(path, "a real run verifies the window its quiesce records")
+        if journal is None or "services" not in journal:
+            return failure(f"no service journal at {path}, so there is no service window to verify; run "
+                           "win_service_quiesce with state=quiesced first", journal_path=path)
+        if journal["services"]["status"] != "quiesced":
+            return failure(f"the service window recorded in {path} (run {journal['run_id']}) was already restored; "
+                           "there is no window to verify", journal_path=path, run_id=journal["run_id"])
+        records = jr.service_records(journal)
+        drift = window_drift(facts, records, opts["disable"], jr.wmi_record(journal))
+        fields: dict[str, Any] = {"plan": [], "run_id": journal["run_id"], "drift": drift,
+                                  "checked": sorted(records, key=str.casefold)}
+        if drift:
+            listed = "; ".join(f"{d['name']} is {d['actual']} (the window needs it {d['expected']})" for d in drift)
+            return failure(f"the service window does not hold: {listed}. Something started or changed them after "
+                           "the quiesce (a recovery action, a client health task, an operator): find it, then run "
+                           "state=quiesced again", journal_path=path, **fields)
+        return Planned([], None, None, {}, {}, fields)
 
     def _quiesce(
         self, opts: dict[str, Any], facts: list[ServiceFact], journal: dict[str, Any] | None,
@@ -125,7 +163,10 @@ class ActionModule(JournalAction):
         # A stop of a service stopped at gather only guards against a start before the apply: not a planned change.
         running_services = {f.name for f in facts if f.is_running}
         summary = [op for op in ops if op["op"] != "stop" or op["name"] in running_services]
-        return Planned(ops, doc_before, None, plan.diff_before, plan.diff_after, fields, summary_ops=summary)
+        ended = {f"{op['name']} (process id {op['process_id']})": op["reason"] for op in end_ops}
+        return Planned(ops, doc_before, None, plan.diff_before, plan.diff_after, fields, summary_ops=summary,
+                       processes_before={key: "running" for key in ended},
+                       processes_after={key: f"ended, not restored ({why})" for key, why in ended.items()})
 
     def _restore(
         self,
@@ -136,6 +177,9 @@ class ActionModule(JournalAction):
         path: str,
     ) -> Planned | dict[str, Any]:
         if journal is None or "services" not in journal:
+            if self._task.check_mode:
+                return self._no_journal_in_check_mode(path, "there is nothing recorded to restore; a real run "
+                                                      "restores exactly what its quiesce records")
             if opts["missing_journal_ok"]:
                 return Planned([], None, None, {}, {}, {"plan": [], "msg": f"no journal at {path}: nothing to restore"})
             return failure(

@@ -29,7 +29,7 @@ options:
     type: str
 notes:
   - B(Journal.) Before any change the module writes the prior state to the on-host journal
-    C(%ProgramData%\\configmgr.sql_upgrade\\journal.json) (one per host, shared by both modules), in a folder
+    C(%ProgramData%\configmgr.sql_upgrade\journal.json) (one per host, shared by both modules), in a folder
     whose ACL the module protects (SYSTEM and Administrators only), atomically. A re-run never overwrites
     the original prior state. See the collection's C(docs/modules.md).
   - B(WMI-free.) The decisions are made on the controller by the action plugin; the PowerShell executor uses

@@ -21,7 +21,7 @@ $ErrorActionPreference = 'Stop'
 
 $spec = @{
     options = @{
-        state = @{ type = 'str'; default = 'quiesced'; choices = @('quiesced', 'restored') }
+        state = @{ type = 'str'; default = 'quiesced'; choices = @('quiesced', 'restored', 'verified') }
         keep = @{ type = 'list'; elements = 'str'; default = @() }
         stop = @{ type = 'list'; elements = 'str'; default = @() }
         disable = @{ type = 'bool'; default = $true }

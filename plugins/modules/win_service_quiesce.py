@@ -24,9 +24,14 @@ options:
     description:
       - V(quiesced) stops (and with O(disable) disables) the services the plan selects.
       - V(restored) puts back what the journal recorded.
+      - V(verified) changes nothing and checks that the window recorded in the journal still holds - every
+        service the quiesce stopped is stopped (and Disabled, unless O(disable=false)), and Winmgmt is
+        stopped and Disabled when M(configmgr.sql_upgrade.wmi_disable) recorded it so - and fails naming each
+        service that is not (RV(drift)). It belongs to no run, so it also works while another run holds the
+        host. Use it right before SQL Server setup, or to prove a rehearsal's window.
     type: str
     default: quiesced
-    choices: [quiesced, restored]
+    choices: [quiesced, restored, verified]
   keep:
     description:
       - Service names or case-insensitive fnmatch patterns (C(*), C(?), C([...])) to keep running.
@@ -50,6 +55,8 @@ options:
     description:
       - Set every stopped service to Disabled for the window, so that nothing starts it again before
         O(state=restored). With V(false) services are only stopped.
+      - With O(state=verified), whether the window is expected to have disabled them (give the value the
+        quiesce had).
     type: bool
     default: true
   processes:
@@ -66,6 +73,9 @@ options:
     description:
       - The SQL Server instance being upgraded (C(MSSQLSERVER) for the default instance). Its service and
         everything it depends on are never stopped.
+      - It must be a SQL Server instance name (at most 16 letters, digits, C(_) or C($), starting with a letter
+        or C(_)) and an instance on the host (found from the services' names, without WMI); otherwise the task
+        fails before any change, listing the instances found.
     type: str
     default: MSSQLSERVER
   sql_sessions:
@@ -89,10 +99,14 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Returns the full plan (RV(plan), RV(stopped), RV(ended_processes)) and changes nothing.
+    details:
+      - Returns the full plan (RV(plan), RV(stopped), RV(ended_processes)) and changes nothing.
+      - O(state=restored) and O(state=verified) after a quiesce in check mode find no journal (check mode
+        writes none) and say so in RV(msg) instead of failing.
   diff_mode:
     support: full
-    details: Start mode and state of every service that changes, before and after.
+    details: Start mode and state of every service that changes, before and after, and under the key
+      C(processes/ended) every process that is ended (not restored by O(state=restored)).
   platform:
     platforms: windows
 seealso:
@@ -114,9 +128,14 @@ EXAMPLES = r"""
       - Microsoft.ConfigurationManagement
   register: quiesce
 
-- name: Show why each service stops or stays
+- name: Show why each service stops or stays ("SMS_EXECUTIVE - stop - Configuration Manager service ...")
   ansible.builtin.debug:
-    msg: "{{ quiesce.plan | selectattr('action', 'eq', 'stop') | map(attribute='name') | list }}"
+    msg: "{{ quiesce.plan | map(attribute='name') | zip(quiesce.plan | map(attribute='action'),
+             quiesce.plan | map(attribute='reason')) | map('join', ' - ') | list }}"
+
+- name: Right before setup, prove that nothing started again inside the window
+  configmgr.sql_upgrade.win_service_quiesce:
+    state: verified
 
 - name: Put every service back as the journal recorded it
   configmgr.sql_upgrade.win_service_quiesce:
@@ -141,13 +160,39 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+msg:
+  description: Why nothing was planned, when that is not obvious (no journal, check mode without a journal).
+  returned: sometimes
+  type: str
+drift:
+  description: With O(state=verified), every service where the recorded window no longer holds (empty when it holds).
+  returned: when O(state=verified) read a journal
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Service name.
+      type: str
+    expected:
+      description: What the window needs, V(stopped and disabled) or V(stopped).
+      type: str
+    actual:
+      description: What it is, for example V(running and auto), or V(no longer on the host).
+      type: str
+  sample:
+    - {"name": "CcmExec", "expected": "stopped and disabled", "actual": "running and auto"}
+checked:
+  description: With O(state=verified), the services the journal records (what was checked besides Winmgmt).
+  returned: when O(state=verified) read a journal
+  type: list
+  elements: str
 plan:
   description:
     - One entry per service with the decision and its reason. With O(state=quiesced) the action is
       V(stop) or V(keep); with O(state=restored) it is V(restore), V(none) (already as recorded),
       V(blocked) (its start waits for a dependency that is still disabled, such as Winmgmt) or V(skip)
       (recorded but no longer on the host, or a record that would stop or disable the management channel or
-      the instance, which a restore never does).
+      the instance, which a restore never does). With O(state=verified) it is empty.
   returned: success
   type: list
   elements: dict

@@ -20,11 +20,11 @@ def rehearse(runner: Any, *extra: str) -> Any:
 
 
 def fleet_where_operator_asks_to_stop_winrm(make_fleet: Any, size: int, host: str) -> Any:
-    """A fleet whose `host` has quiesce_stop: ['WinRM'] in host_vars: the controller refuses that host's
+    """A fleet whose `host` has sql_upgrade_stop: ['WinRM'] in host_vars: the controller refuses that host's
     quiesce before anything changes on it."""
     runner = make_fleet(size)
     (runner.tmp / "host_vars").mkdir()
-    (runner.tmp / "host_vars" / f"{host}.yml").write_text("quiesce_stop: ['WinRM']\n", encoding="utf-8")
+    (runner.tmp / "host_vars" / f"{host}.yml").write_text("sql_upgrade_stop: ['WinRM']\n", encoding="utf-8")
     return runner
 
 
@@ -40,7 +40,7 @@ def test_rolling_rehearsal_puts_every_host_back_and_names_the_failed_one(make_fl
     runner = fleet_where_operator_asks_to_stop_winrm(make_fleet, 3, "site02")
     before = tables(runner)
 
-    run = rehearse(runner, "-e", "batch_size=2", "-e", "max_fail_percentage=50")
+    run = rehearse(runner, "-e", "sql_upgrade_batch_size=2", "-e", "sql_upgrade_max_fail_percentage=50")
 
     assert run.rc == 2  # a host failed
     assert run.stats["site01"]["failures"] == 0 and run.stats["site03"]["failures"] == 0
@@ -59,7 +59,7 @@ def test_a_batch_over_the_failure_threshold_stops_the_rollout(make_fleet: Any) -
     runner = fleet_where_operator_asks_to_stop_winrm(make_fleet, 3, "site01")
     before = tables(runner)
 
-    run = rehearse(runner, "-e", "batch_size=1", "-e", "max_fail_percentage=0")
+    run = rehearse(runner, "-e", "sql_upgrade_batch_size=1", "-e", "sql_upgrade_max_fail_percentage=0")
 
     assert run.rc != 0
     # site01 was the first batch and failed: the later batches never ran, so their hosts saw no command.
@@ -75,7 +75,7 @@ def test_a_service_slower_than_the_timeout_fails_the_host_and_the_rescue_puts_it
     runner = make_fleet(2, {"hosts": {"site02": slow}})
     before = tables(runner)
 
-    run = rehearse(runner, "-e", "batch_size=2", "-e", "max_fail_percentage=50")
+    run = rehearse(runner, "-e", "sql_upgrade_batch_size=2", "-e", "sql_upgrade_max_fail_percentage=50")
 
     assert run.stats["site01"]["failures"] == 0
     assert run.stats["site02"]["failures"] == 1 and run.stats["site02"]["rescued"] == 1

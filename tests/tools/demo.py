@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from twin.fleet import Fleet  # noqa: E402  (the twin lives under tests/, put on sys.path above)
 
 PLAYBOOK = REPO / "playbooks" / "rehearse_service_window.yml"
+ACCOUNT = REPO / ".build" / "demo-account.json"
 # site02's CcmExec takes 20 model seconds to stop: the quiesce waits for it (timeout 120 s by default).
 SCENARIO: dict[str, Any] = {"hosts": {"site02": {"faults": {"services": {"CcmExec": {"stop": "slow", "seconds": 20}}}}}}
 
@@ -52,10 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         inventory = fleet.write_inventory(Path(tmp) / "inventory.yml")
         before = {name: service_table(host.snapshot()) for name, host in fleet.hosts.items()}
         print(f"# twin fleet of {args.size} site servers; inventory {inventory}", flush=True)
+        # The collection's callback prints every host's account at the end and writes it as JSON.
         env = dict(os.environ, NO_PROXY="127.0.0.0/8,localhost", ANSIBLE_NOCOLOR="1", ANSIBLE_FORKS="10",
-                   ANSIBLE_LOCAL_TEMP=str(Path(tmp) / "ansible-local"), ANSIBLE_HOME=str(Path(tmp) / "home"))
+                   ANSIBLE_LOCAL_TEMP=str(Path(tmp) / "ansible-local"), ANSIBLE_HOME=str(Path(tmp) / "home"),
+                   ANSIBLE_CALLBACKS_ENABLED="configmgr.sql_upgrade.window_account",
+                   CONFIGMGR_SQL_UPGRADE_ACCOUNT_FILE=str(ACCOUNT))
         command = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), str(PLAYBOOK),
-                   "-e", f"batch_size={args.batch_size}"]
+                   "-e", f"sql_upgrade_batch_size={args.batch_size}"]
         print("# " + " ".join(command), flush=True)
         rc = subprocess.run(command, env=env, check=False).returncode
         lines, all_back = report_lines(before, fleet)

@@ -25,7 +25,7 @@ from .errors import PlanError
 from .facts import ServiceFact, facts_from_gather
 from .journal import JournalError
 from .ops import summarize
-from .run import caller, decide_run, process_run_id
+from .run import RunDecision, caller, decide_run, process_run_id
 from .verify import broken_promises
 
 
@@ -46,6 +46,10 @@ class Planned:
     #: Set when the plan cannot finish the job now (a restore whose starts wait for WMI): the task fails with
     #: this after everything else was done (a warning in check mode).
     incomplete: str | None = None
+    #: Processes the plan ends, for the diff only ({"<image>.exe (process id N)": state}): they are not services,
+    #: so they are not part of what the fresh read after the apply verifies.
+    processes_before: dict[str, str] = field(default_factory=dict)
+    processes_after: dict[str, str] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -62,6 +66,28 @@ def corrupt_journal(path: str, exc: JournalError, advice: str) -> dict[str, Any]
         f"the journal {path} is corrupt or was tampered with ({exc}); nothing was changed. {advice}",
         journal_path=path,
     )
+
+
+def host_warnings(host: str, warnings: list[Any]) -> list[str]:
+    """Each warning once, naming the host: Ansible prints a warning text only once per run, so without the
+    host name the same warning of five hosts shows once and names none of them."""
+    out: list[str] = []
+    for text in (str(w) for w in warnings):
+        line = text if text.startswith(f"{host}: ") else f"{host}: {text}"
+        if line not in out:
+            out.append(line)
+    return out
+
+
+def _diff(planned: Planned) -> dict[str, Any]:
+    """The services' before/after; ended processes (which a restore does not bring back) under their own key,
+    whose "/" no service name can contain (the Service Control Manager refuses / and \\ in names)."""
+    before: dict[str, Any] = dict(planned.diff_before or {})
+    after: dict[str, Any] = dict(planned.diff_after or {})
+    if planned.processes_after:
+        before["processes/ended"] = dict(planned.processes_before)
+        after["processes/ended"] = dict(planned.processes_after)
+    return {"before": before, "after": after}
 
 
 class JournalAction(ActionBase):
@@ -83,14 +109,24 @@ class JournalAction(ActionBase):
         """The plan, or a failure() result; PlanError means nothing can be planned."""
         raise NotImplementedError
 
+    def _read_only(self, opts: dict[str, Any]) -> bool:
+        """True for a task that only reads (it belongs to no run and takes no lock)."""
+        return False
+
     def _summary(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
         """The result keys listing what the operations (planned, then applied) do."""
         return summarize(ops)
 
     def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
         task_vars = task_vars or {}
-        result = super().run(tmp, task_vars)
         host = str(task_vars.get("inventory_hostname", "?"))
+        result = self._run_task(tmp, task_vars, host)
+        if result.get("warnings"):
+            result["warnings"] = host_warnings(host, result["warnings"])
+        return result
+
+    def _run_task(self, tmp: Any, task_vars: dict[str, Any], host: str) -> dict[str, Any]:
+        result = super().run(tmp, task_vars)
         outcome = self._gather_and_plan(host, task_vars)
         if isinstance(outcome, dict):
             return {**outcome, "msg": f"{host}: {outcome['msg']}"}
@@ -100,7 +136,7 @@ class JournalAction(ActionBase):
         result.update(planned.fields)
         result.update(self._summary(planned.ops if planned.summary_ops is None else planned.summary_ops))
         if self._task.diff:
-            result["diff"] = {"before": planned.diff_before, "after": planned.diff_after}
+            result["diff"] = _diff(planned)
         if self._task.check_mode or not planned.changed:
             return self._finish(result, planned, host)
 
@@ -197,7 +233,11 @@ class JournalAction(ActionBase):
         # One run per host: the unfinished journal names the run that holds the host.
         self._caller = caller(opts["run_id"], opts["takeover"])
         try:
-            self._run = decide_run(journal, self._caller, process_run_id(), bool(self._task.check_mode))
+            if self._read_only(opts):
+                # A task that changes nothing is no run: it reads whatever run holds the host.
+                self._run = RunDecision(journal["run_id"] if journal else process_run_id(), new=journal is None)
+            else:
+                self._run = decide_run(journal, self._caller, process_run_id(), bool(self._task.check_mode))
         except PlanError as exc:
             return failure(str(exc), journal_path=path, **({"run_id": journal["run_id"]} if journal else {}))
         if self._run.took_over and journal is not None:

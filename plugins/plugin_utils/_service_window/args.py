@@ -64,6 +64,10 @@ def _unknown(args: Mapping[str, Any], known: Sequence[str]) -> None:
         raise PlanError(f"unsupported option(s) {', '.join(unknown)}; supported: {', '.join(sorted(known))}")
 
 
+#: SQL Server's rule for instance names (setup's Instance Configuration page): at most 16 characters, the first
+#: a letter or underscore, the others letters, decimal digits, $ or _; no spaces, \\ , : ; ' & - or @.
+_INSTANCE = re.compile(r"[^\W\d][\w$]{0,15}")
+
 QUIESCE_OPTIONS = (
     "state",
     "keep",
@@ -94,7 +98,7 @@ def _run_options(args: Mapping[str, Any]) -> dict[str, Any]:
 def validate_quiesce_args(args: Mapping[str, Any]) -> dict[str, Any]:
     """The task's options with defaults applied, or PlanError naming the first bad option."""
     _unknown(args, QUIESCE_OPTIONS)
-    state = _choice("state", args.get("state", "quiesced"), ("quiesced", "restored"))
+    state = _choice("state", args.get("state", "quiesced"), ("quiesced", "restored", "verified"))
     keep = validate_patterns("keep", args.get("keep"))
     stop = validate_patterns("stop", args.get("stop"))
     processes = args.get("processes") or []
@@ -109,8 +113,11 @@ def validate_quiesce_args(args: Mapping[str, Any]) -> dict[str, Any]:
                 f"(for example Microsoft.ConfigurationManagement), got {name!r}"
             )
     instance = args.get("instance", "MSSQLSERVER")
-    if not isinstance(instance, str) or not instance.strip() or _CONTROL.search(instance) or "\\" in instance:
-        raise PlanError(f"option instance must be a SQL Server instance name such as MSSQLSERVER, got {instance!r}")
+    if not isinstance(instance, str) or not _INSTANCE.fullmatch(instance):
+        raise PlanError(
+            f"option instance must be a SQL Server instance name (MSSQLSERVER for the default instance; a named "
+            f"instance has 1-16 letters, digits, _ or $ and starts with a letter or _), got {instance!r}"
+        )
     sessions = args.get("sql_sessions") or []
     if not isinstance(sessions, list):
         raise PlanError("option sql_sessions must be a list of dicts with host_process_id")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .classify import Decision, QuiesceOptions, classify, close_over_dependents
 from .facts import ServiceFact
@@ -198,3 +199,35 @@ def plan_restore(
     ops.extend(op_start(n) for n in order_dependencies_first(to_start, facts))
     ops.extend(disabled_after)
     return RestorePlan(entries, ops, before, after, blocked, refused)
+
+
+def window_drift(
+    facts: Sequence[ServiceFact],
+    records: Mapping[str, Mapping[str, str]],
+    disabled: bool,
+    wmi: Mapping[str, Any] | None,
+) -> list[dict[str, str]]:
+    """Where the service window recorded in the journal no longer holds, one entry per service.
+
+    Every service the quiesce recorded was stopped by it (and set to Disabled unless ``disabled`` is false),
+    so each must be stopped now (STOP_PENDING is on its way but still holds a process: not yet) and, when
+    ``disabled``, still Disabled; with a Winmgmt record of status ``disabled``, Winmgmt must be stopped and
+    Disabled. A recorded service that no longer exists is drift too: something removed it in the window.
+    Something that starts a service by itself (a recovery action, a client health task, an operator) breaks
+    the KB's premise that nothing but SQL Server setup talks to the instance.
+    """
+    index = _index(facts)
+    want: dict[str, tuple[str, bool]] = {name: ("stopped", disabled) for name in records}
+    if wmi is not None and wmi.get("status") == "disabled":
+        want["Winmgmt"] = ("stopped", True)
+    drift: list[dict[str, str]] = []
+    for name in sorted(want, key=str.casefold):
+        state, must_be_disabled = want[name]
+        expected = "stopped and disabled" if must_be_disabled else "stopped"
+        fact = index.get(name.casefold())
+        if fact is None:
+            drift.append({"name": name, "expected": expected, "actual": "no longer on the host"})
+            continue
+        if fact.state != state or (must_be_disabled and fact.start_mode != "disabled"):
+            drift.append({"name": fact.name, "expected": expected, "actual": f"{fact.state} and {fact.start_mode}"})
+    return drift

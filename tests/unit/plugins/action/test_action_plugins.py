@@ -199,3 +199,50 @@ def test_a_stop_pattern_that_catches_a_windows_service_and_an_unmatched_process_
     assert "SMS is a Windows service" in warned and "SMSProxy is a Windows service" in warned
     assert "SMS_EXECUTIVE is a Windows service" not in warned
     assert "processes entry 'NoSuchConsole' matches no running process on this host" in warned
+
+
+def test_warnings_name_their_host_once() -> None:
+    result, _sent = replay("win_service_quiesce", {"keep": ["NoSuchAgent", "NoSuchAgent"]},
+                           results_of("quiesce_fresh")[:1], check=True)
+    unmatched = [w for w in result["warnings"] if "NoSuchAgent" in w]
+    assert unmatched == ["site01: keep/stop pattern 'NoSuchAgent' matches no service on this host (a typo?); "
+                         "it changed nothing"]
+    assert all(w.startswith("site01: ") for w in result["warnings"])
+
+
+def test_ended_processes_are_in_the_diff_apart_from_the_services() -> None:
+    result, _sent = replay("win_service_quiesce", {"processes": ["Microsoft.ConfigurationManagement"]},
+                           results_of("quiesce_fresh"), check=True)
+    console = next(p for p in result["ended_processes"] if p["name"] == "Microsoft.ConfigurationManagement")
+    key = f"Microsoft.ConfigurationManagement (process id {console['process_id']})"
+    assert result["diff"]["before"]["processes/ended"][key] == "running"
+    assert result["diff"]["after"]["processes/ended"][key].startswith("ended, not restored (named in processes")
+    assert result["diff"]["after"]["SMS_EXECUTIVE"] == {"start_mode": "disabled", "state": "stopped"}
+
+
+@pytest.mark.parametrize("state", ["restored", "verified"])
+def test_check_mode_without_a_journal_says_so_instead_of_failing(state: str) -> None:
+    # What a --check run of quiesce then restore (or verify) meets: the quiesce in check mode wrote nothing.
+    result, sent = replay("win_service_quiesce", {"state": state}, results_of("quiesce_fresh")[:1], check=True)
+    assert [s["_phase"] for s in sent] == ["gather"]
+    assert not result.get("failed") and result["changed"] is False
+    assert result["msg"].startswith("check mode: there is no open service window in the journal at ")
+    # A real run without a journal still fails: there is nothing recorded.
+    real, _sent = replay("win_service_quiesce", {"state": state}, results_of("quiesce_fresh")[:1])
+    assert real["failed"] is True and "no service journal at" in real["msg"]
+
+
+def test_verified_passes_on_the_window_and_names_each_service_that_drifted() -> None:
+    gather = results_of("quiesce_again")[0]
+    result, sent = replay("win_service_quiesce", {"state": "verified", "run_id": "r-someone-else"}, [gather])
+    assert [s["_phase"] for s in sent] == ["gather"]  # read only, and open to any run
+    assert not result.get("failed"), result.get("msg")
+    assert result["changed"] is False and result["drift"] == [] and "SMS_EXECUTIVE" in result["checked"]
+    # CcmExec was started again by something after the quiesce.
+    drifted = json.loads(json.dumps(gather))
+    ccm = next(s for s in drifted["services"] if s["name"] == "CcmExec")
+    ccm.update(state="running", start_mode="auto")
+    failed, _sent = replay("win_service_quiesce", {"state": "verified"}, [drifted])
+    assert failed["failed"] is True and failed["changed"] is False
+    assert failed["drift"] == [{"name": "CcmExec", "expected": "stopped and disabled", "actual": "running and auto"}]
+    assert "CcmExec is running and auto (the window needs it stopped and disabled)" in failed["msg"]

@@ -91,3 +91,15 @@ def test_options_follow_ansibles_type_conversions() -> None:
     opts = validate_quiesce_args({"keep": "VMTools,zabbix*", "timeout": 30.0, "processes": "a,b"})
     assert opts["keep"] == ["VMTools", "zabbix*"] and opts["timeout"] == 30 and opts["processes"] == ["a", "b"]
     assert validate_wmi_args({"timeout": "45"})["timeout"] == 45
+
+
+@pytest.mark.parametrize("name", ["MSSQLSERVER", "SQL2022", "_x", "Cm$1", "ÜBER", "A234567890123456"])
+def test_instance_names_sql_server_accepts(name: str) -> None:
+    assert validate_quiesce_args({"instance": name})["instance"] == name
+
+
+@pytest.mark.parametrize("name", ["MSSQLSERVER; DROP DATABASE x", "1SQL", "A2345678901234567", "SQL-2022", "SQL 22",
+                                  "", "SQL\\X", "a'b", "x\n"])
+def test_instance_names_sql_server_refuses_are_refused(name: str) -> None:
+    with pytest.raises(PlanError, match="option instance must be a SQL Server instance name"):
+        validate_quiesce_args({"instance": name})

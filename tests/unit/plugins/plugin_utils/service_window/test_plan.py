@@ -27,6 +27,7 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_win
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.quiesce import (
     plan_quiesce,
     plan_restore,
+    window_drift,
 )
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.run import (
     Caller,
@@ -555,3 +556,27 @@ def test_windows_binaries_are_recognised_on_a_localized_windows() -> None:
     assert [n for n in ("CcmLike", "Elsewhere", "Vendor") if got[n].action != "stop"] == []
     # Without the host's %SystemRoot% the rule claims nothing.
     assert {d.name: d for d in classify(facts, QuiesceOptions())}["WaaSMedicSvc"].action == "stop"
+
+
+def test_window_drift_is_empty_while_the_window_holds() -> None:
+    facts = [svc("SMS_EXECUTIVE", "disabled", "stopped"), svc("Winmgmt", "disabled", "stopped")]
+    records = {"SMS_EXECUTIVE": {"start_mode": "auto", "state": "running"}}
+    assert window_drift(facts, records, True, {"status": "disabled"}) == []
+
+
+def test_window_drift_names_a_restarted_a_reenabled_a_removed_service_and_wmi() -> None:
+    facts = [svc("SMS_EXECUTIVE", "disabled", "running"), svc("CcmExec", "auto", "stopped"),
+             svc("Winmgmt", "auto", "running"), svc("Stopping", "disabled", "stop_pending")]
+    records = {name: {"start_mode": "auto", "state": "running"} for name in
+               ("sms_executive", "CcmExec", "Gone", "Stopping")}
+    drift = window_drift(facts, records, True, {"status": "disabled"})
+    assert drift == [
+        {"name": "CcmExec", "expected": "stopped and disabled", "actual": "stopped and auto"},
+        {"name": "Gone", "expected": "stopped and disabled", "actual": "no longer on the host"},
+        {"name": "SMS_EXECUTIVE", "expected": "stopped and disabled", "actual": "running and disabled"},
+        {"name": "Stopping", "expected": "stopped and disabled", "actual": "stop_pending and disabled"},
+        {"name": "Winmgmt", "expected": "stopped and disabled", "actual": "running and auto"},
+    ]
+    # Without disable only the state counts; a WMI record that is enabled again is not checked.
+    assert [d["name"] for d in window_drift(facts, records, False, {"status": "enabled"})] == [
+        "Gone", "SMS_EXECUTIVE", "Stopping"]
