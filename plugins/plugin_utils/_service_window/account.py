@@ -75,9 +75,12 @@ def fold(host: str, results: Iterable[tuple[str, Mapping[str, Any]]], check_mode
         fine.update(n.casefold() for n in _plan_reasons(result, ("none",)))
         for name, reason in _plan_reasons(result, ("blocked",)).items():
             why_left[name.casefold()] = reason
+        # A restore that set a service's start mode back but could not start it has not put it back.
         for failure in result.get("failures") or []:
             if isinstance(failure, Mapping) and failure.get("name"):
-                why_left[str(failure["name"]).casefold()] = str(failure.get("msg") or "its restore failed")
+                key = str(failure["name"]).casefold()
+                why_left[key] = str(failure.get("msg") or "its restore failed")
+                back.pop(key, None)
         ended += [
             {"name": str(p.get("name")), "process_id": p.get("process_id"), "reason": str(p.get("reason") or "")}
             for p in result.get("ended_processes") or []
@@ -91,10 +94,14 @@ def fold(host: str, results: Iterable[tuple[str, Mapping[str, Any]]], check_mode
         for key, entry in off.items():
             if key in back or key in fine:
                 continue
-            state = " and ".join(v for v in ("stopped", "disabled") if v in entry)
-            hint = ("run wmi_disable with state=enabled" if key == "winmgmt" else
-                    "run win_service_quiesce with state=restored; the journal keeps its record")
-            left.append({"name": entry["name"], "why": f"still {state}: {why_left.get(key) or hint}"})
+            if key in why_left:
+                why = f"not put back: {why_left[key]}"
+            else:
+                state = " and ".join(v for v in ("stopped", "disabled") if v in entry)
+                hint = ("run wmi_disable with state=enabled" if key == "winmgmt" else
+                        "run win_service_quiesce with state=restored; the journal keeps its record")
+                why = f"still {state}: {hint}"
+            left.append({"name": entry["name"], "why": why})
     return {
         "host": host,
         "check_mode": check_mode,
