@@ -19,6 +19,7 @@ LAYOUT := $(BUILD)/collections/ansible_collections/configmgr/sql_upgrade
 SIZE ?= 5
 PYTEST_ARGS ?=
 TWIN_ARGS ?=
+TWIN_INVENTORY ?= twin.yml
 
 # Both collections resolvable for ansible-playbook, ansible-doc, ansible-lint and pytest's subprocesses.
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(BUILD)/collections:$(CURDIR)/$(COLLECTIONS_DIR)
@@ -40,7 +41,7 @@ help:
 	@echo "make lint       ruff + ansible-lint --profile production (offline)"
 	@echo "make pscheck    parse every .ps1 with tree-sitter; WMI/CIM use in the WMI-free window"
 	@echo "make docs-lint  antsibull-docs lint-collection-docs --plugin-docs + antsibull-changelog lint"
-	@echo "make twin SIZE=5  start a twin fleet and print its inventory (Ctrl-C stops it)"
+	@echo "make twin SIZE=5  start a twin fleet, write its inventory to twin.yml (Ctrl-C stops it)"
 	@echo "make bench      speed targets: 50-host fleet start, WinRM calls of a quiesce"
 	@echo "make demo       rehearse the KB service window on an 8-host twin fleet in rolling batches"
 	@echo "make venv       create .venv from requirements/ (done by every target)"
@@ -121,8 +122,9 @@ docs-lint: venv
 	(set -x; antsibull-changelog lint) || rc=1; \
 	exit $$rc
 
+# The inventory goes to twin.yml in the repository (git ignores it), where the README's next step reads it.
 twin: venv
-	PYTHONPATH=tests $(PY) -m twin fleet --size $(SIZE) $(TWIN_ARGS)
+	PYTHONPATH=tests $(PY) -m twin fleet --size $(SIZE) --inventory $(TWIN_INVENTORY) $(TWIN_ARGS)
 
 # Speed targets (50-host fleet start, WinRM calls per quiesce), measured, never in timed unit tests.
 bench: venv
