@@ -106,7 +106,7 @@ def test_a_rescue_whose_restore_fails_still_reports_what_is_left_and_counts_the_
     ("sql_upgrade_batch_size=0", "sql_upgrade_batch_size must be at least 1 host, got '0'"),
     ("sql_upgrade_batch_size=abc", "sql_upgrade_batch_size must be a number of hosts (such as 4) or a percentage"),
     ("sql_upgrade_batch_size=150%", "above 0% and at most 100%"),
-    ("sql_upgrade_max_fail_percentage=-5", "sql_upgrade_max_fail_percentage must be a whole number from 0 to 100"),
+    ("sql_upgrade_max_fail_percentage=-5", "sql_upgrade_max_fail_percentage must be from 0 (stop the rollout"),
     ("sql_upgrade_max_fail_percentage=101", "sql_upgrade_max_fail_percentage must be from 0"),
 ])
 def test_bad_rollout_settings_stop_before_any_host_is_touched(make_fleet: Any, setting: str, words: str) -> None:

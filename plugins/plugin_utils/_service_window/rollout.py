@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_INT = re.compile(r"\s*\d+\s*")
+_INT = re.compile(r"\s*[+-]?\d+\s*")
 _PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*")
 
 
