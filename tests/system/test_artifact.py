@@ -52,3 +52,10 @@ def test_the_built_artifact_installs_offline_and_runs_against_a_twin_host(make_f
     result = run.result("site01")
     assert not result.get("failed"), result.get("msg")
     assert "SMS_EXECUTIVE" in result["stopped"]
+
+    # The rehearsal playbook by its collection name, from the installed copy, in check mode.
+    played = _run([str(BIN / "ansible-playbook"), "-i", str(runner.inventory),
+                   "configmgr.sql_upgrade.rehearse_service_window", "--check", "-e", "sql_upgrade_target=all"],
+                  user_env, tmp_path)
+    assert played.rc == 0, played.proc.stdout[-2000:]
+    assert played.stats["site01"]["failures"] == 0 and played.stats["site01"]["ok"] > 5

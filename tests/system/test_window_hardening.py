@@ -93,7 +93,7 @@ def test_a_restore_never_stops_winrm_whatever_the_journal_says(make_fleet: Any) 
     skipped = {e["name"]: e for e in res["plan"] if e["action"] == "skip"}
     assert "management channel" in skipped["WinRM"]["reason"]
     assert "instance being upgraded" in skipped["MSSQLSERVER"]["reason"]
-    assert any(w.startswith("WinRM: ") for w in res["warnings"])
+    assert any(w.startswith(f"{HOST}: WinRM: ") for w in res["warnings"])
     # The controller can still reach the host.
     assert runner.ansible(HOST, "ansible.windows.win_ping").result(HOST).get("ping") == "pong"
 
@@ -242,7 +242,8 @@ def test_a_tamper_protected_agent_is_kept_with_a_warning_and_the_rest_stops(make
                         ("zabbix Agent 2", "configuration cannot be read")]:
         assert plan[name]["action"] == "keep" and plan[name]["source"] == "unchangeable", plan[name]
         assert words in plan[name]["reason"]
-        assert any(w.startswith(f"{name} is not stopped: ") and words in w for w in res["warnings"]), res["warnings"]
+        warned = [w for w in res["warnings"] if w.startswith(f"{HOST}: {name} is not stopped: ")]
+        assert any(words in w for w in warned), res["warnings"]
         assert host.scm.get(name).state == "running"
     assert host.scm.get("VeeamEndpointBackupSvc").state == "stopped"  # the other third-party services stop
     assert host.scm.get("SMS_EXECUTIVE").state == "stopped"

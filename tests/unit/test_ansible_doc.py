@@ -31,3 +31,18 @@ def test_ansible_doc_renders(name):
     doc = json.loads(data.stdout)[fqcn]
     assert doc["doc"]["version_added"] == "0.1.0"
     assert doc["examples"].strip() and doc["return"]
+
+
+@pytest.mark.parametrize(("plugin_type", "name"), [("filter", "window_account"), ("filter", "rollout_problems"),
+                                                   ("callback", "window_account")])
+def test_ansible_doc_renders_the_other_plugins(plugin_type, name):
+    fqcn = f"configmgr.sql_upgrade.{name}"
+    ansible_doc = str(Path(sys.executable).with_name("ansible-doc"))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1")
+    data = subprocess.run([ansible_doc, "-t", plugin_type, "--json", fqcn], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+    assert data.returncode == 0, data.stderr
+    doc = json.loads(data.stdout)[fqcn]
+    assert doc["doc"]["version_added"] == "0.1.0" and doc["doc"]["description"]
+    if plugin_type == "filter":
+        assert doc["examples"].strip() and doc["return"]
