@@ -187,7 +187,8 @@ def is_isolation_rule(name: str) -> bool:
 class FirewallFacts:
     """The firewall as the executor read it: per profile enabled, and what group policy enforces."""
 
-    profiles: Mapping[str, Mapping[str, Any]]  # name -> {enabled, policy_enabled, local_rules_merged, shields_up, modify_state}
+    #: name -> {enabled, policy_enabled, local_rules_merged, shields_up, modify_state}
+    profiles: Mapping[str, Mapping[str, Any]]
     rules: Mapping[str, Mapping[str, Any]]  # our rules by name -> as read back
 
 
