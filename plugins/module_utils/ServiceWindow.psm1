@@ -680,6 +680,25 @@ Function Invoke-ServiceOp {
     elseif ($kind -eq 'end_process') {
         $Op['result'] = Stop-LeftProcess -Op $Op -TimeoutSeconds $TimeoutSeconds
     }
+    elseif ($kind -eq 'set_profile') {
+        $Op['result'] = Set-FirewallProfileState -ProfileName $name -Enabled ([bool]$Op['enabled'])
+    }
+    elseif ($kind -eq 'add_rule') {
+        $Op['result'] = Add-IsolationRule -Op $Op
+    }
+    elseif ($kind -eq 'remove_rule') {
+        $Op['result'] = Remove-IsolationRule -Name $name
+    }
+    elseif ($kind -eq 'register_watchdog') {
+        $Op['result'] = Register-Watchdog -Name $name -Minutes ([int]$Op['minutes']) -JournalPath (Get-JournalPath)
+    }
+    elseif ($kind -eq 'remove_watchdog') {
+        $Op['result'] = Unregister-Watchdog -Name $name
+        $script = Get-WatchdogScriptPath -JournalPath (Get-JournalPath)
+        if (Test-Path -LiteralPath $script) {
+            [System.IO.File]::Delete($script)
+        }
+    }
     else {
         throw "unknown operation '$kind' for service $name"
     }
@@ -875,6 +894,15 @@ Function Invoke-PlanLocked {
             if ($op.op -eq 'end_process') {
                 $what = "process $($op.name) (id $($op.process_id))"
             }
+            elseif (@('add_rule', 'remove_rule') -contains $op.op) {
+                $what = "firewall rule '$($op.name)'"
+            }
+            elseif ($op.op -eq 'set_profile') {
+                $what = "firewall profile $($op.name)"
+            }
+            elseif (@('register_watchdog', 'remove_watchdog') -contains $op.op) {
+                $what = "scheduled task $($op.name)"
+            }
             $failures.Add(@{ op = $op.op; name = $op.name; msg = "$($op.op) of $what failed: $($_.Exception.Message)" })
             if ($failures.Count -eq 1) {
                 $Module.Result.failed_op = $op
@@ -914,14 +942,491 @@ Function Invoke-PlanLocked {
 
     # Verification: a fresh read of every service the plan acted on; the controller compares it with what
     # the plan promised and fails naming what does not hold.
-    $names = @($Module.Params._plan | Where-Object -FilterScript { $_.op -ne 'end_process' } |
+    $serviceOps = @('set_mode', 'stop', 'start', 'expect_stopped')
+    $names = @($Module.Params._plan | Where-Object -FilterScript { $serviceOps -contains $_.op } |
             ForEach-Object -Process { [string]$_.name } | Select-Object -Unique)
     $Module.Result.after = Get-ServiceState -Names $names
+    if (@($Module.Params._plan | Where-Object -FilterScript { @('set_profile', 'add_rule', 'remove_rule') -contains $_.op }).Count -gt 0) {
+        $Module.Result.firewall_after = Get-FirewallState
+    }
+}
+
+
+# --- KB steps 4 and 6: the firewall, the watchdog and its lease (net_isolate) ------------------------------
+# Windows Firewall through its COM API (HNetCfg.FwPolicy2, HNetCfg.FWRule; netfw.h) and netsh advfirewall,
+# never the NetSecurity cmdlets (CIM). Constants: NET_FW_PROFILE2_DOMAIN 1, _PRIVATE 2, _PUBLIC 4, _ALL
+# 0x7FFFFFFF; NET_FW_RULE_DIR_IN 1, _OUT 2; NET_FW_ACTION_BLOCK 0; NET_FW_IP_PROTOCOL_TCP 6, _UDP 17, _ANY 256.
+
+$script:FirewallProfiles = [ordered]@{ domain = 1; private = 2; public = 4 }
+$script:IsolationGroup = 'configmgr.sql_upgrade'
+
+Function Get-FirewallPolicyValue {
+    <#
+    .SYNOPSIS
+    A Group Policy value of one firewall profile (HKLM:\SOFTWARE\Policies\Microsoft\WindowsFirewall\
+    <Domain|Private|Public>Profile), $null when the policy does not set it.
+    #>
+    param (
+        [Parameter(Mandatory = $true)][string]$ProfileName,
+        [Parameter(Mandatory = $true)][string]$Value
+    )
+    $key = 'HKLM:\SOFTWARE\Policies\Microsoft\WindowsFirewall\{0}{1}Profile' -f $ProfileName.Substring(0, 1).ToUpper(),
+    $ProfileName.Substring(1)
+    $item = Get-ItemProperty -LiteralPath $key -Name $Value -ErrorAction SilentlyContinue
+    if ($null -eq $item) {
+        return $null
+    }
+    return [int]$item.$Value
+}
+
+Function ConvertTo-RuleFact {
+    <#
+    .SYNOPSIS
+    One INetFwRule as the controller compares it (ops.py add_rule's fields, plus action, profiles, enabled).
+    #>
+    param ([Parameter(Mandatory = $true)][Object]$Rule)
+    $protocols = @{ 6 = 'tcp'; 17 = 'udp'; 256 = 'any' }
+    $protocol = 'other'
+    if ($protocols.ContainsKey([int]$Rule.Protocol)) {
+        $protocol = $protocols[[int]$Rule.Protocol]
+    }
+    $ports = @()
+    if ($Rule.RemotePorts -and $Rule.RemotePorts -ne '*') {
+        $ports = @(([string]$Rule.RemotePorts).Split(','))
+    }
+    $addresses = @()
+    if ($Rule.RemoteAddresses -and $Rule.RemoteAddresses -ne '*') {
+        $addresses = @(([string]$Rule.RemoteAddresses).Split(','))
+    }
+    $profiles = 'some'
+    if (([int]$Rule.Profiles -band 7) -eq 7) {
+        $profiles = 'all'
+    }
+    return @{
+        name = [string]$Rule.Name
+        direction = @{ 1 = 'in'; 2 = 'out' }[[int]$Rule.Direction]
+        action = @{ 0 = 'block'; 1 = 'allow' }[[int]$Rule.Action]
+        protocol = $protocol
+        remote_addresses = $addresses
+        remote_ports = $ports
+        profiles = $profiles
+        enabled = [bool]$Rule.Enabled
+    }
+}
+
+Function Get-FirewallState {
+    <#
+    .SYNOPSIS
+    Each profile's on/off state and what Group Policy enforces on it, and this collection's isolation rules
+    (by group or name) as they are now: what net_isolate plans from and verifies against.
+    #>
+    $policy = New-Object -ComObject HNetCfg.FwPolicy2
+    $current = [int]$policy.CurrentProfileTypes
+    # LocalPolicyModifyState answers for the current profiles (NET_FW_MODIFY_STATE_OK 0, _GP_OVERRIDE 1,
+    # _INBOUND_BLOCKED 2).
+    $modifyState = [int]$policy.LocalPolicyModifyState
+    $profiles = @{}
+    foreach ($name in $script:FirewallProfiles.Keys) {
+        $bit = $script:FirewallProfiles[$name]
+        $enabledByPolicy = Get-FirewallPolicyValue -ProfileName $name -Value 'EnableFirewall'
+        $merge = Get-FirewallPolicyValue -ProfileName $name -Value 'AllowLocalPolicyMerge'
+        $shields = Get-FirewallPolicyValue -ProfileName $name -Value 'DoNotAllowExceptions'
+        $state = $null
+        if ($current -band $bit) {
+            $state = $modifyState
+        }
+        $profiles[$name] = @{
+            enabled = [bool]$policy.FirewallEnabled($bit)
+            current = [bool]($current -band $bit)
+            modify_state = $state
+            policy_enabled = if ($null -eq $enabledByPolicy) { $null } else { [bool]$enabledByPolicy }
+            local_rules_merged = if ($null -eq $merge) { $null } else { [bool]$merge }
+            shields_up = ($shields -eq 1)
+        }
+    }
+    $rules = @{}
+    foreach ($rule in $policy.Rules) {
+        $ruleName = [string]$rule.Name
+        if ($rule.Grouping -eq $script:IsolationGroup -or $ruleName.StartsWith('configmgr.sql_upgrade isolation (')) {
+            $rules[$ruleName] = ConvertTo-RuleFact -Rule $rule
+        }
+    }
+    return @{ profiles = $profiles; rules = $rules }
+}
+
+Function Set-FirewallProfileState {
+    <#
+    .SYNOPSIS
+    Turn one profile's firewall on or off with netsh advfirewall (documented, no CIM); throws netsh's output
+    when it fails. Result: 'changed', or 'unchanged' when the profile already was so.
+    #>
+    param (
+        [Parameter(Mandatory = $true)][string]$ProfileName,
+        [Parameter(Mandatory = $true)][bool]$Enabled
+    )
+    $policy = New-Object -ComObject HNetCfg.FwPolicy2
+    if ([bool]$policy.FirewallEnabled($script:FirewallProfiles[$ProfileName]) -eq $Enabled) {
+        return 'unchanged'
+    }
+    $state = if ($Enabled) { 'on' } else { 'off' }
+    $output = & netsh.exe advfirewall set "$($ProfileName)profile" state $state 2>&1
+    if ($LASTEXITCODE -ne 0) {
+        throw "netsh advfirewall set $($ProfileName)profile state $state failed ($LASTEXITCODE): $($output -join ' ')"
+    }
+    return 'changed'
+}
+
+Function Remove-IsolationRule {
+    <#
+    .SYNOPSIS
+    Remove every rule of that name (INetFwRules.Remove removes one per call). Only this collection's
+    isolation rules: any other name is refused. Result: 'changed', or 'unchanged' when there was none.
+    #>
+    param ([Parameter(Mandatory = $true)][string]$Name)
+    if (-not $Name.StartsWith('configmgr.sql_upgrade isolation (')) {
+        throw "rule '$Name' is not an isolation rule of configmgr.sql_upgrade; it is left alone"
+    }
+    $policy = New-Object -ComObject HNetCfg.FwPolicy2
+    $removed = 0
+    for ($i = 0; $i -lt 16; $i++) {
+        $present = @($policy.Rules | Where-Object -FilterScript { $_.Name -eq $Name })
+        if ($present.Count -eq 0) {
+            break
+        }
+        $policy.Rules.Remove($Name)
+        $removed++
+    }
+    if ($removed -gt 0) {
+        return 'changed'
+    }
+    return 'unchanged'
+}
+
+Function Add-IsolationRule {
+    <#
+    .SYNOPSIS
+    Add one block rule of the isolation on every profile, enabled, in this collection's group. The
+    addresses and ports are data from the plan, set as properties (never parsed as script).
+    #>
+    param ([Parameter(Mandatory = $true)][System.Collections.IDictionary]$Op)
+    $rule = New-Object -ComObject HNetCfg.FWRule
+    $rule.Name = [string]$Op['name']
+    $rule.Grouping = $script:IsolationGroup
+    $rule.Description = 'KB 256202 network isolation by configmgr.sql_upgrade net_isolate; removed by state=restored or its watchdog'
+    $rule.Direction = @{ in = 1; out = 2 }[[string]$Op['direction']]
+    $rule.Action = 0
+    # Protocol before ports: INetFwRule refuses ports on a rule whose protocol is any.
+    $rule.Protocol = @{ any = 256; tcp = 6; udp = 17 }[[string]$Op['protocol']]
+    $ports = @($Op['remote_ports'])
+    if ($ports.Count -gt 0) {
+        $rule.RemotePorts = ($ports -join ',')
+    }
+    $rule.RemoteAddresses = (@($Op['remote_addresses']) -join ',')
+    $rule.Profiles = 0x7FFFFFFF
+    $rule.Enabled = $true
+    $policy = New-Object -ComObject HNetCfg.FwPolicy2
+    $policy.Rules.Add($rule)
+    return 'changed'
+}
+
+Function Get-WatchdogScriptPath {
+    param ([Parameter(Mandatory = $true)][string]$JournalPath)
+    return Join-Path -Path (Split-Path -Path $JournalPath -Parent) -ChildPath 'watchdog.ps1'
+}
+
+Function Get-WatchdogTask {
+    <#
+    .SYNOPSIS
+    The watchdog task as schtasks.exe /Query /XML shows it: @{ task; fires } ($null when not registered).
+    #>
+    param ([Parameter(Mandatory = $true)][string]$Name)
+    $xmlText = & schtasks.exe /Query /TN $Name /XML 2>$null
+    if ($LASTEXITCODE -ne 0) {
+        return $null
+    }
+    $xml = [xml]($xmlText -join "`n")
+    $fires = $null
+    foreach ($trigger in $xml.Task.Triggers.ChildNodes) {
+        if ($trigger.LocalName -eq 'TimeTrigger') {
+            $fires = [string]$trigger.StartBoundary
+        }
+    }
+    return @{ task = $Name; fires = $fires }
+}
+
+Function Register-Watchdog {
+    <#
+    .SYNOPSIS
+    Register (or replace) the watchdog: a task run as SYSTEM that runs watchdog.ps1 (written beside the
+    journal, in its protected folder, from Invoke-ServiceWindowWatchdog's own text) at now + Minutes and at
+    every boot. Task XML through schtasks.exe /Create /XML (the ScheduledTasks cmdlets are CIM).
+    #>
+    param (
+        [Parameter(Mandatory = $true)][string]$Name,
+        [Parameter(Mandatory = $true)][int]$Minutes,
+        [Parameter(Mandatory = $true)][string]$JournalPath
+    )
+    $script = Get-WatchdogScriptPath -JournalPath $JournalPath
+    $body = "Set-StrictMode -Version 2.0`r`n`$ErrorActionPreference = 'Stop'`r`n" +
+    "Function Invoke-ServiceWindowWatchdog {`r`n" + ${function:Invoke-ServiceWindowWatchdog}.ToString() + "`r`n}`r`n" +
+    "Invoke-ServiceWindowWatchdog -Trigger `$args[0]`r`n"
+    Write-JournalText -Path $script -Text $body
+    $fires = (Get-Date).AddMinutes($Minutes).ToString('yyyy-MM-ddTHH:mm:ss')
+    $command = [System.Security.SecurityElement]::Escape("$env:SystemRoot\System32\WindowsPowerShell\v1.0\powershell.exe")
+    $arguments = [System.Security.SecurityElement]::Escape("-NoProfile -NonInteractive -ExecutionPolicy Bypass -File `"$script`"")
+    $xml = @"
+<?xml version="1.0" encoding="UTF-16"?>
+<Task version="1.2" xmlns="http://schemas.microsoft.com/windows/2004/02/mit/task">
+  <RegistrationInfo><Description>configmgr.sql_upgrade: puts the KB 256202 window back when its lease ends or the server boots</Description></RegistrationInfo>
+  <Triggers>
+    <TimeTrigger><StartBoundary>$fires</StartBoundary><Enabled>true</Enabled></TimeTrigger>
+    <BootTrigger><Enabled>true</Enabled></BootTrigger>
+  </Triggers>
+  <Principals><Principal id="System"><UserId>S-1-5-18</UserId><RunLevel>HighestAvailable</RunLevel></Principal></Principals>
+  <Settings>
+    <MultipleInstancesPolicy>IgnoreNew</MultipleInstancesPolicy>
+    <DisallowStartIfOnBatteries>false</DisallowStartIfOnBatteries>
+    <StopIfGoingOnBatteries>false</StopIfGoingOnBatteries>
+    <StartWhenAvailable>true</StartWhenAvailable>
+    <ExecutionTimeLimit>PT72H</ExecutionTimeLimit>
+    <Priority>4</Priority>
+  </Settings>
+  <Actions Context="System"><Exec><Command>$command</Command><Arguments>$arguments lease</Arguments></Exec></Actions>
+</Task>
+"@
+    $xmlPath = Join-Path -Path (Split-Path -Path $JournalPath -Parent) -ChildPath 'watchdog.xml'
+    [System.IO.File]::WriteAllText($xmlPath, $xml, [System.Text.Encoding]::Unicode)
+    try {
+        $output = & schtasks.exe /Create /TN $Name /XML $xmlPath /F 2>&1
+        if ($LASTEXITCODE -ne 0) {
+            throw "schtasks.exe /Create /TN $Name failed ($LASTEXITCODE): $($output -join ' ')"
+        }
+    }
+    finally {
+        [System.IO.File]::Delete($xmlPath)
+    }
+    return 'changed'
+}
+
+Function Unregister-Watchdog {
+    param ([Parameter(Mandatory = $true)][string]$Name)
+    if ($null -eq (Get-WatchdogTask -Name $Name)) {
+        return 'unchanged'
+    }
+    $output = & schtasks.exe /Delete /TN $Name /F 2>&1
+    if ($LASTEXITCODE -ne 0) {
+        throw "schtasks.exe /Delete /TN $Name failed ($LASTEXITCODE): $($output -join ' ')"
+    }
+    return 'changed'
+}
+
+Function Update-ServiceWindowLease {
+    <#
+    .SYNOPSIS
+    Every call of the collection's modules renews the lease: when the journal records an isolation and the
+    watchdog is registered, move its time trigger to now + the recorded lease. Returns the task (or $null).
+    Reads only data from the journal (ConvertFrom-Json), never code.
+    #>
+    param (
+        [Parameter(Mandatory = $true)][string]$JournalPath,
+        [Parameter(Mandatory = $true)][string]$Name
+    )
+    $text = Read-JournalText -Path $JournalPath
+    if ($null -eq $text -or (Get-JournalTrustProblem -Path $JournalPath)) {
+        return $null
+    }
+    $doc = ConvertFrom-Json -InputObject $text
+    if (-not ($doc.PSObject.Properties.Name -contains 'network') -or $doc.network.status -ne 'isolated') {
+        return $null
+    }
+    if ($null -eq (Get-WatchdogTask -Name $Name)) {
+        return $null
+    }
+    $null = Register-Watchdog -Name $Name -Minutes ([int]$doc.network.lease_minutes) -JournalPath $JournalPath
+    return Get-WatchdogTask -Name $Name
+}
+
+Function Get-ConnectedPeer {
+    <#
+    .SYNOPSIS
+    The remote addresses of the established TCP connections to a local port (TcpConnections.cs), unique.
+    #>
+    param ([Parameter(Mandatory = $true)][int]$Port)
+    $peers = [ConfigMgr.SqlUpgrade.TcpConnections]::Established($Port)
+    return @($peers | ForEach-Object -Process { $_.RemoteAddress } | Select-Object -Unique)
+}
+
+Function Get-DomainFact {
+    <#
+    .SYNOPSIS
+    Whether the connection's account is a domain account, the server's domain, and the addresses of the
+    domain controllers it uses: the locator's choice (nltest /dsgetdc) and the secure channel's
+    (nltest /sc_query, resolved by DNS). No WMI.
+    #>
+    $identity = [System.Security.Principal.WindowsIdentity]::GetCurrent()
+    $accountDomain = ($identity.Name -split '\\')[0]
+    $domain = [System.Net.NetworkInformation.IPGlobalProperties]::GetIPGlobalProperties().DomainName
+    $result = @{
+        account = $identity.Name
+        account_is_domain = ($accountDomain -ne $env:COMPUTERNAME -and $accountDomain -ne 'NT AUTHORITY' -and $domain)
+        authentication = [string]$identity.AuthenticationType
+        domain = $domain
+        controllers = @()
+    }
+    if (-not $domain) {
+        return $result
+    }
+    $addresses = [System.Collections.Generic.List[string]]@()
+    $located = & nltest.exe "/dsgetdc:$domain" 2>$null
+    if ($LASTEXITCODE -eq 0) {
+        foreach ($line in $located) {
+            if ($line -match '^\s*Address:\s*\\\\(\S+)\s*$') {
+                $addresses.Add($Matches[1])
+            }
+        }
+    }
+    $channel = & nltest.exe "/sc_query:$domain" 2>$null
+    if ($LASTEXITCODE -eq 0) {
+        foreach ($line in $channel) {
+            if ($line -match '^\s*Trusted DC Name\s+\\\\(\S+)\s*$') {
+                foreach ($ip in [System.Net.Dns]::GetHostAddresses($Matches[1])) {
+                    $addresses.Add($ip.ToString())
+                }
+            }
+        }
+    }
+    $result.controllers = @($addresses | Select-Object -Unique)
+    return $result
+}
+
+
+Function Invoke-ServiceWindowWatchdog {
+    <#
+    .SYNOPSIS
+    The on-host watchdog (run as SYSTEM by the task Register-Watchdog creates, from a copy of this function's
+    own text in watchdog.ps1): when the lease has ended or the server has booted, put the window back from the
+    journal without any controller - network first (this collection's rules removed by name, each profile's
+    recorded on/off state), then WMI (recorded start mode; started when it ran), then the services (recorded
+    start modes; started when they ran). Never while SQL Server setup is recorded as running and its process
+    exists: it waits for setup to end first. It writes what it did into the journal (watchdog section, every
+    status restored, which also releases the run lock), then removes its task and its script.
+    Self-contained (the script holds only this function) and WMI-free: the journal is read as data
+    (ConvertFrom-Json), never run; services through sc.exe and ServiceController, the firewall through COM and
+    netsh. The twin emulates exactly this contract (tests/twin/emulation/configmgr.py, run_watchdog).
+    #>
+    param ([string]$Trigger = 'lease')
+    $folder = Join-Path -Path $env:ProgramData -ChildPath 'configmgr.sql_upgrade'
+    $journalPath = Join-Path -Path $folder -ChildPath 'journal.json'
+    $taskName = '\configmgr.sql_upgrade\watchdog'
+    $log = [System.Collections.Generic.List[string]]@()
+
+    if (-not (Test-Path -LiteralPath $journalPath -PathType Leaf)) {
+        & schtasks.exe /Delete /TN $taskName /F 2>$null | Out-Null
+        return
+    }
+    $doc = ConvertFrom-Json -InputObject ([System.IO.File]::ReadAllText($journalPath))
+    $has = { param($name) $doc.PSObject.Properties.Name -contains $name }
+
+    # Setup runs the instance in single-user mode: putting the network or services back now would let SMS take
+    # the one connection. Wait while the recorded setup process exists (at most 72 hours, the task's limit).
+    if ((& $has 'setup') -and $doc.setup.status -eq 'running') {
+        while ($null -ne (Get-Process -Id ([int]$doc.setup.process_id) -ErrorAction SilentlyContinue)) {
+            Start-Sleep -Seconds 60
+        }
+        $log.Add("waited for SQL Server setup (process $($doc.setup.process_id)) to end")
+    }
+    if ($Trigger -eq 'lease') {
+        # One action serves both triggers: before the lease's end it can only be the boot trigger.
+        $task = [xml]((& schtasks.exe /Query /TN $taskName /XML 2>$null) -join "`n")
+        foreach ($node in @($task.Task.Triggers.ChildNodes)) {
+            if ($node.LocalName -eq 'TimeTrigger' -and [datetime]$node.StartBoundary -gt (Get-Date)) {
+                $Trigger = 'boot'
+            }
+        }
+    }
+
+    if ((& $has 'network') -and $doc.network.status -eq 'isolated') {
+        $policy = New-Object -ComObject HNetCfg.FwPolicy2
+        foreach ($name in @($doc.network.rules)) {
+            if (-not ([string]$name).StartsWith('configmgr.sql_upgrade isolation (')) {
+                continue
+            }
+            for ($i = 0; $i -lt 16; $i++) {
+                if (@($policy.Rules | Where-Object -FilterScript { $_.Name -eq $name }).Count -eq 0) {
+                    break
+                }
+                $policy.Rules.Remove([string]$name)
+            }
+        }
+        $bits = @{ domain = 1; private = 2; public = 4 }
+        foreach ($profile in @('domain', 'private', 'public')) {
+            $want = [bool]$doc.network.profiles.$profile
+            if ([bool]$policy.FirewallEnabled($bits[$profile]) -ne $want) {
+                $state = if ($want) { 'on' } else { 'off' }
+                & netsh.exe advfirewall set "$($profile)profile" state $state | Out-Null
+            }
+        }
+        $doc.network.status = 'restored'
+        $log.Add('network back (isolation rules removed, profiles as recorded)')
+    }
+
+    $modes = @{ auto = 'auto'; delayed = 'delayed-auto'; manual = 'demand'; disabled = 'disabled' }
+    $restoreService = {
+        param($name, $mode, $state)
+        if ($modes.ContainsKey([string]$mode)) {
+            & sc.exe config "$name" start= $modes[[string]$mode] | Out-Null
+        }
+        if ($state -eq 'running') {
+            try {
+                Start-Service -Name $name -ErrorAction Stop
+            }
+            catch {
+                $log.Add("could not start ${name}: $($_.Exception.Message)")
+            }
+        }
+    }
+    if ((& $has 'wmi') -and $doc.wmi.status -eq 'disabled') {
+        & $restoreService 'Winmgmt' $doc.wmi.start_mode $doc.wmi.state
+        $doc.wmi.status = 'enabled'
+        $log.Add('WMI back as recorded')
+    }
+    if ((& $has 'services') -and $doc.services.status -eq 'quiesced') {
+        foreach ($record in $doc.services.records.PSObject.Properties) {
+            & $restoreService $record.Name $record.Value.start_mode 'stopped'
+        }
+        foreach ($record in $doc.services.records.PSObject.Properties) {
+            if ($record.Value.state -eq 'running') {
+                & $restoreService $record.Name $record.Value.start_mode 'running'
+            }
+        }
+        $doc.services.status = 'restored'
+        $log.Add('services back as recorded')
+    }
+
+    $now = (Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ')
+    $said = $log -join '; '
+    if ($said.Length -gt 2000) {
+        $said = $said.Substring(0, 1997) + '...'
+    }
+    $entry = [pscustomobject]@{ fired = $now; trigger = $Trigger; result = $said }
+    $doc | Add-Member -NotePropertyName watchdog -NotePropertyValue $entry -Force
+    $doc.updated = $now
+    $temp = $journalPath + '.tmp'
+    if (Test-Path -LiteralPath $temp) {
+        [System.IO.File]::Delete($temp)
+    }
+    [System.IO.File]::WriteAllText($temp, (ConvertTo-Json -InputObject $doc -Depth 8),
+        (New-Object -TypeName System.Text.UTF8Encoding -ArgumentList $false))
+    [System.IO.File]::Replace($temp, $journalPath, [NullString]::Value)
+    & schtasks.exe /Delete /TN $taskName /F 2>$null | Out-Null
+    [System.IO.File]::Delete((Join-Path -Path $folder -ChildPath 'watchdog.ps1'))
 }
 
 $exported = @(
     'Get-JournalPath', 'Read-JournalText', 'Write-JournalText', 'Get-JournalTrustProblem', 'Get-ServiceTable',
     'Get-ServiceState', 'Get-HostTime',
-    'Invoke-ServiceOp', 'Invoke-JournaledPlan', 'Get-ProcessSnapshot'
+    'Invoke-ServiceOp', 'Invoke-JournaledPlan', 'Get-ProcessSnapshot',
+    'Get-FirewallState', 'Get-WatchdogTask', 'Update-ServiceWindowLease', 'Register-Watchdog', 'Get-ConnectedPeer',
+    'Get-DomainFact', 'Invoke-ServiceWindowWatchdog'
 )
 Export-ModuleMember -Function $exported

@@ -113,6 +113,19 @@ class JournalAction(ActionBase):
         """True for a task that only reads (it belongs to no run and takes no lock)."""
         return False
 
+    def _gather_args(self, task_vars: dict[str, Any]) -> dict[str, Any]:
+        """Internal options the gather needs besides the task's (net_isolate: the WinRM port)."""
+        return {}
+
+    def _broken(self, planned: Planned, applied: dict[str, Any]) -> list[str]:
+        """What the fresh read after the apply shows that the plan did not promise."""
+        return broken_promises(planned.diff_after or {}, applied.get("after"))
+
+    def _after_apply(self, result: dict[str, Any], opts: dict[str, Any], planned: Planned, applied: dict[str, Any],
+                     task_vars: dict[str, Any], host: str) -> dict[str, Any]:
+        """A successful apply's last word (net_isolate proves a new connection); returns the result."""
+        return result
+
     def _summary(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
         """The result keys listing what the operations (planned, then applied) do."""
         return summarize(ops)
@@ -180,7 +193,7 @@ class JournalAction(ActionBase):
                 if applied.get(key):
                     result[key] = applied[key]
             return result
-        broken = broken_promises(planned.diff_after or {}, applied.get("after"))
+        broken = self._broken(planned, applied)
         if broken:
             result.update({
                 "failed": True,
@@ -191,6 +204,9 @@ class JournalAction(ActionBase):
             })
             return result
         result["changed"] = bool(applied.get("changed"))
+        result = self._after_apply(result, opts, planned, applied, task_vars, host)
+        if result.get("failed"):
+            return result
         return self._finish(result, planned, host)
 
     def _finish(self, result: dict[str, Any], planned: Planned, host: str) -> dict[str, Any]:
@@ -214,7 +230,8 @@ class JournalAction(ActionBase):
             return failure(f"{name}: {exc}; nothing was sent to the host")
 
         gathered = self._execute_module(
-            module_name=self.MODULE, module_args={**opts, "_phase": "gather"}, task_vars=task_vars
+            module_name=self.MODULE, module_args={**opts, **self._gather_args(task_vars), "_phase": "gather"},
+            task_vars=task_vars,
         )
         if gathered.get("failed"):
             return failure(f"gathering services failed: {gathered.get('msg')}")

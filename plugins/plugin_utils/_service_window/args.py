@@ -149,3 +149,40 @@ def validate_wmi_args(args: Mapping[str, Any]) -> dict[str, Any]:
         "settle_seconds": _int("settle_seconds", args.get("settle_seconds", 5), 0, 3600),
         **_run_options(args),
     }
+
+
+NET_OPTIONS = ("state", "allow_from", "allow_to", "domain_controllers", "lease_minutes", "probation_seconds", "timeout",
+               "run_id", "takeover")
+
+
+def _address_list(option: str, value: Any, default: list[str] | None) -> list[str] | None:
+    """Ansible's list type for address options (a comma string splits); each entry checked by network.py."""
+    if value is None:
+        return default
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list):
+        raise PlanError(f"option {option} must be a list of addresses or networks, got {plain_type(value)}")
+    return [v.strip() if isinstance(v, str) else v for v in value]
+
+
+def validate_net_args(args: Mapping[str, Any]) -> dict[str, Any]:
+    """net_isolate's options with defaults applied, or PlanError naming the first bad option. The addresses
+    are checked (and refused when they would lock the controller out or isolate nothing) in network.py."""
+    from .network import parse_addresses  # noqa: PLC0415  (network imports nothing from here; keeps args light)
+
+    _unknown(args, NET_OPTIONS)
+    opts = {
+        "state": _choice("state", args.get("state", "isolated"), ("isolated", "restored")),
+        "allow_from": _address_list("allow_from", args.get("allow_from"), None),
+        "allow_to": _address_list("allow_to", args.get("allow_to"), []),
+        "domain_controllers": _address_list("domain_controllers", args.get("domain_controllers"), None),
+        "lease_minutes": _int("lease_minutes", args.get("lease_minutes", 30), 5, 1440),
+        "probation_seconds": _int("probation_seconds", args.get("probation_seconds", 120), 60, 3600),
+        "timeout": _int("timeout", args.get("timeout", 120), 1, 86400),
+        **_run_options(args),
+    }
+    for option in ("allow_from", "allow_to", "domain_controllers"):
+        if opts[option] is not None:
+            parse_addresses(option, opts[option])
+    return opts

@@ -38,11 +38,18 @@ START_MODES = ("auto", "delayed", "manual", "disabled", "boot", "system")
 STATES = ("running", "stopped")
 SERVICE_STATUSES = ("quiesced", "restored")
 WMI_STATUSES = ("disabled", "enabled")
+NETWORK_STATUSES = ("isolated", "restored")
+SETUP_STATUSES = ("running", "finished")
+WATCHDOG_TRIGGERS = ("lease", "boot")
+FIREWALL_PROFILES = ("domain", "private", "public")
+_RULE_NAME = re.compile(r"^configmgr\.sql_upgrade isolation \([^\x00-\x1f\x7f]*$")
+_ADDRESS = re.compile(r"^[0-9A-Fa-f:.%/]+$")
 MAX_RECORDS = 5000
 MAX_NAME = 256
 _RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_TOP_KEYS = {"schema", "run_id", "host", "created", "updated", "owner", "services", "wmi", "processes"}
+_TOP_KEYS = {"schema", "run_id", "host", "created", "updated", "owner", "services", "wmi", "processes", "network",
+             "setup", "watchdog"}
 
 
 class JournalError(ValueError):
@@ -89,7 +96,7 @@ def _check_keys(where: str, value: Any, required: set, optional: set = frozenset
 def validate(doc: Any) -> dict[str, Any]:
     """Return doc unchanged when it is a valid schema-1 journal; raise JournalError naming the fault."""
     _check_keys("journal", doc, {"schema", "run_id", "host", "created", "updated"},
-                {"owner", "services", "wmi", "processes"})
+                {"owner", "services", "wmi", "processes", "network", "setup", "watchdog"})
     if doc["schema"] != SCHEMA or isinstance(doc["schema"], bool):
         raise JournalError(f"journal schema is {doc['schema']!r}; this collection reads schema {SCHEMA}")
     if not isinstance(doc["run_id"], str) or not _RUN_ID.match(doc["run_id"]):
@@ -132,7 +139,48 @@ def validate(doc: Any) -> dict[str, Any]:
             _check_name(f"journal wmi.dependents[{i}]", name)
     if "processes" in doc:
         _validate_processes(doc["processes"])
+    if "network" in doc:
+        _validate_network(doc["network"])
+    if "setup" in doc:
+        setup = _check_keys("journal setup", doc["setup"], {"status", "process_id", "started"})
+        _check_choice("journal setup.status", setup["status"], SETUP_STATUSES)
+        _check_int("journal setup.process_id", setup["process_id"], 0, 2**32)
+        _check_str("journal setup.started", setup["started"], 40)
+    if "watchdog" in doc:
+        dog = _check_keys("journal watchdog", doc["watchdog"], {"fired", "trigger", "result"})
+        _check_str("journal watchdog.fired", dog["fired"], 40)
+        _check_choice("journal watchdog.trigger", dog["trigger"], WATCHDOG_TRIGGERS)
+        if not isinstance(dog["result"], str) or len(dog["result"]) > 2000 or re.search(r"[\x00-\x08\x0b-\x1f\x7f]",
+                                                                                          dog["result"]):
+            raise JournalError("journal watchdog.result must be text of at most 2000 characters")
     return doc
+
+
+def _check_int(where: str, value: Any, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise JournalError(f"{where} must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def _validate_network(section: Any) -> None:
+    net = _check_keys("journal network", section, {"status", "rules", "profiles", "allow_from", "lease_minutes"})
+    _check_choice("journal network.status", net["status"], NETWORK_STATUSES)
+    if not isinstance(net["rules"], list) or len(net["rules"]) > 16:
+        raise JournalError("journal network.rules must be a list of at most 16 rule names")
+    for i, name in enumerate(net["rules"]):
+        if not isinstance(name, str) or len(name) > 200 or not _RULE_NAME.match(name):
+            raise JournalError(f"journal network.rules[{i}] {name!r} is not a rule of this collection "
+                               "(configmgr.sql_upgrade isolation (...)): a restore removes only its own rules")
+    profiles = _check_keys("journal network.profiles", net["profiles"], set(FIREWALL_PROFILES))
+    for name in FIREWALL_PROFILES:
+        if not isinstance(profiles[name], bool):
+            raise JournalError(f"journal network.profiles.{name} must be true or false")
+    if not isinstance(net["allow_from"], list) or len(net["allow_from"]) > 64:
+        raise JournalError("journal network.allow_from must be a list of at most 64 addresses")
+    for i, item in enumerate(net["allow_from"]):
+        if not isinstance(item, str) or len(item) > 64 or not _ADDRESS.match(item):
+            raise JournalError(f"journal network.allow_from[{i}] {item!r} is not an address or network")
+    _check_int("journal network.lease_minutes", net["lease_minutes"], 1, 1440)
 
 
 def _validate_processes(items: Any) -> None:
@@ -246,7 +294,8 @@ def is_finished(doc: Mapping[str, Any] | None) -> bool:
         return True
     services_done = "services" not in doc or doc["services"]["status"] == "restored"
     wmi_done = "wmi" not in doc or doc["wmi"]["status"] == "enabled"
-    return services_done and wmi_done
+    network_done = "network" not in doc or doc["network"]["status"] == "restored"
+    return services_done and wmi_done and network_done
 
 
 def service_records(doc: Mapping[str, Any] | None) -> dict[str, dict[str, str]]:
@@ -291,3 +340,24 @@ def wmi_record(doc: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 def record_names(doc: Mapping[str, Any] | None) -> list[str]:
     return sorted(service_records(doc), key=str.casefold)
+
+
+def network_record(doc: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not doc or "network" not in doc:
+        return None
+    return copy.deepcopy(dict(doc["network"]))
+
+
+def set_network(
+    doc: Mapping[str, Any] | None, record: Mapping[str, Any], *, host: str, run_id: str, now: str,
+    owner: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The journal with the network section replaced by record (the planner keeps the first prior state)."""
+    result = copy.deepcopy(dict(doc)) if doc else new_journal(host, run_id, now, owner)
+    result["network"] = copy.deepcopy(dict(record))
+    result["updated"] = now
+    return validate(result)
+
+
+def setup_running(doc: Mapping[str, Any] | None) -> bool:
+    return bool(doc and "setup" in doc and doc["setup"]["status"] == "running")

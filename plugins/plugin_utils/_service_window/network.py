@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import PlanError
-from .ops import Op
+from .ops import Op, op_add_rule, op_register_watchdog, op_remove_rule, op_remove_watchdog, op_set_profile
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -221,32 +221,11 @@ def policy_problems(facts: FirewallFacts) -> list[str]:
     return problems
 
 
-def op_set_profile(profile: str, enabled: bool) -> Op:
-    return {"op": "set_profile", "name": profile, "enabled": enabled}
-
-
-def op_add_rule(rule: Rule) -> Op:
-    return {"op": "add_rule", "name": rule.name, "direction": rule.direction, "protocol": rule.protocol,
-            "remote_addresses": list(rule.remote_addresses), "remote_ports": list(rule.remote_ports)}
-
-
-def op_remove_rule(name: str) -> Op:
-    return {"op": "remove_rule", "name": name}
-
-
-def op_register_watchdog(minutes: int) -> Op:
-    return {"op": "register_watchdog", "name": WATCHDOG_TASK, "minutes": minutes}
-
-
-def op_remove_watchdog() -> Op:
-    return {"op": "remove_watchdog", "name": WATCHDOG_TASK}
-
-
 def same_rule(read: Mapping[str, Any], rule: Rule) -> bool:
     """The rule as read back is the one planned (enabled, block, direction, addresses, ports, all profiles)."""
     return (bool(read.get("enabled")) and read.get("action") == "block" and read.get("direction") == rule.direction
             and str(read.get("protocol", "any")) == rule.protocol
-            and [a.lower() for a in read.get("remote_addresses") or []] == [a.lower() for a in rule.remote_addresses]
+            and same_addresses(list(read.get("remote_addresses") or []), rule.remote_addresses)
             and list(read.get("remote_ports") or []) == list(rule.remote_ports)
             and read.get("profiles") == "all")
 
@@ -294,7 +273,7 @@ def plan_isolate(facts: FirewallFacts, rules: Sequence[Rule], existing: Mapping[
             continue
         if read is not None:
             ops.append(op_remove_rule(rule.name))
-        ops.append(op_add_rule(rule))
+        ops.append(op_add_rule(rule.name, rule.direction, rule.protocol, rule.remote_addresses, rule.remote_ports))
         before[f"rule {rule.name}"] = "different" if read is not None else "absent"
         after[f"rule {rule.name}"] = f"block {rule.direction}, {len(rule.remote_addresses)} remote address ranges"
     prior = dict(existing["profiles"]) if existing and existing.get("profiles") else {
@@ -308,7 +287,7 @@ def plan_isolate(facts: FirewallFacts, rules: Sequence[Rule], existing: Mapping[
     }
     if ops:
         # A changed isolation is on probation until the controller proves a new connection works.
-        ops.append(op_register_watchdog(probation_minutes))
+        ops.append(op_register_watchdog(WATCHDOG_TASK, probation_minutes))
     if existing and existing.get("status") == "isolated" and not ops and dict(existing) == record:
         return NetworkPlan([], None, before, after)
     return NetworkPlan(ops, record, before, after)
@@ -333,7 +312,60 @@ def plan_restore_network(facts: FirewallFacts, existing: Mapping[str, Any] | Non
             before[f"profile {name}"] = "on" if not enabled else "off"
             after[f"profile {name}"] = "on" if enabled else "off"
     if watchdog_present:
-        ops.append(op_remove_watchdog())
+        ops.append(op_remove_watchdog(WATCHDOG_TASK))
         before["watchdog"] = "registered"
         after["watchdog"] = "removed"
     return NetworkPlan(ops, None, before, after)
+
+
+def choose_controller(peers: Sequence[str], own: str | None, port: int) -> tuple[list[str], str]:
+    """allow_from by default: the controller among the addresses connected to the WinRM port, as the host sees
+    them, cross-checked with the address the controller connects from (`own`; None when unknown)."""
+    seen = list(dict.fromkeys(p.split("%")[0] for p in peers if p))
+    if not seen:
+        raise PlanError(f"the host shows no established connection to WinRM port {port}, so the controller's address "
+                        "cannot be told (a proxy, or a listener on another port?); give allow_from")
+    if own and own in seen:
+        return [own], f"the host's connection to WinRM port {port} from {own}, the controller's own address"
+    if len(seen) == 1:
+        return seen, (f"the host's only connection to WinRM port {port}, from {seen[0]}; the controller's own address "
+                      f"({own or 'unknown'}) differs: address translation or a jump host lies between them")
+    raise PlanError(f"several addresses are connected to WinRM port {port} ({', '.join(seen)}) and none is the "
+                    f"controller's own address ({own or 'unknown'}); give allow_from, or the isolation could keep "
+                    "someone else's session and cut the controller's")
+
+
+def choose_domain_controllers(option: Sequence[str] | None, domain: Mapping[str, Any]) -> tuple[list[str], str]:
+    """The domain controllers kept reachable: the option when given, else the ones the server uses when the
+    connection's account is a domain account (every new connection's logon is validated by one)."""
+    if option is not None:
+        return list(option), "the option domain_controllers"
+    if not domain.get("account_is_domain"):
+        return [], f"none: the connection's account {domain.get('account') or '(unknown)'} is not a domain account"
+    found = [str(a) for a in domain.get("controllers") or []]
+    if not found:
+        raise PlanError(f"the connection's account {domain.get('account')} is a domain account, so every new WinRM "
+                        f"connection needs a domain controller of {domain.get('domain') or 'its domain'}, but none "
+                        "was found (nltest /dsgetdc and /sc_query); give domain_controllers")
+    return found, f"the domain controllers {domain.get('domain')} uses (nltest), for {domain.get('account')}'s logons"
+
+
+def _span(item: str) -> tuple[int, int, int] | None:
+    """A remote-address entry as Windows reads it back ("a-b", "a/255.255.255.0", "a/24", "a") -> (version,
+    first, last); None for "*" or what cannot be read."""
+    text = item.strip()
+    if not text or text == "*":
+        return None
+    try:
+        if "-" in text:
+            low, high = (ipaddress.ip_address(p) for p in text.split("-", 1))
+            return low.version, int(low), int(high)
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    return net.version, int(net.network_address), int(net.broadcast_address)
+
+
+def same_addresses(read: Sequence[str], planned: Sequence[str]) -> bool:
+    """Two remote-address lists cover the same addresses (Windows writes a single address back as a/32 mask)."""
+    return sorted(_span(i) or (0, 0, -1) for i in read) == sorted(_span(i) or (0, 0, -1) for i in planned)

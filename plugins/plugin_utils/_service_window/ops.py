@@ -35,6 +35,16 @@ OPS: dict[str, tuple[str, ...]] = {
     "expect_stopped": ("name", "seconds"),
     # TerminateProcess, only when id, image name and creation time still match what the plan saw.
     "end_process": ("name", "process_id", "created", "reason"),
+    # INetFwPolicy2.FirewallEnabled(profile) = enabled (name: domain, private or public).
+    "set_profile": ("name", "enabled"),
+    # INetFwRules.Add of a block rule on every profile, in the collection's group (HNetCfg.FWRule).
+    "add_rule": ("name", "direction", "protocol", "remote_addresses", "remote_ports"),
+    # INetFwRules.Remove, for every rule of that name (Remove takes one per call).
+    "remove_rule": ("name",),
+    # schtasks.exe /Create /XML: the on-host watchdog as SYSTEM, time trigger in `minutes`, boot trigger.
+    "register_watchdog": ("name", "minutes"),
+    # schtasks.exe /Delete /F.
+    "remove_watchdog": ("name",),
 }
 
 #: The start modes an operation can set (boot and system are drivers' and are never set).
@@ -49,12 +59,19 @@ FIELDS: dict[str, str] = {
     "process_id": "int",
     "created": "raw",
     "reason": "str",
+    "enabled": "bool",
+    "direction": "str",
+    "protocol": "str",
+    "remote_addresses": "list",
+    "remote_ports": "list",
+    "minutes": "int",
 }
 
 #: The operations each executor accepts (its ``_plan.op`` choices).
 MODULE_OPS: dict[str, tuple[str, ...]] = {
     "win_service_quiesce": ("set_mode", "stop", "start", "end_process"),
     "wmi_disable": ("set_mode", "stop", "start", "expect_stopped"),
+    "net_isolate": ("set_profile", "add_rule", "remove_rule", "register_watchdog", "remove_watchdog"),
 }
 
 
@@ -77,6 +94,28 @@ def op_start(name: str) -> Op:
 
 def op_expect_stopped(name: str, seconds: int) -> Op:
     return {"op": "expect_stopped", "name": name, "seconds": seconds}
+
+
+def op_set_profile(profile: str, enabled: bool) -> Op:
+    return {"op": "set_profile", "name": profile, "enabled": enabled}
+
+
+def op_add_rule(name: str, direction: str, protocol: str, remote_addresses: Sequence[str],
+                remote_ports: Sequence[str]) -> Op:
+    return {"op": "add_rule", "name": name, "direction": direction, "protocol": protocol,
+            "remote_addresses": list(remote_addresses), "remote_ports": list(remote_ports)}
+
+
+def op_remove_rule(name: str) -> Op:
+    return {"op": "remove_rule", "name": name}
+
+
+def op_register_watchdog(name: str, minutes: int) -> Op:
+    return {"op": "register_watchdog", "name": name, "minutes": minutes}
+
+
+def op_remove_watchdog(name: str) -> Op:
+    return {"op": "remove_watchdog", "name": name}
 
 
 def op_end_process(name: str, process_id: int, created: int, reason: str) -> Op:

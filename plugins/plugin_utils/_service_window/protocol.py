@@ -17,7 +17,7 @@ from typing import Any
 
 #: Options only the action plugin sets (a task that sets one is refused on the controller).
 INTERNAL_OPTIONS: tuple[str, ...] = (
-    "_phase", "_plan", "_journal_before", "_journal_after", "_journal_expected", "_continue_on_error",
+    "_phase", "_plan", "_journal_before", "_journal_after", "_journal_expected", "_continue_on_error", "_winrm_port",
 )
 
 _STR = {"type": "str"}
@@ -53,11 +53,34 @@ _PROCESS = {
 }
 _COMMON_GATHER = {
     "journal_path": _entry("Where the on-host journal is.", "always", "str"),
+    "watchdog": _entry("The watchdog task of an isolation (task, fires: the host's local time of its time trigger), "
+                       "renewed by this gather unless in check mode; null when none is registered.", "always", "dict",
+                       contains={"task": {"description": "Task path.", **_STR},
+                                 "fires": {"description": "StartBoundary.", **_STR}}),
     "journal_text": _entry("The journal file's text, null when there is none.", "always", "str"),
     "journal_untrusted": _entry("'' when the journal folder and files are owned by SYSTEM or Administrators and "
                                 "writable by nobody else; otherwise what is wrong.", "always", "str"),
     "host_time": _entry("The host's UTC clock, yyyy-MM-ddTHH:mm:ssZ.", "always", "str"),
     "host_name": _entry("The host's computer name.", "always", "str"),
+}
+_WATCHDOG = _entry("The watchdog task (task, fires: the host's local time of its time trigger); null when none is "
+                   "registered.", "always", "dict", contains={"task": {"description": "Task path.", **_STR},
+                                                              "fires": {"description": "StartBoundary.", **_STR}})
+_RULE = {
+    "name": {"description": "Rule name.", **_STR},
+    "direction": {"description": "in or out.", **_STR},
+    "action": {"description": "block or allow.", **_STR},
+    "protocol": {"description": "any, tcp, udp or other.", **_STR},
+    "remote_addresses": {"description": "As Windows reads them back.", "type": "list", "elements": "str"},
+    "remote_ports": {"description": "As Windows reads them back; empty for every port.", "type": "list",
+                     "elements": "str"},
+    "profiles": {"description": "all, or some when not on every profile.", **_STR},
+    "enabled": {"description": "Enabled.", "type": "bool"},
+}
+_FIREWALL = {
+    "profiles": {"description": "domain, private, public: enabled, current, modify_state, policy_enabled, "
+                 "local_rules_merged, shields_up.", "type": "dict"},
+    "rules": {"description": "This collection's isolation rules by name.", "type": "dict"},
 }
 _APPLY = {
     "journal_path": _entry("Where the on-host journal is.", "always", "str"),
@@ -102,6 +125,36 @@ RESULTS: dict[str, dict[str, dict[str, Any]]] = {
             "services": _entry("Every Win32 service.", "always", "list", elements="dict", contains=_SERVICE),
         },
         "apply": _APPLY,
+    },
+    "net_isolate": {
+        "gather": {
+            **_COMMON_GATHER,
+            "firewall": _entry("Each profile and this collection's isolation rules (Get-FirewallState).", "always",
+                               "dict", contains=_FIREWALL),
+            "peers": _entry("Remote addresses of the established connections to the WinRM port.", "always", "list",
+                            elements="str"),
+            "domain": _entry("The connection's account, the domain and its controllers' addresses (nltest).",
+                             "always", "dict", contains={
+                                 "account": {"description": "DOMAIN\\user of the connection.", **_STR},
+                                 "account_is_domain": {"description": "A domain account.", "type": "bool"},
+                                 "authentication": {"description": "The logon's authentication type.", **_STR},
+                                 "domain": {"description": "The server's DNS domain, '' when none.", **_STR},
+                                 "controllers": {"description": "Domain controllers' addresses.", "type": "list",
+                                                 "elements": "str"}}),
+        },
+        "apply": {
+            **_APPLY,
+            "firewall_after": _entry("The firewall read back after the last operation.", "when firewall operations "
+                                     "ran to their end", "dict", contains=_FIREWALL),
+            "watchdog": _entry("The watchdog task after the apply; null when none is registered.",
+                               "when the apply ran to its end", "dict",
+                               contains={"task": {"description": "Task path.", **_STR},
+                                         "fires": {"description": "StartBoundary.", **_STR}}),
+        },
+        "confirm": {
+            "journal_path": _entry("Where the on-host journal is.", "always", "str"),
+            "watchdog": _WATCHDOG,
+        },
     },
 }
 

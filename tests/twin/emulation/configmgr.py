@@ -25,6 +25,7 @@ from twin.emulation.paths import session_env
 from twin.host import Host, WindowsError_
 from twin.host.errors import WIN32_MESSAGES
 from twin.host.fs import ADMINISTRATORS, SYSTEM
+from twin.host.net import PROFILES, FirewallRule
 from twin.host.scenario import binary_of
 
 # Where the journal lives: the schema's x-location (the same file the controller validates against).
@@ -68,7 +69,11 @@ def write_journal(host: Host, text: str) -> None:
     """Write-JournalText: create the folder, delete a left-over temp file, write a new temp file and rename it
     over the journal, then give the file its protected ACL (Set-JournalFileAcl; the model keeps owner and
     writers only). The model's write is atomic, which is what the temp + flush + rename gives on NTFS."""
-    path = journal_path(host)
+    write_file(host, journal_path(host), text)
+
+
+def write_file(host: Host, path: str, text: str) -> None:
+    """Write-JournalText at any path of the journal folder (the watchdog script is written the same way)."""
     folder = _folder(path)
     if not host.fs.is_dir(folder):
         host.fs.mkdir(folder)
@@ -78,6 +83,11 @@ def write_journal(host: Host, text: str) -> None:
     host.fs.write(path, host.fs.read(path + ".tmp"))
     host.fs.remove(path + ".tmp")
     host.fs.set_security(path, ADMINISTRATORS, [SYSTEM, ADMINISTRATORS])
+
+
+def watchdog_script_path(host: Host) -> str:
+    """Get-WatchdogScriptPath: watchdog.ps1 beside the journal."""
+    return _folder(journal_path(host)) + "\\watchdog.ps1"
 
 
 def journal_trust_problem(host: Host) -> str:
@@ -270,12 +280,66 @@ def _op_end_process(host: Host, op: dict[str, Any], timeout: int) -> None:
 
 #: Invoke-ServiceOp's branches, one per operation of the vocabulary (_service_window/ops.py OPS); a test
 #: holds the two to the same names.
+
+# --- net_isolate's operations (ServiceWindow.psm1: Set-FirewallProfileState, Add-IsolationRule, Remove-IsolationRule,
+# Register-Watchdog, Unregister-Watchdog) ------------------------------------------------------------------------
+
+ISOLATION_PREFIX = "configmgr.sql_upgrade isolation ("
+ISOLATION_GROUP = "configmgr.sql_upgrade"
+WATCHDOG_TASK = "\\configmgr.sql_upgrade\\watchdog"
+
+
+def _op_set_profile(host: Host, op: dict[str, Any], timeout: int) -> None:
+    profile = host.net.firewall.profiles[str(op.get("name"))]
+    want = bool(op.get("enabled"))
+    if profile.enabled == want:
+        op["result"] = "unchanged"
+        return
+    profile.enabled = want  # netsh advfirewall set <profile>profile state on|off
+    op["result"] = "changed"
+
+
+def _op_add_rule(host: Host, op: dict[str, Any], timeout: int) -> None:
+    host.net.firewall.rules.append(FirewallRule(
+        str(op.get("name")), str(op.get("direction")), "block", str(op.get("protocol")), None,
+        list(op.get("remote_addresses") or []), None, True, list(op.get("remote_ports") or []) or None,
+        ISOLATION_GROUP))
+    op["result"] = "changed"
+
+
+def _op_remove_rule(host: Host, op: dict[str, Any], timeout: int) -> None:
+    name = str(op.get("name"))
+    if not name.startswith(ISOLATION_PREFIX):
+        raise _OpError(f"rule '{name}' is not an isolation rule of configmgr.sql_upgrade; it is left alone")
+    before = len(host.net.firewall.rules)
+    host.net.firewall.rules = [r for r in host.net.firewall.rules if r.name != name]
+    op["result"] = "changed" if len(host.net.firewall.rules) != before else "unchanged"
+
+
+def _op_register_watchdog(host: Host, op: dict[str, Any], timeout: int) -> None:
+    # watchdog.ps1 (Invoke-ServiceWindowWatchdog's text) beside the journal, then schtasks /Create /XML /F.
+    write_file(host, watchdog_script_path(host), "# Invoke-ServiceWindowWatchdog (the twin: run_watchdog)")
+    host.tasks.register(str(op.get("name")), int(op.get("minutes") or 0), True, run_watchdog)
+    op["result"] = "changed"
+
+
+def _op_remove_watchdog(host: Host, op: dict[str, Any], timeout: int) -> None:
+    op["result"] = "changed" if host.tasks.delete(str(op.get("name"))) else "unchanged"
+    script = watchdog_script_path(host)
+    if host.fs.exists(script):
+        host.fs.remove(script)
+
 OP_HANDLERS: dict[str, Callable[[Host, dict[str, Any], int], None]] = {
     "set_mode": _op_set_mode,
     "stop": _op_stop,
     "start": _op_start,
     "expect_stopped": _op_expect_stopped,
     "end_process": _op_end_process,
+    "set_profile": _op_set_profile,
+    "add_rule": _op_add_rule,
+    "remove_rule": _op_remove_rule,
+    "register_watchdog": _op_register_watchdog,
+    "remove_watchdog": _op_remove_watchdog,
 }
 
 
@@ -290,9 +354,12 @@ def run_op(host: Host, op: dict[str, Any], timeout: int) -> None:
 
 def _gather(ctx: ModuleContext, version_evidence: bool) -> dict[str, Any]:
     host = ctx.host
+    if not ctx.check_mode:
+        renew_lease(host)  # every call of the collection's modules renews an isolation's lease
     return {
         "changed": False,
         "journal_path": journal_path(host),
+        "watchdog": watchdog_task(host),
         "services": service_table(host, version_evidence),
         "journal_text": read_journal(host),
         "journal_untrusted": journal_trust_problem(host),
@@ -332,8 +399,7 @@ def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
         try:
             run_op(host, op, int(params["timeout"]))
         except (WindowsError_, _OpError) as err:
-            what = f"process {op.get('name')} (id {op.get('process_id')})" if op.get("op") == "end_process" else (
-                f"service {op.get('name')}")
+            what = _what(op)
             failures.append({"op": op.get("op"), "name": op.get("name"),
                              "msg": f"{op.get('op')} of {what} failed: {err}"})
             if len(failures) == 1:
@@ -361,11 +427,31 @@ def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
             raise ModuleFailed(f"every planned operation ran, but the journal {path} could not be updated: {err}. "
                                "Run the task again to record the result.", **result) from err
         result["changed"] = True
-    # Get-ServiceState: the verification read of every service the plan acted on.
+    # Get-ServiceState: the verification read of every service the plan acted on; Get-FirewallState after
+    # firewall operations.
     plan = params.get("_plan") or []
-    names = list(dict.fromkeys(str(op.get("name")) for op in plan if op.get("op") != "end_process"))
+    names = list(dict.fromkeys(str(op.get("name")) for op in plan if op.get("op") in SERVICE_OPS))
     result["after"] = [service_state(host, name) for name in names]
+    if any(op.get("op") in ("set_profile", "add_rule", "remove_rule") for op in plan):
+        result["firewall_after"] = firewall_state(host)
     return result
+
+
+SERVICE_OPS = ("set_mode", "stop", "start", "expect_stopped")
+
+
+def _what(op: dict[str, Any]) -> str:
+    """What an operation was for, as Invoke-PlanLocked names it in a failure."""
+    kind = op.get("op")
+    if kind == "end_process":
+        return f"process {op.get('name')} (id {op.get('process_id')})"
+    if kind in ("add_rule", "remove_rule"):
+        return f"firewall rule '{op.get('name')}'"
+    if kind == "set_profile":
+        return f"firewall profile {op.get('name')}"
+    if kind in ("register_watchdog", "remove_watchdog"):
+        return f"scheduled task {op.get('name')}"
+    return f"service {op.get('name')}"
 
 
 def service_state(host: Host, name: str) -> dict[str, str]:
@@ -402,3 +488,173 @@ def wmi_disable(ctx: ModuleContext) -> dict[str, Any]:
         ctx,
         "Winmgmt's prior start mode and running dependents: run wmi_disable with state=enabled to put them back.",
     )
+
+
+# --- the lease: Update-ServiceWindowLease, Get-WatchdogTask and the watchdog itself ------------------------------
+
+
+def watchdog_task(host: Host) -> dict[str, str] | None:
+    """Get-WatchdogTask: the task and its time trigger's StartBoundary (the host's local time; the twin's is UTC)."""
+    task = host.tasks.get(WATCHDOG_TASK)
+    if task is None:
+        return None
+    fires = _dt.datetime.fromtimestamp(task.fires, tz=_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return {"task": WATCHDOG_TASK, "fires": fires}
+
+
+def renew_lease(host: Host) -> dict[str, str] | None:
+    """Update-ServiceWindowLease: with an isolation recorded in a trusted journal and the watchdog registered, move
+    its time trigger to now + the recorded lease."""
+    text = read_journal(host)
+    if text is None or journal_trust_problem(host):
+        return None
+    network = json.loads(text).get("network")
+    if not network or network.get("status") != "isolated" or host.tasks.get(WATCHDOG_TASK) is None:
+        return None
+    host.tasks.register(WATCHDOG_TASK, int(network["lease_minutes"]), True, run_watchdog)
+    return watchdog_task(host)
+
+
+def run_watchdog(host: Host, trigger: str) -> bool:
+    """Invoke-ServiceWindowWatchdog, step by step: True when it has finished, False while it waits for SQL Server
+    setup (the script's Start-Sleep loop while the recorded setup process exists)."""
+    path = journal_path(host)
+    text = read_journal(host)
+    if text is None:
+        host.tasks.delete(WATCHDOG_TASK)
+        return True
+    doc = json.loads(text)
+    log: list[str] = []
+    setup = doc.get("setup")
+    if setup and setup.get("status") == "running":
+        if host.processes.get(int(setup["process_id"])) is not None:
+            return False
+        log.append(f"waited for SQL Server setup (process {setup['process_id']}) to end")
+    network = doc.get("network")
+    if network and network.get("status") == "isolated":
+        names = [n for n in network["rules"] if str(n).startswith(ISOLATION_PREFIX)]
+        host.net.firewall.rules = [r for r in host.net.firewall.rules if r.name not in names]
+        for profile in PROFILES:
+            host.net.firewall.profiles[profile].enabled = bool(network["profiles"][profile])
+        network["status"] = "restored"
+        log.append("network back (isolation rules removed, profiles as recorded)")
+
+    def restore_service(name: str, mode: str, state: str) -> None:
+        if mode in SETTABLE_START_MODES:
+            host.scm.set_start_mode(name, mode)  # sc.exe config NAME start= ...
+        if state == "running":
+            try:
+                host.scm.start(name)  # Start-Service (dependencies first)
+            except WindowsError_ as err:
+                log.append(f"could not start {name}: {err}")
+
+    wmi = doc.get("wmi")
+    if wmi and wmi.get("status") == "disabled":
+        restore_service("Winmgmt", wmi["start_mode"], wmi["state"])
+        wmi["status"] = "enabled"
+        log.append("WMI back as recorded")
+    services = doc.get("services")
+    if services and services.get("status") == "quiesced":
+        for name, record in services["records"].items():
+            restore_service(name, record["start_mode"], "stopped")
+        for name, record in services["records"].items():
+            if record["state"] == "running":
+                restore_service(name, record["start_mode"], "running")
+        services["status"] = "restored"
+        log.append("services back as recorded")
+    now = host_time(host)
+    said = "; ".join(log)
+    doc["watchdog"] = {"fired": now, "trigger": trigger, "result": said if len(said) <= 2000 else said[:1997] + "..."}
+    doc["updated"] = now
+    # ConvertTo-Json -Depth 8 (indentation differs from the controller's; the content is what counts).
+    write_file(host, path, json.dumps(doc, indent=4))
+    host.tasks.delete(WATCHDOG_TASK)
+    script = watchdog_script_path(host)
+    if host.fs.exists(script):
+        host.fs.remove(script)
+    return True
+
+
+# --- net_isolate ------------------------------------------------------------------------------------------------
+
+
+def _read_addresses(items: list[str] | None) -> list[str]:
+    """INetFwRule.RemoteAddresses as Windows reads it back: a single IPv4 address comes back with its mask."""
+    out = []
+    for item in items or []:
+        if "-" not in item and "/" not in item and ":" not in item:
+            out.append(f"{item}/255.255.255.255")
+        else:
+            out.append(item)
+    return out
+
+
+def firewall_state(host: Host) -> dict[str, Any]:
+    """Get-FirewallState: each profile (LocalPolicyModifyState only for the current profiles, those of the
+    adapters that are up) and this collection's isolation rules by name (ConvertTo-RuleFact)."""
+    current = {a.profile for a in host.net.adapters if a.up}
+    profiles = {
+        name: {
+            "enabled": p.enabled,
+            "current": name in current,
+            "modify_state": p.modify_state() if name in current else None,
+            "policy_enabled": p.policy_enabled,
+            "local_rules_merged": p.local_rules_merged,
+            "shields_up": p.shields_up,
+        }
+        for name, p in host.net.firewall.profiles.items()
+    }
+    rules = {}
+    for r in host.net.firewall.rules:
+        if r.group == ISOLATION_GROUP or r.name.startswith(ISOLATION_PREFIX):
+            rules[r.name] = {
+                "name": r.name, "direction": r.direction, "action": r.action, "protocol": r.protocol,
+                "remote_addresses": _read_addresses(r.remote_addresses), "remote_ports": list(r.remote_ports or []),
+                "profiles": "all" if r.profiles is None else "some", "enabled": r.enabled,
+            }
+    return {"profiles": profiles, "rules": rules}
+
+
+def domain_facts(host: Host) -> dict[str, Any]:
+    """Get-DomainFact: the connection's account, the server's domain and its controllers (nltest)."""
+    account = host.net.account
+    domain = host.net.domain
+    name = account.name if "\\" in account.name else f"{host.computer_name}\\{account.name}"
+    return {
+        "account": name,
+        "account_is_domain": bool(account.domain and domain),
+        "authentication": "NTLM" if account.domain else "Basic",
+        "domain": domain.name if domain else "",
+        "controllers": list(domain.controllers) if domain else [],
+    }
+
+
+@module("configmgr.sql_upgrade.net_isolate")
+def net_isolate(ctx: ModuleContext) -> dict[str, Any]:
+    host = ctx.host
+    phase = ctx.params.get("_phase")
+    if phase == "gather":
+        if not ctx.check_mode:
+            renew_lease(host)
+        return {
+            "changed": False,
+            "journal_path": journal_path(host),
+            "firewall": firewall_state(host),
+            "peers": host.net.winrm_peers(),
+            "domain": domain_facts(host),
+            "watchdog": watchdog_task(host),
+            "journal_text": read_journal(host),
+            "journal_untrusted": journal_trust_problem(host),
+            "host_time": host_time(host),
+            "host_name": host.computer_name,
+        }
+    if phase == "confirm":
+        result: dict[str, Any] = {"changed": False, "journal_path": journal_path(host), "watchdog": None}
+        if not ctx.check_mode:
+            result["watchdog"] = renew_lease(host)
+            result["changed"] = True
+        return result
+    result = _apply(ctx, "the firewall profiles' prior state and this collection's rules: run net_isolate with "
+                         "state=restored to put the network back, or fix {name} and run again.")
+    result["watchdog"] = watchdog_task(host)
+    return result

@@ -16,6 +16,7 @@ from .processes import ProcessTable
 from .registry import Registry
 from .scm import Scm, Service
 from .sql import SqlServer
+from .tasks import TaskScheduler
 from .wmi import Wmi
 
 SITE_COMPONENT_MANAGER = "SMS_SITE_COMPONENT_MANAGER"
@@ -65,6 +66,7 @@ class Host:
         self.processes = ProcessTable(self, parts["processes"])
         self.wmi = Wmi(self)
         self.net: Network = parts["network"](self)
+        self.tasks = TaskScheduler(self)
         self.sql: SqlServer = parts["sql"](self)
         for svc in self.scm.all():  # timers of services that were already running when loaded
             if svc.state == "running":
@@ -208,6 +210,7 @@ class Host:
         self._boot_start([s for s in self.scm.all() if s.start_mode == "auto"])
         self.clock.advance(DELAYED_AUTO_START_SECONDS)
         self._boot_start([s for s in self.scm.all() if s.start_mode == "delayed"])
+        self.tasks.on_boot()
 
     def _boot_start(self, services: list[Service]) -> None:
         for svc in services:
@@ -254,6 +257,7 @@ class Host:
             "processes": self.processes.snapshot_dict(),
             "winmgmt": {"start_mode": self.scm.get("Winmgmt").start_mode, "state": self.scm.get("Winmgmt").state},
             "network": self.net.snapshot(),
+            "tasks": self.tasks.snapshot(),
             "sql": self.sql.snapshot(),
             "files": self.fs.snapshot(),
             "registry": self.registry.snapshot(),

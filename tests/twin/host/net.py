@@ -39,6 +39,23 @@ class FirewallProfile:
     enabled: bool
     default_inbound: str  # allow | block
     default_outbound: str
+    # What a domain Group Policy enforces on the profile (HKLM\SOFTWARE\Policies\Microsoft\WindowsFirewall\
+    # <Profile>Profile; None: not set by policy): EnableFirewall, AllowLocalPolicyMerge, DoNotAllowExceptions.
+    policy_enabled: bool | None = None
+    local_rules_merged: bool | None = None
+    shields_up: bool = False
+
+    def effective_enabled(self) -> bool:
+        """A policy's EnableFirewall wins over the local setting."""
+        return self.enabled if self.policy_enabled is None else self.policy_enabled
+
+    def modify_state(self) -> int:
+        """INetFwPolicy2.LocalPolicyModifyState for this profile: 0 OK, 1 GP_OVERRIDE, 2 INBOUND_BLOCKED."""
+        if self.shields_up:
+            return 2
+        if self.local_rules_merged is False or self.policy_enabled is not None:
+            return 1
+        return 0
 
 
 @dataclass
@@ -51,20 +68,65 @@ class FirewallRule:
     remote_addresses: list[str] | None = None  # None = any; items are addresses or CIDR networks
     profiles: list[str] | None = None  # None = all profiles
     enabled: bool = True
+    remote_ports: list[str] | None = None  # None = any; items are ports or "a-b" ranges
+    group: str | None = None
+    source: str = "local"  # local | policy (a Group Policy rule applies even when local rules are not merged)
 
-    def matches(self, direction: str, protocol: str, port: int, remote: str, profile: str) -> bool:
+    def matches(self, direction: str, protocol: str, port: int, remote: str, profile: str,
+                remote_port: int | None = None) -> bool:
+        """Inbound traffic is matched on its local port, outbound on its remote port; remote addresses are
+        addresses, CIDR networks or "first-last" ranges, as INetFwRule.RemoteAddresses takes them."""
         if not self.enabled or self.direction != direction:
             return False
         if self.protocol != "any" and self.protocol != protocol:
             return False
         if self.local_ports is not None and port not in self.local_ports:
             return False
+        if self.remote_ports is not None and (remote_port is None or not _in_ports(remote_port, self.remote_ports)):
+            return False
         if self.profiles is not None and profile not in self.profiles:
             return False
         if self.remote_addresses is None:
             return True
-        addr = ipaddress.ip_address(remote)
-        return any(addr in ipaddress.ip_network(item, strict=False) for item in self.remote_addresses)
+        return address_in(remote, self.remote_addresses)
+
+
+def _in_ports(port: int, items: list[str]) -> bool:
+    for item in items:
+        low, _sep, high = str(item).partition("-")
+        if int(low) <= port <= int(high or low):
+            return True
+    return False
+
+
+def address_in(address: str, items: list[str]) -> bool:
+    addr = ipaddress.ip_address(address)
+    for item in items:
+        if "-" in item:
+            low, high = (ipaddress.ip_address(p) for p in item.split("-", 1))
+            if low.version == addr.version and int(low) <= int(addr) <= int(high):
+                return True
+        elif addr in ipaddress.ip_network(item, strict=False):
+            return True
+    return False
+
+
+@dataclass
+class Domain:
+    """The Active Directory domain the server is a member of, and its domain controllers' addresses."""
+
+    name: str
+    controllers: list[str]
+
+
+@dataclass
+class ConnectionAccount:
+    """The account Ansible's connection logs on with. A domain account's logon on a new connection is validated
+    by a domain controller (NTLM pass-through over the Netlogon secure channel; Kerberos, CredSSP and Basic need
+    one too); a local account's is not."""
+
+    name: str
+    domain: bool
 
 
 @dataclass
@@ -92,11 +154,15 @@ class Network:
         firewall: Firewall,
         remote_clients: list[RemoteClient],
         controller_ip: str | None,
+        domain: Domain | None = None,
+        account: ConnectionAccount | None = None,
     ) -> None:
         self._host = host
         self.adapters = adapters
         self.firewall = firewall
         self.remote_clients = remote_clients
+        self.domain = domain
+        self.account = account or ConnectionAccount("Administrator", False)
         # The address the Ansible controller's connections come from, as this host sees them. The twin's
         # front end listens on loopback, so it passes this address to winrm_allowed() for the controller.
         self.controller_ip = controller_ip
@@ -125,6 +191,13 @@ class Network:
         """Windows Firewall with Advanced Security, inbound: loopback traffic is never filtered; a
         disabled profile filters nothing; otherwise a matching block rule wins over any allow rule
         ("block rules take precedence"), then a matching allow rule, then the profile's default."""
+        return self._allowed("in", remote, port, protocol)
+
+    def outbound_allowed(self, remote: str, port: int, protocol: str = "tcp") -> bool:
+        """The same evaluation for a connection this server opens to remote:port."""
+        return self._allowed("out", remote, port, protocol)
+
+    def _allowed(self, direction: str, remote: str, port: int, protocol: str) -> bool:
         if not self._host.is_up:
             return False
         addr = ipaddress.ip_address(remote)
@@ -134,15 +207,35 @@ class Network:
         if adapter is None or not adapter.up:
             return False
         profile = self.firewall.profiles[adapter.profile]
-        if not profile.enabled:
+        if not profile.effective_enabled():
             return True
-        rules = [r for r in self.firewall.rules if r.matches("in", protocol, port, remote, adapter.profile)]
+        if direction == "in" and profile.shields_up:
+            return False  # "Block all incoming connections": allow rules do not count either
+        # With AllowLocalPolicyMerge=0 only the policy's own rules apply in this profile.
+        rules = [r for r in self.firewall.rules if (profile.local_rules_merged is not False or r.source == "policy")
+                 and (r.matches("in", protocol, port, remote, adapter.profile) if direction == "in"
+                      else r.matches("out", protocol, 0, remote, adapter.profile, remote_port=port))]
         if any(r.action == "block" for r in rules):
             return False
         if any(r.action == "allow" for r in rules):
             return True
-        return profile.default_inbound == "allow"
+        default = profile.default_inbound if direction == "in" else profile.default_outbound
+        return default == "allow"
 
+    def new_logon_allowed(self) -> bool:
+        """A new connection's logon succeeds: always for a local account; for a domain account only while a domain
+        controller is reachable from this server (the Netlogon secure channel runs over RPC: the endpoint
+        mapper, TCP 135, is the gate the twin checks)."""
+        if not self.account.domain:
+            return True
+        if self.domain is None:
+            return False
+        return any(self.outbound_allowed(dc, RPC_ENDPOINT_MAPPER_PORT) for dc in self.domain.controllers)
+
+    def winrm_peers(self) -> list[str]:
+        """GetExtendedTcpTable's established connections to the WinRM port: the controller's (the twin serves
+        only the controller; remote clients talk to SQL Server and WMI)."""
+        return [self.controller_ip] if self.controller_ip else []
     def winrm_allowed(self, client_ip: str, port: int) -> bool:
         """A WinRM connection succeeds when the WinRM service listens (it depends on HTTP.sys and RPCSS)
         and the firewall lets the client reach the port."""
@@ -163,7 +256,7 @@ class Network:
         return self.inbound_allowed(client.address, RPC_ENDPOINT_MAPPER_PORT)
 
     def netsh(self, args: list[str]) -> tuple[int, str]:
-        raise Unmodelled(f"netsh {' '.join(args)} (netsh is not modelled yet)")
+        raise Unmodelled(f"netsh {' '.join(args)} (the twin models net_isolate's firewall operations, not netsh)")
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -184,6 +277,9 @@ class Network:
                         "enabled": p.enabled,
                         "default_inbound": p.default_inbound,
                         "default_outbound": p.default_outbound,
+                        "policy_enabled": p.policy_enabled,
+                        "local_rules_merged": p.local_rules_merged,
+                        "shields_up": p.shields_up,
                     }
                     for k, p in self.firewall.profiles.items()
                 },
@@ -197,6 +293,9 @@ class Network:
                         "remote_addresses": r.remote_addresses,
                         "profiles": r.profiles,
                         "enabled": r.enabled,
+                        "remote_ports": r.remote_ports,
+                        "group": r.group,
+                        "source": r.source,
                     }
                     for r in self.firewall.rules
                 ],

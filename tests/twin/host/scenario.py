@@ -44,6 +44,8 @@ from .faults import parse_faults
 from .fs import FileSystem, normalize_path
 from .net import (
     Adapter,
+    ConnectionAccount,
+    Domain,
     Firewall,
     FirewallProfile,
     FirewallRule,
@@ -219,7 +221,10 @@ def build_parts(host: Host, data: dict[str, Any]) -> dict[str, Any]:
             ],
             Firewall(
                 {
-                    k: FirewallProfile(v["enabled"], v["default_inbound"], v["default_outbound"])
+                    k: FirewallProfile(v["enabled"], v["default_inbound"], v["default_outbound"],
+                                       (v.get("policy") or {}).get("enabled"),
+                                       (v.get("policy") or {}).get("local_rules_merged"),
+                                       bool((v.get("policy") or {}).get("shields_up", False)))
                     for k, v in (fw.get("profiles") or {}).items()
                 },
                 [
@@ -232,6 +237,9 @@ def build_parts(host: Host, data: dict[str, Any]) -> dict[str, Any]:
                         r.get("remote_addresses"),
                         r.get("profiles"),
                         r.get("enabled", True),
+                        r.get("remote_ports"),
+                        r.get("group"),
+                        r.get("source", "local"),
                     )
                     for r in fw.get("rules") or []
                 ],
@@ -249,6 +257,9 @@ def build_parts(host: Host, data: dict[str, Any]) -> dict[str, Any]:
                 for c in net.get("remote_clients") or []
             ],
             net.get("controller_ip"),
+            Domain(net["domain"]["name"], list(net["domain"]["controllers"])) if net.get("domain") else None,
+            ConnectionAccount(net["connection_account"]["name"], bool(net["connection_account"]["domain"]))
+            if net.get("connection_account") else None,
         )
 
     sql = data.get("sql") or {"instances": []}

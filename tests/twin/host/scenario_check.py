@@ -327,9 +327,21 @@ def default_service_name(instance: str) -> str:
 
 
 def _validate_network(net: dict[str, Any]) -> None:
-    expect_keys(net, ("controller_ip", "adapters", "firewall", "remote_clients"), "network")
+    expect_keys(net, ("controller_ip", "adapters", "firewall", "remote_clients", "domain", "connection_account"),
+                "network")
     if net.get("controller_ip") is not None:
         _ip(net["controller_ip"], "network.controller_ip")
+    if net.get("domain") is not None:
+        dom = expect_map(net["domain"], "network.domain")
+        expect_keys(dom, ("name", "controllers"), "network.domain", required=("name", "controllers"))
+        expect_str(dom["name"], "network.domain.name")
+        for j, addr in enumerate(expect_list(dom["controllers"], "network.domain.controllers")):
+            _ip(addr, f"network.domain.controllers[{j}]")
+    if net.get("connection_account") is not None:
+        acct = expect_map(net["connection_account"], "network.connection_account")
+        expect_keys(acct, ("name", "domain"), "network.connection_account", required=("name", "domain"))
+        expect_str(acct["name"], "network.connection_account.name")
+        expect_bool(acct["domain"], "network.connection_account.domain")
     for i, raw in enumerate(expect_list(net.get("adapters") or [], "network.adapters")):
         path = f"network.adapters[{i}]"
         ad = expect_map(raw, path)
@@ -359,10 +371,15 @@ def _validate_network(net: dict[str, Any]) -> None:
         spec = expect_map(raw, path)
         expect_keys(
             spec,
-            ("enabled", "default_inbound", "default_outbound"),
+            ("enabled", "default_inbound", "default_outbound", "policy"),
             path,
             required=("enabled", "default_inbound", "default_outbound"),
         )
+        if spec.get("policy") is not None:
+            policy = expect_map(spec["policy"], f"{path}.policy")
+            expect_keys(policy, ("enabled", "local_rules_merged", "shields_up"), f"{path}.policy")
+            for key in policy:
+                expect_bool(policy[key], f"{path}.policy.{key}")
         expect_bool(spec["enabled"], f"{path}.enabled")
         expect_one_of(spec["default_inbound"], ACTIONS, f"{path}.default_inbound")
         expect_one_of(spec["default_outbound"], ACTIONS, f"{path}.default_outbound")
@@ -371,7 +388,8 @@ def _validate_network(net: dict[str, Any]) -> None:
         rule = expect_map(raw, path)
         expect_keys(
             rule,
-            ("name", "direction", "action", "protocol", "local_ports", "remote_addresses", "profiles", "enabled"),
+            ("name", "direction", "action", "protocol", "local_ports", "remote_addresses", "profiles", "enabled",
+             "remote_ports", "group", "source"),
             path,
             required=("name", "direction", "action"),
         )
@@ -390,6 +408,8 @@ def _validate_network(net: dict[str, Any]) -> None:
                 expect_one_of(prof, PROFILES, f"{path}.profiles[{j}]")
         if "enabled" in rule:
             expect_bool(rule["enabled"], f"{path}.enabled")
+        if rule.get("source") is not None:
+            expect_one_of(rule["source"], ("local", "policy"), f"{path}.source")
     for i, raw in enumerate(expect_list(net.get("remote_clients") or [], "network.remote_clients")):
         path = f"network.remote_clients[{i}]"
         cl = expect_map(raw, path)

@@ -230,9 +230,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.rfile = _Closed()  # type: ignore[assignment]
         self.wfile = _Closed()  # type: ignore[assignment]
 
+    #: Whether this TCP connection has logged on: NTLM (and the logon behind Basic) authenticates a connection
+    #: once; a domain account's logon on a new connection needs a reachable domain controller (net.py).
+    _logged_on = False
+
     def handle_one_request(self) -> None:
         ep = self.endpoint
         with ep.lock:
+            # Scheduled tasks whose time has come run before the host answers (net_isolate's watchdog).
+            ep.host.tasks.run_due()
             allowed = ep.accepts(self.client_address[0])
         if not allowed:
             self._drop()
@@ -253,6 +259,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if not ep.authorised(self.headers.get("Authorization")):
                 self._reply(401, b"", "text/html", {"WWW-Authenticate": "Basic realm=\"WSMAN\""})
                 return
+            if not self._logged_on:
+                if not ep.host.net.new_logon_allowed():
+                    # The account is a domain account and no domain controller is reachable: the logon of
+                    # this new connection cannot be validated (the server answers 401 as for a bad password).
+                    self._reply(401, b"", "text/html", {"WWW-Authenticate": "Basic realm=\"WSMAN\""})
+                    return
+                self._logged_on = True
             try:
                 status, out = ep.handle(body)
             except DropConnection:
