@@ -1146,12 +1146,15 @@ Function Get-WatchdogTask {
     }
     $xml = [xml]($xmlText -join "`n")
     $fires = $null
+    $expired = $false
     foreach ($trigger in $xml.Task.Triggers.ChildNodes) {
         if ($trigger.LocalName -eq 'TimeTrigger') {
             $fires = [string]$trigger.StartBoundary
+            # StartBoundary without a zone is the host's local time, as Get-Date is.
+            $expired = ([datetime]$fires -lt (Get-Date))
         }
     }
-    return @{ task = $Name; fires = $fires }
+    return @{ task = $Name; fires = $fires; expired = $expired }
 }
 
 Function Register-Watchdog {
@@ -1401,6 +1404,16 @@ Function Invoke-ServiceWindowWatchdog {
         }
         $doc.services.status = 'restored'
         $log.Add('services back as recorded')
+    }
+    if ((& $has 'wmi') -and $doc.wmi.state -eq 'running') {
+        # Starting Winmgmt does not start its dependents: start the ones that ran before WMI stopped, now that
+        # every start mode is back (a dependent the quiesce disabled had to wait for the services).
+        foreach ($name in @($doc.wmi.dependents)) {
+            $svc = Get-Service -Name $name -ErrorAction SilentlyContinue
+            if ($null -ne $svc -and $svc.Status -eq 'Stopped') {
+                & $restoreService $name '' 'running'
+            }
+        }
     }
 
     $now = (Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ')

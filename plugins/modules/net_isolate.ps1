@@ -65,13 +65,14 @@ $module.Result.journal_path = $journalPath
 $taskName = '\configmgr.sql_upgrade\watchdog'
 
 if ($module.Params._phase -eq 'gather') {
-    if (-not $module.CheckMode) {
+    # The lease as found; renewed unless it has ended (then its run is dead and may be taken over).
+    $module.Result.watchdog = Get-WatchdogTask -Name $taskName
+    if (-not $module.CheckMode -and $module.Result.watchdog -and -not $module.Result.watchdog.expired) {
         $null = Update-ServiceWindowLease -JournalPath $journalPath -Name $taskName
     }
     $module.Result.firewall = Get-FirewallState
     $module.Result.peers = @(Get-ConnectedPeer -Port $module.Params._winrm_port)
     $module.Result.domain = Get-DomainFact
-    $module.Result.watchdog = Get-WatchdogTask -Name $taskName
     $module.Result.journal_text = Read-JournalText -Path $journalPath
     $module.Result.journal_untrusted = Get-JournalTrustProblem -Path $journalPath
     $module.Result.host_time = Get-HostTime

@@ -188,6 +188,9 @@ lease:
     fires:
       description: The host's local time at which it fires.
       type: str
+    expired:
+      description: Whether that time had passed when it was read (false right after a registration or renewal).
+      type: bool
 confirmed:
   description: A new connection from the controller worked after the isolation.
   returned: when O(state=isolated) changed the firewall, not in check mode

@@ -254,7 +254,11 @@ class JournalAction(ActionBase):
                 # A task that changes nothing is no run: it reads whatever run holds the host.
                 self._run = RunDecision(journal["run_id"] if journal else process_run_id(), new=journal is None)
             else:
-                self._run = decide_run(journal, self._caller, process_run_id(), bool(self._task.check_mode))
+                network = jr.network_record(journal)
+                expired = bool(network and network["status"] == "isolated"
+                               and (gathered.get("watchdog") or {}).get("expired"))
+                self._run = decide_run(journal, self._caller, process_run_id(), bool(self._task.check_mode),
+                                       lease_expired=expired)
         except PlanError as exc:
             return failure(str(exc), journal_path=path, **({"run_id": journal["run_id"]} if journal else {}))
         if self._run.took_over and journal is not None:

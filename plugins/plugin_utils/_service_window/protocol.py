@@ -56,7 +56,9 @@ _COMMON_GATHER = {
     "watchdog": _entry("The watchdog task of an isolation (task, fires: the host's local time of its time trigger), "
                        "renewed by this gather unless in check mode; null when none is registered.", "always", "dict",
                        contains={"task": {"description": "Task path.", **_STR},
-                                 "fires": {"description": "StartBoundary.", **_STR}}),
+                                 "fires": {"description": "StartBoundary.", **_STR},
+                                 "expired": {"description": "The time trigger lies in the past (the lease ended).",
+                                             "type": "bool"}}),
     "journal_text": _entry("The journal file's text, null when there is none.", "always", "str"),
     "journal_untrusted": _entry("'' when the journal folder and files are owned by SYSTEM or Administrators and "
                                 "writable by nobody else; otherwise what is wrong.", "always", "str"),
@@ -65,7 +67,9 @@ _COMMON_GATHER = {
 }
 _WATCHDOG = _entry("The watchdog task (task, fires: the host's local time of its time trigger); null when none is "
                    "registered.", "always", "dict", contains={"task": {"description": "Task path.", **_STR},
-                                                              "fires": {"description": "StartBoundary.", **_STR}})
+                                                              "fires": {"description": "StartBoundary.", **_STR},
+                                 "expired": {"description": "The time trigger lies in the past (the lease ended).",
+                                             "type": "bool"}})
 _RULE = {
     "name": {"description": "Rule name.", **_STR},
     "direction": {"description": "in or out.", **_STR},
@@ -149,7 +153,9 @@ RESULTS: dict[str, dict[str, dict[str, Any]]] = {
             "watchdog": _entry("The watchdog task after the apply; null when none is registered.",
                                "when the apply ran to its end", "dict",
                                contains={"task": {"description": "Task path.", **_STR},
-                                         "fires": {"description": "StartBoundary.", **_STR}}),
+                                         "fires": {"description": "StartBoundary.", **_STR},
+                                 "expired": {"description": "The time trigger lies in the past (the lease ended).",
+                                             "type": "bool"}}),
         },
         "confirm": {
             "journal_path": _entry("Where the on-host journal is.", "always", "str"),

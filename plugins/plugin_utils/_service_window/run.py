@@ -60,8 +60,11 @@ def holder_text(journal: Mapping[str, Any]) -> str:
 
 
 def decide_run(journal: Mapping[str, Any] | None, caller: Caller, default_run_id: str,
-               check_mode: bool = False) -> RunDecision:
-    """May this task act on the host, and under which run id? PlanError (naming the holder) when not."""
+               check_mode: bool = False, lease_expired: bool = False) -> RunDecision:
+    """May this task act on the host, and under which run id? PlanError (naming the holder) when not.
+
+    An isolation's lease that ended without a renewal means its run is dead (every call of a live run renews
+    it): another run takes the host over without being asked to, and says so."""
     if caller.run_id is not None and not jr.valid_run_id(caller.run_id):
         raise PlanError(f"option run_id {caller.run_id!r} is not 1-64 letters, digits, '.', '_' or '-'")
     if caller.takeover is not None and not jr.valid_run_id(caller.takeover):
@@ -75,6 +78,10 @@ def decide_run(journal: Mapping[str, Any] | None, caller: Caller, default_run_id
     if caller.takeover == holder:
         return RunDecision(holder, new=False, took_over=holder,
                            warning=f"took this host over from {holder_text(journal)}; its journal is continued")
+    if lease_expired:
+        return RunDecision(holder, new=False, took_over=holder,
+                           warning=f"took this host over from {holder_text(journal)}: the lease of its network "
+                                   "isolation ended without a renewal, so that run is dead; its journal is continued")
     wrong = ""
     if caller.takeover is not None:
         wrong = f" (takeover names {caller.takeover}, which does not hold it)"

@@ -354,12 +354,11 @@ def run_op(host: Host, op: dict[str, Any], timeout: int) -> None:
 
 def _gather(ctx: ModuleContext, version_evidence: bool) -> dict[str, Any]:
     host = ctx.host
-    if not ctx.check_mode:
-        renew_lease(host)  # every call of the collection's modules renews an isolation's lease
+    watchdog = gather_lease(ctx)
     return {
         "changed": False,
         "journal_path": journal_path(host),
-        "watchdog": watchdog_task(host),
+        "watchdog": watchdog,
         "services": service_table(host, version_evidence),
         "journal_text": read_journal(host),
         "journal_untrusted": journal_trust_problem(host),
@@ -499,7 +498,7 @@ def watchdog_task(host: Host) -> dict[str, str] | None:
     if task is None:
         return None
     fires = _dt.datetime.fromtimestamp(task.fires, tz=_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return {"task": WATCHDOG_TASK, "fires": fires}
+    return {"task": WATCHDOG_TASK, "fires": fires, "expired": task.fires < host.clock.now()}
 
 
 def renew_lease(host: Host) -> dict[str, str] | None:
@@ -513,6 +512,14 @@ def renew_lease(host: Host) -> dict[str, str] | None:
         return None
     host.tasks.register(WATCHDOG_TASK, int(network["lease_minutes"]), True, run_watchdog)
     return watchdog_task(host)
+
+
+def gather_lease(ctx: ModuleContext) -> dict[str, Any] | None:
+    """The gathers' lease step: the watchdog as found; renewed (not in check mode) unless it has ended."""
+    found = watchdog_task(ctx.host)
+    if not ctx.check_mode and found and not found["expired"]:
+        renew_lease(ctx.host)
+    return found
 
 
 def run_watchdog(host: Host, trigger: str) -> bool:
@@ -562,6 +569,12 @@ def run_watchdog(host: Host, trigger: str) -> bool:
                 restore_service(name, record["start_mode"], "running")
         services["status"] = "restored"
         log.append("services back as recorded")
+    if wmi and wmi.get("state") == "running":
+        # Starting Winmgmt does not start its dependents: the ones that ran before WMI stopped, now that every
+        # start mode is back (a dependent the quiesce disabled had to wait for the services).
+        for name in wmi.get("dependents") or []:
+            if host.scm.exists(name) and host.scm.get(name).state == "stopped":
+                restore_service(name, "", "running")
     now = host_time(host)
     said = "; ".join(log)
     doc["watchdog"] = {"fired": now, "trigger": trigger, "result": said if len(said) <= 2000 else said[:1997] + "..."}
@@ -634,15 +647,14 @@ def net_isolate(ctx: ModuleContext) -> dict[str, Any]:
     host = ctx.host
     phase = ctx.params.get("_phase")
     if phase == "gather":
-        if not ctx.check_mode:
-            renew_lease(host)
+        watchdog = gather_lease(ctx)
         return {
             "changed": False,
             "journal_path": journal_path(host),
             "firewall": firewall_state(host),
             "peers": host.net.winrm_peers(),
             "domain": domain_facts(host),
-            "watchdog": watchdog_task(host),
+            "watchdog": watchdog,
             "journal_text": read_journal(host),
             "journal_untrusted": journal_trust_problem(host),
             "host_time": host_time(host),
