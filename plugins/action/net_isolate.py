@@ -41,7 +41,7 @@ def own_address(remote: str, port: int) -> str | None:
         family, _type, _proto, _name, address = socket.getaddrinfo(remote, port, type=socket.SOCK_DGRAM)[0]
         with socket.socket(family, socket.SOCK_DGRAM) as probe:
             probe.connect(address)
-            return str(probe.getsockname()[0]).split("%")[0]
+            return str(probe.getsockname()[0]).split("%", maxsplit=1)[0]
     except (OSError, IndexError, UnicodeError):
         return None
 
@@ -192,7 +192,8 @@ class ActionModule(JournalAction):
         """A new connection failed after the isolation: remove it now, over the connection this task still
         has, so the host is not left isolated until the watchdog's probation ends."""
         record = jr.parse(planned.journal_before)
-        assert record is not None  # noqa: S101  (an isolation that changed something wrote its journal first)
+        if record is None:  # an isolation that changed something wrote its journal first
+            raise AnsibleError("the isolation's journal text is missing")
         network = record["network"]
         ops = [op_remove_rule(r.name) for r in self._planned_rules]
         ops += [op_set_profile(name, enabled) for name, enabled in sorted(network["profiles"].items())]
@@ -217,4 +218,3 @@ class ActionModule(JournalAction):
             result["msg"] = (f"{host}: after the isolation a new connection from the controller failed ({why}); the "
                              f"isolation was removed at once and the network is as before. {hint[0].upper()}{hint[1:]}")
         return result
-

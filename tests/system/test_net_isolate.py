@@ -93,8 +93,8 @@ def test_profiles_that_were_off_are_turned_on_and_back_off(make_fleet: Any) -> N
     ({"local_rules_merged": False}, "group policy does not apply local firewall rules in the domain profile"),
     ({"enabled": False}, "group policy turns the firewall off in the domain profile"),
 ])
-def test_a_group_policy_that_voids_local_rules_is_refused_before_any_change(make_fleet: Any, policy: dict,
-                                                                             words: str) -> None:
+def test_a_group_policy_that_voids_local_rules_is_refused_before_any_change(
+        make_fleet: Any, policy: dict, words: str) -> None:
     scenario = {"network": {"firewall": {"profiles": {"domain": {
         "enabled": True, "default_inbound": "block", "default_outbound": "allow", "policy": policy}}}}}
     runner = make_fleet(1, scenario)

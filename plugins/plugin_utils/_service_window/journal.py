@@ -150,8 +150,8 @@ def validate(doc: Any) -> dict[str, Any]:
         dog = _check_keys("journal watchdog", doc["watchdog"], {"fired", "trigger", "result"})
         _check_str("journal watchdog.fired", dog["fired"], 40)
         _check_choice("journal watchdog.trigger", dog["trigger"], WATCHDOG_TRIGGERS)
-        if not isinstance(dog["result"], str) or len(dog["result"]) > 2000 or re.search(r"[\x00-\x08\x0b-\x1f\x7f]",
-                                                                                          dog["result"]):
+        said = dog["result"]
+        if not isinstance(said, str) or len(said) > 2000 or re.search(r"[\x00-\x08\x0b-\x1f\x7f]", said):
             raise JournalError("journal watchdog.result must be text of at most 2000 characters")
     return doc
 

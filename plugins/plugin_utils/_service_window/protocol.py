@@ -51,14 +51,16 @@ _PROCESS = {
     "parent_process_id": {"description": "Creator's id at creation (Toolhelp32; may be stale).", "type": "int"},
     "created": {"description": "Creation time as a FILETIME, 0 when unreadable.", "type": "int"},
 }
+_WATCHDOG_KEYS = {
+    "task": {"description": "Task path.", **_STR},
+    "fires": {"description": "StartBoundary.", **_STR},
+    "expired": {"description": "The time trigger lies in the past (the lease ended).", "type": "bool"},
+}
 _COMMON_GATHER = {
     "journal_path": _entry("Where the on-host journal is.", "always", "str"),
-    "watchdog": _entry("The watchdog task of an isolation (task, fires: the host's local time of its time trigger), "
-                       "renewed by this gather unless in check mode; null when none is registered.", "always", "dict",
-                       contains={"task": {"description": "Task path.", **_STR},
-                                 "fires": {"description": "StartBoundary.", **_STR},
-                                 "expired": {"description": "The time trigger lies in the past (the lease ended).",
-                                             "type": "bool"}}),
+    "watchdog": _entry("The watchdog task of an isolation as found (task, fires: the host's local time of its time "
+                       "trigger, expired); the gather then renews it unless in check mode or expired; null when none "
+                       "is registered.", "always", "dict", contains=_WATCHDOG_KEYS),
     "journal_text": _entry("The journal file's text, null when there is none.", "always", "str"),
     "journal_untrusted": _entry("'' when the journal folder and files are owned by SYSTEM or Administrators and "
                                 "writable by nobody else; otherwise what is wrong.", "always", "str"),
@@ -66,10 +68,7 @@ _COMMON_GATHER = {
     "host_name": _entry("The host's computer name.", "always", "str"),
 }
 _WATCHDOG = _entry("The watchdog task (task, fires: the host's local time of its time trigger); null when none is "
-                   "registered.", "always", "dict", contains={"task": {"description": "Task path.", **_STR},
-                                                              "fires": {"description": "StartBoundary.", **_STR},
-                                 "expired": {"description": "The time trigger lies in the past (the lease ended).",
-                                             "type": "bool"}})
+                   "registered.", "always", "dict", contains=_WATCHDOG_KEYS)
 _RULE = {
     "name": {"description": "Rule name.", **_STR},
     "direction": {"description": "in or out.", **_STR},
@@ -151,11 +150,7 @@ RESULTS: dict[str, dict[str, dict[str, Any]]] = {
             "firewall_after": _entry("The firewall read back after the last operation.", "when firewall operations "
                                      "ran to their end", "dict", contains=_FIREWALL),
             "watchdog": _entry("The watchdog task after the apply; null when none is registered.",
-                               "when the apply ran to its end", "dict",
-                               contains={"task": {"description": "Task path.", **_STR},
-                                         "fires": {"description": "StartBoundary.", **_STR},
-                                 "expired": {"description": "The time trigger lies in the past (the lease ended).",
-                                             "type": "bool"}}),
+                               "when the apply ran to its end", "dict", contains=_WATCHDOG_KEYS),
         },
         "confirm": {
             "journal_path": _entry("Where the on-host journal is.", "always", "str"),

@@ -329,6 +329,7 @@ def _op_remove_watchdog(host: Host, op: dict[str, Any], timeout: int) -> None:
     if host.fs.exists(script):
         host.fs.remove(script)
 
+
 OP_HANDLERS: dict[str, Callable[[Host, dict[str, Any], int], None]] = {
     "set_mode": _op_set_mode,
     "stop": _op_stop,

@@ -236,6 +236,7 @@ class Network:
         """GetExtendedTcpTable's established connections to the WinRM port: the controller's (the twin serves
         only the controller; remote clients talk to SQL Server and WMI)."""
         return [self.controller_ip] if self.controller_ip else []
+
     def winrm_allowed(self, client_ip: str, port: int) -> bool:
         """A WinRM connection succeeds when the WinRM service listens (it depends on HTTP.sys and RPCSS)
         and the firewall lets the client reach the port."""

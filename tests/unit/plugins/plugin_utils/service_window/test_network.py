@@ -34,9 +34,9 @@ def test_complement_of_networks_merges_overlaps_and_neighbours() -> None:
 def test_complement_is_exact_for_random_addresses(seed: int) -> None:
     rng = random.Random(seed)
     kept = [ipaddress.ip_network(f"{rng.randrange(1, 223)}.{rng.randrange(256)}.{rng.randrange(256)}.0/"
-                                 f"{rng.choice([16, 24, 30, 32])}", strict=False) for _ in range(6)]
+                                 f"{rng.choice([16, 24, 30, 32])}", strict=False) for _count in range(6)]
     ranges = nw.complement(kept)
-    for _ in range(300):
+    for _count in range(300):
         addr = ipaddress.ip_address(rng.randrange(2**32))
         expected = not (any(addr in n for n in kept) or addr.is_loopback)
         assert nw.address_in(str(addr), ranges) is expected, addr
@@ -121,11 +121,11 @@ def test_isolate_then_isolate_again_then_restore() -> None:
     # A different controller: the rules are replaced; the prior profiles recorded first are kept.
     moved = nw.isolation_rules(nets("10.20.0.6"), [], [])
     replace = nw.plan_isolate(facts(rules=present), moved, first.record, ["10.20.0.6"], 30, 2)
-    assert [op["op"] for op in replace.ops] == ["remove_rule", "add_rule", "remove_rule", "add_rule",
-                                               "register_watchdog"]
+    assert [op["op"] for op in replace.ops] == [
+        "remove_rule", "add_rule", "remove_rule", "add_rule", "register_watchdog"]
     assert replace.record and replace.record["profiles"] == {"domain": False, "private": False, "public": False}
     back = nw.plan_restore_network(facts(rules=present), first.record, watchdog_present=True)
-    assert [op["op"] for op in back.ops] == ["remove_rule", "remove_rule", "set_profile", "set_profile",
-                                            "set_profile", "remove_watchdog"]
+    assert [op["op"] for op in back.ops] == [
+        "remove_rule", "remove_rule", "set_profile", "set_profile", "set_profile", "remove_watchdog"]
     assert all(op["enabled"] is False for op in back.ops if op["op"] == "set_profile")
     assert nw.plan_restore_network(facts(enabled=False), first.record, watchdog_present=False).ops == []
