@@ -3,7 +3,7 @@
 
 
 class ModuleDocFragment:
-    # Options and notes shared by the service-window modules (win_service_quiesce, wmi_disable).
+    # Options and notes shared by the service-window modules (win_service_quiesce, wmi_disable, net_isolate).
     DOCUMENTATION = r"""
 options:
   timeout:
@@ -29,12 +29,15 @@ options:
     type: str
 notes:
   - B(Journal.) Before any change the module writes the prior state to the on-host journal
-    C(%ProgramData%\configmgr.sql_upgrade\journal.json) (one per host, shared by both modules), in a folder
-    whose ACL the module protects (SYSTEM and Administrators only), atomically. A re-run never overwrites
-    the original prior state. See the collection's C(docs/modules.md).
+    C(%ProgramData%\configmgr.sql_upgrade\journal.json) (one per host, shared by the service window's modules),
+    in a folder whose ACL the module protects (SYSTEM and Administrators only), atomically. A re-run never
+    overwrites the original prior state. See the collection's C(docs/modules.md).
   - B(WMI-free.) The decisions are made on the controller by the action plugin; the PowerShell executor uses
-    only the Service Control Manager, the registry and file version resources, so it works while Windows
-    Management Instrumentation is disabled (KB 256202 steps 3 to 7).
+    only the Service Control Manager, the registry, file version resources, the firewall's COM API, netsh,
+    schtasks and nltest, so it works while Windows Management Instrumentation is disabled (KB 256202 steps
+    3 to 7).
+  - B(Lease.) While C(net_isolate) holds the host off the network, every gather of these modules (not in
+    check mode) renews the lease of its on-host watchdog.
   - The options C(_phase), C(_plan), C(_journal_before) and C(_journal_after) carry the action plugin's calls
     to the executor; a task that sets one is refused.
 """
