@@ -69,6 +69,8 @@ class TaskScheduler:
         current = self.tasks.get(task.name.lower())
         if current is not None:
             current.running = None if done else trigger
+            if done and trigger == "lease" and current.fires <= self._host.clock.now():
+                current.fires = float("inf")  # a time trigger fires once
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [{"name": t.name, "fires": t.fires, "boot": t.boot, "running": t.running}

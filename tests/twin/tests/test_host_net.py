@@ -98,3 +98,53 @@ def test_registry_is_case_insensitive_and_errors_like_windows(host):
     assert host.registry.key_exists(r"hklm\software\contoso")
     host.registry.delete(r"HKLM\SOFTWARE\Contoso")
     assert not host.registry.key_exists(r"HKLM\SOFTWARE\Contoso\Run")
+
+
+def test_outbound_rules_match_the_remote_port_and_address_ranges(host):
+    assert host.net.outbound_allowed("10.20.1.30", 1433)  # default outbound allow
+    host.net.firewall.rules.append(FirewallRule("iso out", "out", "block", "any", None, ["10.20.1.0-10.20.1.255"]))
+    assert not host.net.outbound_allowed("10.20.1.30", 1433)
+    assert host.net.outbound_allowed("10.20.0.10", 135)
+    host.net.firewall.rules.append(FirewallRule("dc", "out", "block", "tcp", None, ["10.20.0.10"],
+                                                remote_ports=["1-134", "136-65535"]))
+    assert host.net.outbound_allowed("10.20.0.10", 135) and not host.net.outbound_allowed("10.20.0.10", 1433)
+
+
+def test_group_policy_without_local_rule_merge_ignores_local_rules(host):
+    host.net.firewall.rules.append(FirewallRule("iso in", "in", "block", "any", None, ["10.20.5.0/24"]))
+    assert not host.net.inbound_allowed("10.20.5.40", 1433)
+    host.net.firewall.profiles["domain"].local_rules_merged = False
+    # Only policy rules count now: neither the local block nor the local allow for 1433.
+    assert not host.net.inbound_allowed("10.20.5.40", 1433)
+    host.net.firewall.rules.append(FirewallRule("sql (policy)", "in", "allow", "tcp", [1433], source="policy"))
+    assert host.net.inbound_allowed("10.20.5.40", 1433)
+    assert host.net.firewall.profiles["domain"].modify_state() == 1
+
+
+def test_a_domain_accounts_new_logon_needs_a_reachable_domain_controller(host):
+    from twin.host.net import ConnectionAccount, Domain
+
+    assert host.net.new_logon_allowed()  # a local account
+    host.net.account = ConnectionAccount("CONTOSO\\ansible", True)
+    host.net.domain = Domain("contoso.com", ["10.20.0.10"])
+    assert host.net.new_logon_allowed()
+    host.net.firewall.rules.append(FirewallRule("no dc", "out", "block", "any", None, ["10.20.0.10"]))
+    assert not host.net.new_logon_allowed()
+
+
+def test_scheduled_tasks_fire_on_the_clock_and_at_boot_and_may_keep_running(host):
+    calls = []
+    answers = iter([False, True])
+
+    def action(owner, trigger):
+        calls.append(trigger)
+        return next(answers, True)
+
+    host.tasks.register("\\t", 30, True, action)
+    assert host.tasks.run_due() == []
+    host.clock.advance(30 * 60)
+    assert host.tasks.run_due() == ["\\t"] and host.tasks.get("\\t").running == "lease"  # still running
+    assert host.tasks.run_due() == ["\\t"] and host.tasks.get("\\t").running is None
+    assert host.tasks.run_due() == []  # a time trigger fires once
+    host.reboot()
+    assert calls == ["lease", "lease", "boot"]

@@ -129,3 +129,28 @@ def test_isolate_then_isolate_again_then_restore() -> None:
         "remove_rule", "remove_rule", "set_profile", "set_profile", "set_profile", "remove_watchdog"]
     assert all(op["enabled"] is False for op in back.ops if op["op"] == "set_profile")
     assert nw.plan_restore_network(facts(enabled=False), first.record, watchdog_present=False).ops == []
+
+
+def test_the_controller_is_the_connected_address_that_is_its_own() -> None:
+    assert nw.choose_controller(["10.20.0.7", "10.20.0.5"], "10.20.0.5", 5985)[0] == ["10.20.0.5"]
+    only, why = nw.choose_controller(["10.20.0.5", "10.20.0.5"], "192.168.1.4", 5986)
+    assert only == ["10.20.0.5"] and "address translation or a jump host" in why and "5986" in why
+    with pytest.raises(PlanError, match="several addresses are connected to WinRM port 5985"):
+        nw.choose_controller(["10.20.0.7", "10.20.0.8"], "192.168.1.4", 5985)
+    with pytest.raises(PlanError, match="no established connection to WinRM port 5985"):
+        nw.choose_controller([], "10.20.0.5", 5985)
+
+
+def test_domain_controllers_for_a_domain_account_only() -> None:
+    domain = {"account": "CONTOSO\\ansible", "account_is_domain": True, "domain": "contoso.com",
+              "controllers": ["10.20.0.10"]}
+    assert nw.choose_domain_controllers(None, domain)[0] == ["10.20.0.10"]
+    assert nw.choose_domain_controllers([], domain)[0] == []
+    assert nw.choose_domain_controllers(None, {**domain, "account_is_domain": False})[0] == []
+    with pytest.raises(PlanError, match="none was found"):
+        nw.choose_domain_controllers(None, {**domain, "controllers": []})
+
+
+def test_addresses_read_back_with_a_mask_are_the_same_addresses() -> None:
+    assert nw.same_addresses(["10.20.0.5/255.255.255.255", "10.0.0.0-10.0.0.9"], ["10.0.0.0-10.0.0.9", "10.20.0.5"])
+    assert not nw.same_addresses(["10.20.0.5/255.255.255.255"], ["10.20.0.6"])

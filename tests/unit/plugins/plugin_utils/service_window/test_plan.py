@@ -580,3 +580,13 @@ def test_window_drift_names_a_restarted_a_reenabled_a_removed_service_and_wmi() 
     # Without disable only the state counts; a WMI record that is enabled again is not checked.
     assert [d["name"] for d in window_drift(facts, records, False, {"status": "enabled"})] == [
         "Gone", "SMS_EXECUTIVE", "Stopping"]
+
+
+def test_a_run_whose_lease_ended_is_taken_over_without_being_asked() -> None:
+    held = jr.merge_services(None, {"A": {"start_mode": "auto", "state": "running"}}, host="CM01", run_id="r-dead",
+                             now="2026-11-29T01:00:00Z")
+    me = Caller(None, None, "ctl", "ops")
+    with pytest.raises(PlanError, match="held by run r-dead"):
+        decide_run(held, me, "r-mine")
+    taken = decide_run(held, me, "r-mine", lease_expired=True)
+    assert taken.run_id == "r-dead" and taken.took_over == "r-dead" and "lease" in (taken.warning or "")
