@@ -960,6 +960,23 @@ Function Invoke-PlanLocked {
 $script:FirewallProfiles = [ordered]@{ domain = 1; private = 2; public = 4 }
 $script:IsolationGroup = 'configmgr.sql_upgrade'
 
+Function Invoke-NativeCommand {
+    <#
+    .SYNOPSIS
+    Run a console program (netsh, schtasks, nltest) with its arguments as an array (each passed as one argument,
+    never parsed as script) and return @{ rc; output } with stdout and stderr as text. Windows PowerShell 5.1
+    turns each stderr line of a native command into an error record, which $ErrorActionPreference = 'Stop'
+    would make terminating: this function's own scope runs with 'Continue' and the caller checks rc.
+    #>
+    param (
+        [Parameter(Mandatory = $true)][string]$FilePath,
+        [Parameter(Mandatory = $true)][AllowEmptyCollection()][string[]]$ArgumentList
+    )
+    $ErrorActionPreference = 'Continue'
+    $output = @(& $FilePath @ArgumentList 2>&1 | ForEach-Object -Process { [string]$_ })
+    return @{ rc = $LASTEXITCODE; output = $output }
+}
+
 Function Get-FirewallPolicyValue {
     <#
     .SYNOPSIS
@@ -1069,9 +1086,9 @@ Function Set-FirewallProfileState {
         return 'unchanged'
     }
     $state = if ($Enabled) { 'on' } else { 'off' }
-    $output = & netsh.exe advfirewall set "$($ProfileName)profile" state $state 2>&1
-    if ($LASTEXITCODE -ne 0) {
-        throw "netsh advfirewall set $($ProfileName)profile state $state failed ($LASTEXITCODE): $($output -join ' ')"
+    $run = Invoke-NativeCommand -FilePath 'netsh.exe' -ArgumentList @('advfirewall', 'set', "$($ProfileName)profile", 'state', $state)
+    if ($run.rc -ne 0) {
+        throw "netsh advfirewall set $($ProfileName)profile state $state failed ($($run.rc)): $($run.output -join ' ')"
     }
     return 'changed'
 }
@@ -1113,7 +1130,7 @@ Function Add-IsolationRule {
     $rule.Name = [string]$Op['name']
     $rule.Grouping = $script:IsolationGroup
     $rule.Description = 'KB 256202 network isolation by configmgr.sql_upgrade net_isolate; removed by state=restored or its watchdog'
-    $rule.Direction = @{ in = 1; out = 2 }[[string]$Op['direction']]
+    $rule.Direction = @{ 'in' = 1; 'out' = 2 }[[string]$Op['direction']]
     $rule.Action = 0
     # Protocol before ports: INetFwRule refuses ports on a rule whose protocol is any.
     $rule.Protocol = @{ any = 256; tcp = 6; udp = 17 }[[string]$Op['protocol']]
@@ -1140,11 +1157,11 @@ Function Get-WatchdogTask {
     The watchdog task as schtasks.exe /Query /XML shows it: @{ task; fires } ($null when not registered).
     #>
     param ([Parameter(Mandatory = $true)][string]$Name)
-    $xmlText = & schtasks.exe /Query /TN $Name /XML 2>$null
-    if ($LASTEXITCODE -ne 0) {
+    $run = Invoke-NativeCommand -FilePath 'schtasks.exe' -ArgumentList @('/Query', '/TN', $Name, '/XML')
+    if ($run.rc -ne 0) {
         return $null
     }
-    $xml = [xml]($xmlText -join "`n")
+    $xml = [xml]($run.output -join "`n")
     $fires = $null
     $expired = $false
     foreach ($trigger in $xml.Task.Triggers.ChildNodes) {
@@ -1200,9 +1217,9 @@ Function Register-Watchdog {
     $xmlPath = Join-Path -Path (Split-Path -Path $JournalPath -Parent) -ChildPath 'watchdog.xml'
     [System.IO.File]::WriteAllText($xmlPath, $xml, [System.Text.Encoding]::Unicode)
     try {
-        $output = & schtasks.exe /Create /TN $Name /XML $xmlPath /F 2>&1
-        if ($LASTEXITCODE -ne 0) {
-            throw "schtasks.exe /Create /TN $Name failed ($LASTEXITCODE): $($output -join ' ')"
+        $run = Invoke-NativeCommand -FilePath 'schtasks.exe' -ArgumentList @('/Create', '/TN', $Name, '/XML', $xmlPath, '/F')
+        if ($run.rc -ne 0) {
+            throw "schtasks.exe /Create /TN $Name failed ($($run.rc)): $($run.output -join ' ')"
         }
     }
     finally {
@@ -1216,9 +1233,9 @@ Function Unregister-Watchdog {
     if ($null -eq (Get-WatchdogTask -Name $Name)) {
         return 'unchanged'
     }
-    $output = & schtasks.exe /Delete /TN $Name /F 2>&1
-    if ($LASTEXITCODE -ne 0) {
-        throw "schtasks.exe /Delete /TN $Name failed ($LASTEXITCODE): $($output -join ' ')"
+    $run = Invoke-NativeCommand -FilePath 'schtasks.exe' -ArgumentList @('/Delete', '/TN', $Name, '/F')
+    if ($run.rc -ne 0) {
+        throw "schtasks.exe /Delete /TN $Name failed ($($run.rc)): $($run.output -join ' ')"
     }
     return 'changed'
 }
@@ -1280,17 +1297,17 @@ Function Get-DomainFact {
         return $result
     }
     $addresses = [System.Collections.Generic.List[string]]@()
-    $located = & nltest.exe "/dsgetdc:$domain" 2>$null
-    if ($LASTEXITCODE -eq 0) {
-        foreach ($line in $located) {
+    $located = Invoke-NativeCommand -FilePath 'nltest.exe' -ArgumentList @("/dsgetdc:$domain")
+    if ($located.rc -eq 0) {
+        foreach ($line in $located.output) {
             if ($line -match '^\s*Address:\s*\\\\(\S+)\s*$') {
                 $addresses.Add($Matches[1])
             }
         }
     }
-    $channel = & nltest.exe "/sc_query:$domain" 2>$null
-    if ($LASTEXITCODE -eq 0) {
-        foreach ($line in $channel) {
+    $channel = Invoke-NativeCommand -FilePath 'nltest.exe' -ArgumentList @("/sc_query:$domain")
+    if ($channel.rc -eq 0) {
+        foreach ($line in $channel.output) {
             if ($line -match '^\s*Trusted DC Name\s+\\\\(\S+)\s*$') {
                 foreach ($ip in [System.Net.Dns]::GetHostAddresses($Matches[1])) {
                     $addresses.Add($ip.ToString())
@@ -1318,6 +1335,8 @@ Function Invoke-ServiceWindowWatchdog {
     netsh. The twin emulates exactly this contract (tests/twin/emulation/configmgr.py, run_watchdog).
     #>
     param ([string]$Trigger = 'lease')
+    # Best effort: every step is tried and what failed is written into the journal; nothing stops the rest.
+    $ErrorActionPreference = 'Continue'
     $folder = Join-Path -Path $env:ProgramData -ChildPath 'configmgr.sql_upgrade'
     $journalPath = Join-Path -Path $folder -ChildPath 'journal.json'
     $taskName = '\configmgr.sql_upgrade\watchdog'
@@ -1327,7 +1346,13 @@ Function Invoke-ServiceWindowWatchdog {
         & schtasks.exe /Delete /TN $taskName /F 2>$null | Out-Null
         return
     }
-    $doc = ConvertFrom-Json -InputObject ([System.IO.File]::ReadAllText($journalPath))
+    try {
+        $doc = ConvertFrom-Json -InputObject ([System.IO.File]::ReadAllText($journalPath))
+    }
+    catch {
+        # An unreadable journal is left for an administrator; the task stays, so the next boot tries again.
+        return
+    }
     $has = { param($name) $doc.PSObject.Properties.Name -contains $name }
 
     # Setup runs the instance in single-user mode: putting the network or services back now would let SMS take
@@ -1340,11 +1365,16 @@ Function Invoke-ServiceWindowWatchdog {
     }
     if ($Trigger -eq 'lease') {
         # One action serves both triggers: before the lease's end it can only be the boot trigger.
-        $task = [xml]((& schtasks.exe /Query /TN $taskName /XML 2>$null) -join "`n")
-        foreach ($node in @($task.Task.Triggers.ChildNodes)) {
-            if ($node.LocalName -eq 'TimeTrigger' -and [datetime]$node.StartBoundary -gt (Get-Date)) {
-                $Trigger = 'boot'
+        try {
+            $task = [xml]((& schtasks.exe /Query /TN $taskName /XML 2>$null) -join "`n")
+            foreach ($node in @($task.Task.Triggers.ChildNodes)) {
+                if ($node.LocalName -eq 'TimeTrigger' -and [datetime]$node.StartBoundary -gt (Get-Date)) {
+                    $Trigger = 'boot'
+                }
             }
+        }
+        catch {
+            $log.Add("could not read the task's trigger: $($_.Exception.Message)")
         }
     }
 
@@ -1362,11 +1392,14 @@ Function Invoke-ServiceWindowWatchdog {
             }
         }
         $bits = @{ domain = 1; private = 2; public = 4 }
-        foreach ($profile in @('domain', 'private', 'public')) {
-            $want = [bool]$doc.network.profiles.$profile
-            if ([bool]$policy.FirewallEnabled($bits[$profile]) -ne $want) {
+        foreach ($profileName in @('domain', 'private', 'public')) {
+            $want = [bool]$doc.network.profiles.$profileName
+            if ([bool]$policy.FirewallEnabled($bits[$profileName]) -ne $want) {
                 $state = if ($want) { 'on' } else { 'off' }
-                & netsh.exe advfirewall set "$($profile)profile" state $state | Out-Null
+                & netsh.exe advfirewall set "$($profileName)profile" state $state | Out-Null
+                if ($LASTEXITCODE -ne 0) {
+                    $log.Add("netsh could not turn the $profileName profile $state ($LASTEXITCODE)")
+                }
             }
         }
         $doc.network.status = 'restored'
