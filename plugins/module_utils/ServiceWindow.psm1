@@ -1473,6 +1473,6 @@ $exported = @(
     'Get-ServiceState', 'Get-HostTime',
     'Invoke-ServiceOp', 'Invoke-JournaledPlan', 'Get-ProcessSnapshot',
     'Get-FirewallState', 'Get-WatchdogTask', 'Update-ServiceWindowLease', 'Register-Watchdog', 'Get-ConnectedPeer',
-    'Get-DomainFact', 'Invoke-ServiceWindowWatchdog'
+    'Get-DomainFact', 'Invoke-ServiceWindowWatchdog', 'Invoke-NativeCommand'
 )
 Export-ModuleMember -Function $exported

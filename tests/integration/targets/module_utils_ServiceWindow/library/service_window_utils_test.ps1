@@ -8,6 +8,7 @@
 #AnsibleRequires -CSharpUtil ansible_collections.ansible.windows.plugins.module_utils.SCManager
 #AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceControl
 #AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ProcessSnapshot
+#AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.TcpConnections
 #AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceWindow
 
 # Lab test of the host-side helpers of the service window. What it proves on a real server, and the twin
@@ -171,6 +172,52 @@ finally {
         $child.Kill()
     }
 }
+
+# --- net_isolate's helpers: native commands, the firewall's COM API, the task, the TCP table -----------------
+$native = Invoke-NativeCommand -FilePath 'schtasks.exe' -ArgumentList @('/Query', '/TN', '\configmgr.sql_upgrade\no such task')
+Test-That 'a native command writing to stderr does not terminate and returns its exit code' ($native.rc -ne 0) "rc $($native.rc)"
+$state = Get-FirewallState
+Test-That 'Get-FirewallState reads the three profiles' ((@($state.profiles.Keys) | Sort-Object) -join ',' -eq 'domain,private,public') ($state | ConvertTo-Json -Compress -Depth 4)
+# A rule that blocks only TEST-NET-1 (192.0.2.0/24, documentation addresses): harmless on any network.
+$ruleName = 'configmgr.sql_upgrade isolation (lab test)'
+$add = @{ op = 'add_rule'; name = $ruleName; direction = 'out'; protocol = 'tcp'; remote_addresses = @('192.0.2.1', '192.0.2.10-192.0.2.20'); remote_ports = @('1-52', '54-65535') }
+try {
+    Invoke-ServiceOp -Op $add -TimeoutSeconds 30
+    $read = (Get-FirewallState).rules[$ruleName]
+    Test-That 'add_rule creates a block rule on every profile, read back as planned' ($null -ne $read -and $read.action -eq 'block' -and $read.profiles -eq 'all' -and $read.enabled) ($read | ConvertTo-Json -Compress)
+    Test-That 'a single IPv4 address comes back with its mask' (@($read.remote_addresses) -contains '192.0.2.1/255.255.255.255') ($read.remote_addresses -join ',')
+    Test-That 'the remote ports come back as given' (($read.remote_ports -join ',') -eq '1-52,54-65535') ($read.remote_ports -join ',')
+}
+finally {
+    $remove = @{ op = 'remove_rule'; name = $ruleName }
+    Invoke-ServiceOp -Op $remove -TimeoutSeconds 30
+}
+Test-That 'remove_rule removes it' (-not (Get-FirewallState).rules.ContainsKey($ruleName)) $remove['result']
+$refused = $false
+try {
+    Invoke-ServiceOp -Op @{ op = 'remove_rule'; name = 'Windows Remote Management (HTTP-In)' } -TimeoutSeconds 30
+}
+catch {
+    $refused = $true
+}
+Test-That 'remove_rule refuses a rule that is not the collection''s' $refused 'removed it'
+$peers = @(Get-ConnectedPeer -Port 5985) + @(Get-ConnectedPeer -Port 5986)
+Test-That 'GetExtendedTcpTable shows the controller connected to WinRM' ($peers.Count -ge 1) 'no peer'
+$domain = Get-DomainFact
+Test-That 'Get-DomainFact names the connection account' ([bool]$domain.account) ($domain | ConvertTo-Json -Compress)
+$task = '\configmgr.sql_upgrade\lab test watchdog'
+$journalFolder = Join-Path -Path $env:TEMP -ChildPath ('configmgr-task-' + [System.Guid]::NewGuid().ToString('N'))
+try {
+    $null = Register-Watchdog -Name $task -Minutes 60 -JournalPath (Join-Path -Path $journalFolder -ChildPath 'journal.json')
+    $found = Get-WatchdogTask -Name $task
+    Test-That 'Register-Watchdog registers a task with a time trigger an hour ahead' ($null -ne $found -and -not $found.expired -and [datetime]$found.fires -gt (Get-Date).AddMinutes(55)) ($found | ConvertTo-Json -Compress)
+    Test-That 'the watchdog script is written beside the journal' (Test-Path -LiteralPath (Join-Path -Path $journalFolder -ChildPath 'watchdog.ps1')) 'no watchdog.ps1'
+}
+finally {
+    Invoke-ServiceOp -Op @{ op = 'remove_watchdog'; name = $task } -TimeoutSeconds 30
+    Remove-Item -LiteralPath $journalFolder -Recurse -Force -ErrorAction SilentlyContinue
+}
+Test-That 'remove_watchdog deletes the task' ($null -eq (Get-WatchdogTask -Name $task)) 'still registered'
 
 $module.Result.checks = $checks
 $module.Result.failures = $failures
