@@ -102,12 +102,12 @@ class ActionModule(JournalAction):
             allow_from, source = nw.choose_controller(list(gathered.get("peers") or []), own, port)
         allow_nets = nw.parse_addresses("allow_from", allow_from)
         nw.check_allowed(allow_nets)
-        dcs, dc_source = nw.choose_domain_controllers(opts["domain_controllers"], gathered.get("domain") or {})
+        dcs, _dc_source = nw.choose_domain_controllers(opts["domain_controllers"], gathered.get("domain") or {})
         rules = nw.isolation_rules(allow_nets, nw.parse_addresses("domain_controllers", dcs),
                                    nw.parse_addresses("allow_to", opts["allow_to"]))
         probation = max(1, math.ceil(opts["probation_seconds"] / 60))
         plan = nw.plan_isolate(fw, rules, existing if existing and existing["status"] == "isolated" else None,
-                               allow_from, opts["lease_minutes"], probation)
+                               allow_from, opts["lease_minutes"], probation, bool(gathered.get("watchdog")))
         doc_before = None
         if plan.record is not None:
             base = None if jr.is_finished(journal) else journal
@@ -121,7 +121,6 @@ class ActionModule(JournalAction):
             "rules": [rule_view(r.as_dict()) for r in rules],
             "profiles": dict((plan.record or existing or {}).get("profiles") or {}),
         }
-        self._dc_source = dc_source
         if plan.ops or (journal and not jr.is_finished(journal)):
             fields["run_id"] = self._run.run_id
         return Planned(plan.ops, doc_before, None, plan.diff_before, plan.diff_after, fields)

@@ -243,9 +243,11 @@ class NetworkPlan:
 
 
 def plan_isolate(facts: FirewallFacts, rules: Sequence[Rule], existing: Mapping[str, Any] | None,
-                 allow_from: Sequence[str], lease_minutes: int, probation_minutes: int) -> NetworkPlan:
+                 allow_from: Sequence[str], lease_minutes: int, probation_minutes: int,
+                 watchdog_present: bool = True) -> NetworkPlan:
     """Profiles on, the planned rules present exactly (a different rule of the same name is replaced), and
-    the watchdog registered for the probation. Nothing to do when the host is isolated the same way.
+    the watchdog registered for the probation. Nothing to do when the host is isolated the same way and its
+    watchdog is there (an isolation without its watchdog gets one again: it must never outlive its lease).
 
     ``existing`` is the journal's network record of the open window, if any: the profiles' prior state it
     recorded first is kept (a re-run never overwrites what the host was like before the window)."""
@@ -285,9 +287,11 @@ def plan_isolate(facts: FirewallFacts, rules: Sequence[Rule], existing: Mapping[
         "allow_from": list(allow_from),
         "lease_minutes": lease_minutes,
     }
-    if ops:
+    if ops or not watchdog_present:
         # A changed isolation is on probation until the controller proves a new connection works.
         ops.append(op_register_watchdog(WATCHDOG_TASK, probation_minutes))
+        before.setdefault("watchdog", "registered" if watchdog_present else "absent")
+        after["watchdog"] = f"registered, probation of {probation_minutes} minute(s), then a lease of {lease_minutes}"
     if existing and existing.get("status") == "isolated" and not ops and dict(existing) == record:
         return NetworkPlan([], None, before, after)
     return NetworkPlan(ops, record, before, after)

@@ -154,3 +154,11 @@ def test_domain_controllers_for_a_domain_account_only() -> None:
 def test_addresses_read_back_with_a_mask_are_the_same_addresses() -> None:
     assert nw.same_addresses(["10.20.0.5/255.255.255.255", "10.0.0.0-10.0.0.9"], ["10.0.0.0-10.0.0.9", "10.20.0.5"])
     assert not nw.same_addresses(["10.20.0.5/255.255.255.255"], ["10.20.0.6"])
+
+
+def test_an_isolation_whose_watchdog_is_gone_gets_one_again() -> None:
+    rules = nw.isolation_rules(nets("10.20.0.5"), [], [])
+    first = nw.plan_isolate(facts(), rules, None, ["10.20.0.5"], 30, 2)
+    present = {r.name: r.as_dict() for r in rules}
+    again = nw.plan_isolate(facts(rules=present), rules, first.record, ["10.20.0.5"], 30, 2, watchdog_present=False)
+    assert [op["op"] for op in again.ops] == ["register_watchdog"] and again.diff_before["watchdog"] == "absent"
