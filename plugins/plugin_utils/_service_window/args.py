@@ -186,3 +186,41 @@ def validate_net_args(args: Mapping[str, Any]) -> dict[str, Any]:
         if opts[option] is not None:
             parse_addresses(option, opts[option])
     return opts
+
+
+GATE_OPTIONS = ("instance", "login_user", "login_password", "allowed_programs", "wait_timeout", "poll_interval",
+                "fail_when_blocked")
+
+
+def validate_gate_args(args: Mapping[str, Any]) -> dict[str, Any]:
+    """sql_single_user_check's options with defaults applied, or PlanError naming the first bad option."""
+    _unknown(args, GATE_OPTIONS)
+    instance = args.get("instance", "MSSQLSERVER")
+    if not isinstance(instance, str) or not _INSTANCE.fullmatch(instance):
+        raise PlanError(
+            f"option instance must be a SQL Server instance name (MSSQLSERVER for the default instance; a named "
+            f"instance has 1-16 letters, digits, _ or $ and starts with a letter or _), got {instance!r}"
+        )
+    user = args.get("login_user")
+    password = args.get("login_password")
+    if user is not None and (not isinstance(user, str) or not user.strip() or _CONTROL.search(user)):
+        raise PlanError("option login_user must be a SQL Server login name")
+    if password is not None and not isinstance(password, str):
+        raise PlanError("option login_password must be a string")
+    if password is not None and not user:
+        raise PlanError("option login_password needs login_user (without a login the connection uses Windows "
+                        "authentication)")
+    programs = args.get("allowed_programs") or []
+    if isinstance(programs, str):
+        programs = programs.split(",")
+    if not isinstance(programs, list) or not all(isinstance(p, str) and p.strip() for p in programs):
+        raise PlanError("option allowed_programs must be a list of program names")
+    return {
+        "instance": instance,
+        "login_user": user,
+        "login_password": password,
+        "allowed_programs": [p.strip() for p in programs],
+        "wait_timeout": _int("wait_timeout", args.get("wait_timeout", 0), 0, 86400),
+        "poll_interval": _int("poll_interval", args.get("poll_interval", 5), 1, 300),
+        "fail_when_blocked": _bool("fail_when_blocked", args.get("fail_when_blocked", True)),
+    }

@@ -129,6 +129,34 @@ RESULTS: dict[str, dict[str, dict[str, Any]]] = {
         },
         "apply": _APPLY,
     },
+    "sql_single_user_check": {
+        "read": {
+            "instances": _entry("The instance names setup registered (HKLM\\SOFTWARE\\Microsoft\\Microsoft SQL Server\\"
+                                "Instance Names\\SQL).", "always", "list", elements="str"),
+            "instance": _entry("The instance, its service and the service's state; version and edition when it "
+                               "answered (else null).", "always", "dict", contains={
+                                   "name": {"description": "Instance name.", **_STR},
+                                   "service": {"description": "Its service.", **_STR},
+                                   "service_state": {"description": "The service's state, missing when none.", **_STR},
+                                   "version": {"description": "ProductVersion.", **_STR},
+                                   "edition": {"description": "Edition.", **_STR}}),
+            "connected": _entry("The module's own connection opened.", "always", "bool"),
+            "connect_error": _entry("Why it did not (the SqlException's number and message), else null.", "always",
+                                    "str"),
+            "sessions": _entry("sys.dm_exec_sessions' user sessions but its own.", "always", "list", elements="dict",
+                               contains={
+                                   "session_id": {"description": "spid.", "type": "int"},
+                                   "login_name": {"description": "Login.", **_STR},
+                                   "host_name": {"description": "Client computer.", **_STR},
+                                   "program_name": {"description": "Client program.", **_STR},
+                                   "host_process_id": {"description": "Client process id.", "type": "int"},
+                                   "status": {"description": "Session status.", **_STR}}),
+            "databases": _entry("sys.databases: name, state, user access.", "always", "list", elements="dict",
+                                contains={"name": {"description": "Name.", **_STR},
+                                          "state": {"description": "state_desc.", **_STR},
+                                          "user_access": {"description": "user_access_desc.", **_STR}}),
+        },
+    },
     "net_isolate": {
         "gather": {
             **_COMMON_GATHER,

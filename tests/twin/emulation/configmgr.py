@@ -20,13 +20,14 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_win
     NO_CHANGE_RESULTS,
     SETTABLE_START_MODES,
 )
-from twin.emulation import ModuleContext, ModuleFailed, module
+from twin.emulation import ModuleContext, ModuleFailed, UnknownCommand, module
 from twin.emulation.paths import session_env
 from twin.host import Host, WindowsError_
 from twin.host.errors import WIN32_MESSAGES
 from twin.host.fs import ADMINISTRATORS, SYSTEM
 from twin.host.net import PROFILES, FirewallRule
 from twin.host.scenario import binary_of
+from twin.host.sql import INSTANCE_NAMES_KEY, login_for
 
 # Where the journal lives: the schema's x-location (the same file the controller validates against).
 JOURNAL_SCHEMA = json.loads(files(
@@ -670,4 +671,51 @@ def net_isolate(ctx: ModuleContext) -> dict[str, Any]:
     result = _apply(ctx, "the firewall profiles' prior state and this collection's rules: run net_isolate with "
                          "state=restored to put the network back, or fix {name} and run again.")
     result["watchdog"] = watchdog_task(host)
+    return result
+
+
+# --- sql_single_user_check ----------------------------------------------------------------------------------------
+
+GATE_APPLICATION = "configmgr.sql_upgrade sql_single_user_check"
+
+
+@module("configmgr.sql_upgrade.sql_single_user_check")
+def sql_single_user_check(ctx: ModuleContext) -> dict[str, Any]:
+    """The executor's one read: instances from the registry, the service from the SCM, then its own SqlClient
+    connection (Application Name = GATE_APPLICATION, never pooled, closed at the end): the version, the user
+    sessions but its own, the databases. The model has no SQL logins: a login_user is refused by name."""
+    host = ctx.host
+    name = str(ctx.params["instance"])
+    try:
+        names = list(host.registry.values(INSTANCE_NAMES_KEY))
+    except WindowsError_:
+        names = []
+    service = "MSSQLSERVER" if name == "MSSQLSERVER" else f"MSSQL${name}"
+    state = host.scm.get(service).state if host.scm.exists(service) else "missing"
+    result: dict[str, Any] = {
+        "changed": False, "instances": names,
+        "instance": {"name": name, "service": service, "service_state": state, "version": None, "edition": None},
+        "connected": False, "connect_error": None, "sessions": [], "databases": [],
+    }
+    # PowerShell's -notcontains compares strings without case.
+    if name.casefold() not in {n.casefold() for n in names} or state != "running":
+        return result
+    if ctx.params.get("login_user"):
+        raise UnknownCommand("sql_single_user_check with login_user: the twin models Windows authentication only")
+    inst = host.sql.instance(name)
+    if inst.single_user and inst.single_user_owner != GATE_APPLICATION:
+        # The one connection of single-user mode is taken (setup's, or whoever was first): error 18461.
+        login = login_for(host.net.account.name, host.domain_netbios, host.computer_name)
+        result["connect_error"] = (f"SQL Server error 18461: Login failed for user '{login}'. Reason: Server is in "
+                                   "single user mode. Only one administrator can connect at this time.")
+        return result
+    result["connected"] = True
+    result["instance"].update(version=inst.version, edition=inst.edition)
+    result["sessions"] = [
+        {"session_id": s["spid"], "login_name": s["login_name"], "host_name": s["host_name"],
+         "program_name": s["program_name"], "host_process_id": s["host_process_id"], "status": "sleeping"}
+        for s in inst.sessions()
+    ]
+    result["databases"] = [{"name": db, "state": "ONLINE", "user_access": spec.get("user_access", "MULTI_USER")}
+                           for db, spec in sorted(inst.databases.items(), key=lambda item: item[0].casefold())]
     return result

@@ -249,12 +249,19 @@ class SetupRun:
     rejected_logins: list[str] = field(default_factory=list)
 
 
+INSTANCE_NAMES_KEY = "HKLM\\SOFTWARE\\Microsoft\\Microsoft SQL Server\\Instance Names\\SQL"
+
+
 class SqlServer:
     def __init__(self, host: Host, instances: list[SqlInstance], sms_provider: dict[str, Any] | None) -> None:
         self._host = host
         self.instances: dict[str, SqlInstance] = {i.name: i for i in instances}
         self.sms_provider = sms_provider
         self.runs: list[SetupRun] = []
+        # SQL Server setup registers each instance: value name = instance name, data = instance id (what
+        # sql_single_user_check reads to find the instances without WMI).
+        for inst in instances:
+            host.registry.set(INSTANCE_NAMES_KEY, inst.name, inst.instance_id)
 
     @property
     def default_instance_name(self) -> str:
