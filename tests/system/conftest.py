@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import pscontract as spec
-from twin.fleet import Fleet
+from twin.fleet import CONNECTIONS, Fleet
 
 PREFIX = "configmgr.sql_upgrade."
 # Keys Ansible itself adds to a task result, not the module (loop / conditional bookkeeping, register).
@@ -110,10 +110,11 @@ class AnsibleRun:
 
 
 class Runner:
-    def __init__(self, fleet: Fleet, tmp: Path) -> None:
+    def __init__(self, fleet: Fleet, tmp: Path, connection: str = "winrm") -> None:
         self.fleet = fleet
         self.tmp = tmp
-        self.inventory = fleet.write_inventory(tmp / "inventory.yml")
+        self.connection = connection
+        self.inventory = fleet.write_inventory(tmp / "inventory.yml", connection=connection)
         self.env = _env(tmp)
 
     def ansible(self, pattern: str, module: str, args: str = "", *extra: str) -> AnsibleRun:
@@ -129,22 +130,24 @@ class Runner:
         return _run(cmd, self.env, self.tmp)
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
-    """A small fleet shared by one test module (tests use distinct hosts or restore what they change)."""
+@pytest.fixture(scope="module", params=CONNECTIONS)
+def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
+    """A small fleet shared by one test module (tests use distinct hosts or restore what they change), reached
+    through each connection plugin users pick (winrm, psrp) in turn."""
     with Fleet(size=4) as twin_fleet:
-        yield Runner(twin_fleet, tmp_path_factory.mktemp("fleet"))
+        yield Runner(twin_fleet, tmp_path_factory.mktemp("fleet"), request.param)
 
 
-@pytest.fixture
-def make_fleet(tmp_path: Path) -> Iterator[Any]:
-    """A fleet with a scenario for one test: make_fleet(size, scenario_dict) -> Runner."""
+@pytest.fixture(params=CONNECTIONS)
+def make_fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A fleet with a scenario for one test: make_fleet(size, scenario_dict) -> Runner; every test that uses it
+    runs once over Ansible's winrm plugin and once over its psrp plugin."""
     started: list[Fleet] = []
 
     def make(size: int = 1, scenario: dict[str, Any] | None = None) -> Runner:
         f = Fleet(size=size, scenario=scenario).start()
         started.append(f)
-        return Runner(f, tmp_path)
+        return Runner(f, tmp_path, request.param)
 
     yield make
     for f in started:

@@ -1,4 +1,5 @@
-"""`python -m twin fleet --size N [--host-file F] [--scenario F] [--inventory OUT] [--base-port P]`
+"""`python -m twin fleet --size N [--host-file F] [--scenario F] [--inventory OUT] [--connection winrm|psrp]
+[--base-port P]`
 
 Starts a fleet of twin site servers in this process, prints the inventory path and contents, and serves
 until interrupted (Ctrl-C). This is what `make twin` runs.
@@ -13,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from twin.fleet import Fleet
+from twin.fleet import CONNECTIONS, Fleet
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     fleet.add_argument("--host-file", help="host data file (default: twin/data/site_server.yml)")
     fleet.add_argument("--scenario", help="scenario YAML merged into every host (hosts: {NAME: ...} per host)")
     fleet.add_argument("--inventory", help="where to write the inventory (default: a temp file)")
+    fleet.add_argument("--connection", choices=CONNECTIONS, default="winrm",
+                       help="the connection plugin the inventory uses: winrm (pywinrm) or psrp (pypsrp); the hosts "
+                            "serve both on the same port")
     fleet.add_argument("--base-port", type=int, default=0, help="first port (default: free ephemeral ports)")
     fleet.add_argument("--distinct-addresses", action="store_true",
                        help="one loopback address per host (127.0.0.2, ...) instead of one port per host")
@@ -34,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
                        distinct_addresses=args.distinct_addresses).start()
     elapsed = time.perf_counter() - started
     path = Path(args.inventory) if args.inventory else Path(tempfile.mkstemp(prefix="twin-", suffix=".yml")[1])
-    twin_fleet.write_inventory(path)
+    twin_fleet.write_inventory(path, connection=args.connection)
     print(f"# twin fleet of {args.size} hosts started in {elapsed:.2f} s", flush=True)
     print(f"# inventory: {path}", flush=True)
     print(path.read_text(encoding="utf-8"), flush=True)

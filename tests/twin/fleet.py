@@ -79,6 +79,9 @@ def host_names(size: int, prefix: str = "site") -> list[str]:
     return [f"{prefix}{i:0{width}d}" for i in range(1, size + 1)]
 
 
+#: The connection plugins the twin serves (both on the same port): Ansible's winrm (pywinrm) and psrp (pypsrp).
+CONNECTIONS = ("winrm", "psrp")
+
 class Fleet:
     def __init__(
         self,
@@ -144,30 +147,39 @@ class Fleet:
     def endpoint(self, name: str) -> HostEndpoint:
         return self.listeners[name].endpoint
 
-    def inventory(self, group: str = "site_servers") -> dict[str, Any]:
-        """An inventory exactly like a user's for WinRM over HTTP with Basic auth.
+    def inventory(self, group: str = "site_servers", connection: str = "winrm") -> dict[str, Any]:
+        """An inventory exactly like a user's for WinRM over HTTP with Basic auth, through Ansible's ``winrm``
+        plugin (pywinrm) or its ``psrp`` plugin (pypsrp, the PowerShell Remoting Protocol).
 
         ansible_winrm_proxy: null makes pywinrm ignore HTTP(S)_PROXY from the environment (it sets
-        no_proxy=* when proxy is None); otherwise requests would send loopback traffic to a proxy."""
+        no_proxy=* when proxy is None); otherwise requests would send loopback traffic to a proxy. For psrp,
+        ansible_psrp_ignore_proxy does the same, and Basic over HTTP needs message encryption off (it can only
+        encrypt with Negotiate, Kerberos or CredSSP)."""
+        if connection not in CONNECTIONS:
+            raise ValueError(f"connection {connection!r}: the twin serves {', '.join(CONNECTIONS)}")
         hosts = {
             name: {"ansible_host": lst.endpoint.address, "ansible_port": lst.port}
             for name, lst in self.listeners.items()
         }
-        return {
-            "all": {
-                "children": {group: {"hosts": hosts}},
-                "vars": {
-                    "ansible_connection": "winrm",
-                    "ansible_winrm_scheme": "http",
-                    "ansible_winrm_transport": "basic",
-                    "ansible_winrm_proxy": None,
-                    "ansible_user": USER,
-                    "ansible_password": PASSWORD,
-                },
+        common = {"ansible_user": USER, "ansible_password": PASSWORD}
+        if connection == "psrp":
+            plugin = {
+                "ansible_connection": "psrp",
+                "ansible_psrp_protocol": "http",
+                "ansible_psrp_auth": "basic",
+                "ansible_psrp_message_encryption": "never",
+                "ansible_psrp_ignore_proxy": True,
             }
-        }
+        else:
+            plugin = {
+                "ansible_connection": "winrm",
+                "ansible_winrm_scheme": "http",
+                "ansible_winrm_transport": "basic",
+                "ansible_winrm_proxy": None,
+            }
+        return {"all": {"children": {group: {"hosts": hosts}}, "vars": {**plugin, **common}}}
 
-    def write_inventory(self, path: str | os.PathLike[str]) -> Path:
+    def write_inventory(self, path: str | os.PathLike[str], connection: str = "winrm") -> Path:
         out = Path(path)
-        out.write_text(yaml.safe_dump(self.inventory(), sort_keys=False), encoding="utf-8")
+        out.write_text(yaml.safe_dump(self.inventory(connection=connection), sort_keys=False), encoding="utf-8")
         return out

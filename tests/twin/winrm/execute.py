@@ -17,7 +17,7 @@ from typing import Any
 
 from twin.emulation import UnknownCommand, run_module, run_raw
 from twin.emulation.paths import expand_env
-from twin.host import Host, Unmodelled, WindowsError_
+from twin.host import Host, Unmodelled, WindowsError_, WmiUnavailable
 from twin.winrm.payload import (
     Bootstrap,
     PayloadError,
@@ -63,6 +63,23 @@ def execute(host: Host, command: str, arguments: str, stdin: bytes) -> Result:
         return _failed(f"twin: internal error on {host.name}: {type(exc).__name__}: {exc}")
 
 
+def execute_script(host: Host, script: str, stdin: bytes) -> Result:
+    """Run a decoded script with its input, as the psrp plugin sends it (the same failures as execute()).
+
+    Without pipelining the psrp plugin runs the shell's ``type PATH | PowerShell ... -EncodedCommand B64`` line
+    itself as a script in the runspace (PowerShell's ``type`` is Get-Content): the same as cmd.exe's pipe."""
+    try:
+        if script.startswith("type ") and not stdin:
+            return _execute(host, "type", script[len("type "):], b"")
+        return _script(host, script, stdin, psrp=True)
+    except Unmodelled as exc:
+        return _failed(f"twin: not modelled by the host model: {exc}")
+    except Exception as exc:  # noqa: BLE001  (a bug in the twin must fail the task loudly, never hang it)
+        trace = traceback.format_exc()
+        print(f"twin: internal error on {host.name}:\n{trace}", file=sys.stderr, flush=True)
+        return _failed(f"twin: internal error on {host.name}: {type(exc).__name__}: {exc}")
+
+
 def _execute(host: Host, command: str, arguments: str, stdin: bytes) -> Result:
     if command.lower() == "type":
         # No pipelining: cmd.exe's `type` feeds the put_file'd module input to the bootstrap wrapper.
@@ -77,6 +94,10 @@ def _execute(host: Host, command: str, arguments: str, stdin: bytes) -> Result:
         script = decode_command_line(command, arguments)
     except PayloadError as exc:
         return 1, b"", f"twin: {exc}\r\n".encode()
+    return _script(host, script, stdin)
+
+
+def _script(host: Host, script: str, stdin: bytes, psrp: bool = False) -> Result:
     if not is_bootstrap(script):
         if stdin:
             return 1, b"", b"twin: a raw PowerShell script with stdin input is not modelled\r\n"
@@ -87,15 +108,21 @@ def _execute(host: Host, command: str, arguments: str, stdin: bytes) -> Result:
         return rc, out.encode("utf-8"), err.encode("utf-8")
     try:
         boot = decode_bootstrap_input(stdin)
-        return _run_actions(host, boot)
+        return _run_actions(host, boot, psrp)
     except (PayloadError, UnknownCommand) as exc:
         return _failed(f"twin: {exc}")
+    except WmiUnavailable as exc:
+        return _failed(f"{exc}")
 
 
-def _run_actions(host: Host, boot: Bootstrap) -> Result:
+def _run_actions(host: Host, boot: Bootstrap, psrp: bool = False) -> Result:
     if not boot.actions:
         raise PayloadError("exec manifest has no actions")
     for action in boot.actions[:-1]:
+        if psrp and action.name == "async_wrapper.ps1":
+            # Over psrp the pipeline runs in the WinRM plug-in's job object, which does not allow breakaway, so
+            # async_wrapper.ps1 starts its process with WMI (Win32_Process.Create): refused while WMI is stopped.
+            host.wmi.require("Invoke-CimMethod Win32_Process Create (async_wrapper.ps1 over psrp)")
         reason = _UNMODELLED_WRAPPERS.get(action.name)
         raise PayloadError(f"exec wrapper action {action.name}: {reason or 'not modelled by the twin'}")
     action = boot.actions[-1]
@@ -103,6 +130,11 @@ def _run_actions(host: Host, boot: Bootstrap) -> Result:
         return _module(host, action.params)
     if action.name == "winrm_put_file.ps1":
         return _put_file(host, str(action.params["Path"]), boot.extra_input)
+    if action.name == "psrp_put_file.ps1":
+        # The psrp plugin sends each base64 chunk as one input object (lines joined with "\n" here).
+        return _put_file(host, str(action.params["Path"]), boot.extra_input.replace(b"\n", b"\r\n"))
+    if action.name == "psrp_fetch_file.ps1":
+        return _psrp_fetch_file(host, str(action.params["Path"]), int(action.params["BufferSize"]))
     if action.name == "winrm_fetch_file.ps1":
         p = action.params
         return _fetch_file(host, str(p["Path"]), int(p["BufferSize"]), int(p["Offset"]))
@@ -163,6 +195,18 @@ def _fetch_file(host: Host, path: str, buffer_size: int, offset: int) -> Result:
         return 1, b"", f"{path} does not exist\r\n".encode()
     chunk = host.fs.read(path)[offset:offset + buffer_size]
     return 0, (base64.b64encode(chunk) + b"\r\n") if chunk else b"", b""
+
+
+def _psrp_fetch_file(host: Host, path: str, buffer_size: int) -> Result:
+    """psrp_fetch_file.ps1: '[FILE]' then one base64 object per buffer, '[DIR]' for a directory, an error if missing
+    (one output line per object; the psrp front end writes each line as one object)."""
+    if host.fs.is_dir(path):
+        return 0, b"[DIR]\r\n", b""
+    if not host.fs.exists(path):
+        return 1, b"", f"{path} does not exist\r\n".encode()
+    data = host.fs.read(path)
+    chunks = [base64.b64encode(data[i:i + buffer_size]) for i in range(0, len(data), buffer_size)]
+    return 0, b"\r\n".join([b"[FILE]", *chunks]) + b"\r\n", b""
 
 
 def _mkdtemp(host: Host, directory: str, name: str) -> Result:

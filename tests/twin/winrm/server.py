@@ -21,6 +21,7 @@ from twin.emulation.raw import fire_due_shutdown
 from twin.host import Host
 from twin.winrm import soap
 from twin.winrm.execute import execute
+from twin.winrm.psrp import PSRP_RESOURCE, PsrpShell
 
 # The WinRM service's HTTP listener port on the modelled host (winrm quickconfig's default), whatever loopback
 # port the twin serves it on.
@@ -61,7 +62,7 @@ class HostEndpoint:
         self.port = port
         self.lock = threading.Lock()
         self._ids = soap.MessageIds(index + 1)
-        self._shells: dict[str, _Shell] = {}
+        self._shells: dict[str, _Shell | PsrpShell] = {}
         # Set when fault connection.drop_after_commands fires: the network path to the host is gone.
         self.dropped = False
 
@@ -133,6 +134,8 @@ class HostEndpoint:
         if req.action == soap.ACTION_DELETE:
             del self._shells[shell.id]
             return soap.delete_response(req, self._ids.next())
+        if isinstance(shell, PsrpShell):
+            return self._psrp(req, shell)
         if req.action == soap.ACTION_COMMAND:
             return self._command(req, shell)
         if req.action == soap.ACTION_SEND:
@@ -148,13 +151,46 @@ class HostEndpoint:
         return soap.signal_response(req, self._ids.next())
 
     def _create(self, req: soap.Request) -> bytes:
+        address = f"http://{self.address}:{self.port}/wsman"
+        if req.resource_uri == PSRP_RESOURCE:
+            # Ansible's psrp plugin: a runspace pool (PSRP over WS-Management), see psrp.py.
+            shell_id = self._ids.next()
+            psrp = PsrpShell(shell_id, self.host, self.host.boot_time_filetime)
+            psrp.create(req.body)
+            self._shells[shell_id] = psrp  # type: ignore[assignment]
+            return soap.create_response(req, self._ids.next(), address, shell_id, PSRP_RESOURCE)
         if req.resource_uri != soap.CMD_RESOURCE:
             raise soap.SoapError(f"resource {req.resource_uri!r} is not modelled: only {soap.CMD_RESOURCE} "
-                                 "shells are", 2150858811, "w:DestinationUnreachable")
+                                 f"and {PSRP_RESOURCE} shells are", 2150858811, "w:DestinationUnreachable")
         shell_id = self._ids.next()
         self._shells[shell_id] = _Shell(shell_id, self.host.boot_time_filetime)
-        address = f"http://{self.address}:{self.port}/wsman"
         return soap.create_response(req, self._ids.next(), address, shell_id)
+
+    def _psrp(self, req: soap.Request, shell: PsrpShell) -> bytes:
+        """Command / Send / Receive / Signal of a runspace pool."""
+        if req.action == soap.ACTION_COMMAND:
+            self.host.counters.winrm_commands += 1
+            self.host.tick()
+            self.host.fire_events(at_command=self.host.counters.winrm_commands)
+            _command, arguments = soap.command_line(req)
+            cid = shell.command(soap.command_id_attribute(req) or self._ids.next(), arguments,
+                                self.host.counters.winrm_commands)
+            return soap.command_response(req, self._ids.next(), cid)
+        if req.action == soap.ACTION_SEND:
+            stream, cid, data = soap.send_stream_any(req)
+            shell.send(stream, data, cid)
+            return soap.send_response(req, self._ids.next())
+        if req.action == soap.ACTION_RECEIVE:
+            cid = soap.body_command_id(req, "Receive")
+            if cid and shell.lost(cid, self.host.faults.lose_output_of_command):
+                # The pipeline ran (its changes are made); the connection resets before its output arrives.
+                lost = self.host.faults.lose_output_of_command
+                self.host.faults.lose_output_of_command = None
+                raise DropConnection(f"fault connection.lose_output_of_command={lost}")
+            data, done = shell.receive(cid)
+            return soap.psrp_receive_response(req, self._ids.next(), cid.upper() if cid else "", data, done)
+        shell.signal(soap.body_command_id(req, "Signal"), soap.signal_code(req))
+        return soap.signal_response(req, self._ids.next())
 
     def _shell(self, req: soap.Request) -> _Shell:
         shell = self._shells.get(req.shell_id or "")

@@ -148,15 +148,17 @@ def _envelope(action: str, relates_to: str, message_id: str, body: str) -> bytes
     ).encode()
 
 
-def create_response(req: Request, mid: str, address: str, shell_id: str) -> bytes:
+def create_response(req: Request, mid: str, address: str, shell_id: str, resource: str = CMD_RESOURCE) -> bytes:
+    streams = ("<rsp:InputStreams>stdin</rsp:InputStreams><rsp:OutputStreams>stdout stderr</rsp:OutputStreams>"
+               if resource == CMD_RESOURCE else
+               "<rsp:InputStreams>stdin pr</rsp:InputStreams><rsp:OutputStreams>stdout</rsp:OutputStreams>")
     body = (
         f"<x:ResourceCreated><a:Address>{escape(address)}</a:Address><a:ReferenceParameters>"
-        f"<w:ResourceURI>{CMD_RESOURCE}</w:ResourceURI><w:SelectorSet>"
+        f"<w:ResourceURI>{resource}</w:ResourceURI><w:SelectorSet>"
         f'<w:Selector Name="ShellId">{shell_id}</w:Selector></w:SelectorSet>'
         f"</a:ReferenceParameters></x:ResourceCreated>"
-        f"<rsp:Shell><rsp:ShellId>{shell_id}</rsp:ShellId><rsp:ResourceUri>{CMD_RESOURCE}</rsp:ResourceUri>"
-        "<rsp:InputStreams>stdin</rsp:InputStreams><rsp:OutputStreams>stdout stderr</rsp:OutputStreams>"
-        "</rsp:Shell>"
+        f"<rsp:Shell><rsp:ShellId>{shell_id}</rsp:ShellId><rsp:ResourceUri>{resource}</rsp:ResourceUri>"
+        f"{streams}</rsp:Shell>"
     )
     return _envelope(ACTION_CREATE + "Response", req.message_id, mid, body)
 
@@ -183,6 +185,33 @@ def receive_response(req: Request, mid: str, command_id: str, stdout: bytes, std
         f"<rsp:ExitCode>{exit_code}</rsp:ExitCode></rsp:CommandState></rsp:ReceiveResponse>"
     )
     return _envelope(ACTION_RECEIVE + "Response", req.message_id, mid, body)
+
+
+def psrp_receive_response(req: Request, mid: str, command_id: str, data: bytes, done: bool) -> bytes:
+    """A Receive answer of a runspace pool (no CommandId) or pipeline: PSRP fragments on stdout."""
+    cid = f' CommandId="{command_id}"' if command_id else ""
+    body = "<rsp:ReceiveResponse>"
+    if data:
+        body += f'<rsp:Stream Name="stdout"{cid}>{base64.b64encode(data).decode("ascii")}</rsp:Stream>'
+    if command_id:
+        state = STATE_DONE if done else STATE_RUNNING
+        body += f'<rsp:CommandState{cid} State="{state}"/>'
+    body += "</rsp:ReceiveResponse>"
+    return _envelope(ACTION_RECEIVE + "Response", req.message_id, mid, body)
+
+
+def command_id_attribute(req: Request) -> str:
+    """CommandId attribute of a Command's rsp:CommandLine (pypsrp names the pipeline id there)."""
+    node = req.body.find("rsp:CommandLine", NS) if req.body is not None else None
+    return node.get("CommandId", "") if node is not None else ""
+
+
+def send_stream_any(req: Request) -> tuple[str, str, bytes]:
+    """(stream name, command id, decoded bytes) of a Send request, any stream."""
+    node = req.body.find("rsp:Send/rsp:Stream", NS) if req.body is not None else None
+    if node is None:
+        raise SoapError("Send request without rsp:Stream", 2150858817, "w:SchemaValidationError")
+    return node.get("Name", ""), node.get("CommandId", ""), base64.b64decode(node.text or "")
 
 
 def signal_response(req: Request, mid: str) -> bytes:
