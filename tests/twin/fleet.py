@@ -82,6 +82,7 @@ def host_names(size: int, prefix: str = "site") -> list[str]:
 #: The connection plugins the twin serves (both on the same port): Ansible's winrm (pywinrm) and psrp (pypsrp).
 CONNECTIONS = ("winrm", "psrp")
 
+
 class Fleet:
     def __init__(
         self,

@@ -55,7 +55,7 @@ def test_a_command_that_is_not_a_script_fails_naming_it(fleet):
     with pool(fleet) as rp:
         ps = PowerShell(rp)
         ps.add_cmdlet("Get-Process")
-        with pytest.raises(WSManFaultError, match="PSRP pipeline of 1 command\\(s\\) \\(Get-Process\\) is not modelled"):
+        with pytest.raises(WSManFaultError, match=r"PSRP pipeline of 1 command\(s\) \(Get-Process\) is not modelled"):
             ps.invoke()
 
 
