@@ -21,11 +21,6 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_win
 )
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.args import validate_net_args
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.facts import ServiceFact
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.ops import (
-    op_remove_rule,
-    op_remove_watchdog,
-    op_set_profile,
-)
 
 RULE_KEYS = ("name", "direction", "protocol", "remote_addresses", "remote_ports")
 
@@ -159,9 +154,9 @@ class ActionModule(JournalAction):
         try:
             confirmed = self._over_new_connection(opts, task_vars)
         except AnsibleError as exc:
-            return self._undo_at_once(result, opts, planned, task_vars, host, str(exc))
+            return self._undo_at_once(result, opts, planned, applied, task_vars, host, str(exc))
         if confirmed.get("failed"):
-            return self._undo_at_once(result, opts, planned, task_vars, host, str(confirmed.get("msg")))
+            return self._undo_at_once(result, opts, planned, applied, task_vars, host, str(confirmed.get("msg")))
         result["confirmed"] = True
         if confirmed.get("watchdog"):
             result["lease"] = dict(confirmed["watchdog"])
@@ -186,17 +181,18 @@ class ActionModule(JournalAction):
             except (AnsibleError, OSError):
                 pass
 
-    def _undo_at_once(self, result: dict[str, Any], opts: dict[str, Any], planned: Planned, task_vars: dict[str, Any],
-                      host: str, why: str) -> dict[str, Any]:
+    def _undo_at_once(self, result: dict[str, Any], opts: dict[str, Any], planned: Planned, applied: dict[str, Any],
+                      task_vars: dict[str, Any], host: str, why: str) -> dict[str, Any]:
         """A new connection failed after the isolation: remove it now, over the connection this task still
-        has, so the host is not left isolated until the watchdog's probation ends."""
+        has, so the host is not left isolated until the watchdog's probation ends. The undo is state=restored's
+        own plan, made from the firewall as the apply read it back."""
         record = jr.parse(planned.journal_before)
         if record is None:  # an isolation that changed something wrote its journal first
             raise AnsibleError("the isolation's journal text is missing")
         network = record["network"]
-        ops = [op_remove_rule(r.name) for r in self._planned_rules]
-        ops += [op_set_profile(name, enabled) for name, enabled in sorted(network["profiles"].items())]
-        ops.append(op_remove_watchdog(nw.WATCHDOG_TASK))
+        after = applied.get("firewall_after") or {}
+        ops = nw.plan_restore_network(nw.FirewallFacts(after.get("profiles") or {}, after.get("rules") or {}),
+                                      network, watchdog_present=True).ops
         after = jr.dumps(jr.set_network(record, {**network, "status": "restored"}, host=record["host"],
                                         run_id=record["run_id"], now=record["updated"]))
         undone = self._execute_module(module_name=self.MODULE, module_args={

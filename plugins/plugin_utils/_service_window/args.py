@@ -95,6 +95,17 @@ def _run_options(args: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _instance(args: Mapping[str, Any]) -> str:
+    """The option instance, held to SQL Server's instance-name rule (_INSTANCE)."""
+    instance = args.get("instance", "MSSQLSERVER")
+    if not isinstance(instance, str) or not _INSTANCE.fullmatch(instance):
+        raise PlanError(
+            f"option instance must be a SQL Server instance name (MSSQLSERVER for the default instance; a named "
+            f"instance has 1-16 letters, digits, _ or $ and starts with a letter or _), got {instance!r}"
+        )
+    return instance
+
+
 def validate_quiesce_args(args: Mapping[str, Any]) -> dict[str, Any]:
     """The task's options with defaults applied, or PlanError naming the first bad option."""
     _unknown(args, QUIESCE_OPTIONS)
@@ -112,12 +123,7 @@ def validate_quiesce_args(args: Mapping[str, Any]) -> dict[str, Any]:
                 f"option processes[{index}] must be a process name without wildcards or path characters "
                 f"(for example Microsoft.ConfigurationManagement), got {name!r}"
             )
-    instance = args.get("instance", "MSSQLSERVER")
-    if not isinstance(instance, str) or not _INSTANCE.fullmatch(instance):
-        raise PlanError(
-            f"option instance must be a SQL Server instance name (MSSQLSERVER for the default instance; a named "
-            f"instance has 1-16 letters, digits, _ or $ and starts with a letter or _), got {instance!r}"
-        )
+    instance = _instance(args)
     sessions = args.get("sql_sessions") or []
     if not isinstance(sessions, list):
         raise PlanError("option sql_sessions must be a list of dicts with host_process_id")
@@ -195,12 +201,7 @@ GATE_OPTIONS = ("instance", "login_user", "login_password", "allowed_programs", 
 def validate_gate_args(args: Mapping[str, Any]) -> dict[str, Any]:
     """sql_single_user_check's options with defaults applied, or PlanError naming the first bad option."""
     _unknown(args, GATE_OPTIONS)
-    instance = args.get("instance", "MSSQLSERVER")
-    if not isinstance(instance, str) or not _INSTANCE.fullmatch(instance):
-        raise PlanError(
-            f"option instance must be a SQL Server instance name (MSSQLSERVER for the default instance; a named "
-            f"instance has 1-16 letters, digits, _ or $ and starts with a letter or _), got {instance!r}"
-        )
+    instance = _instance(args)
     user = args.get("login_user")
     password = args.get("login_password")
     if user is not None and (not isinstance(user, str) or not user.strip() or _CONTROL.search(user)):
