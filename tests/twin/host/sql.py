@@ -35,6 +35,8 @@ EXIT_RESTART_REQUIRED_RULE = -2067919934  # 0x84BE0BC2 rule RebootRequiredCheck 
 EXIT_BAD_COMMAND_LINE = -2068578304  # 0x84B40000 setup's command-line validation failure
 EXIT_INSTANCE_NOT_FOUND = -2068643839  # 0x84B30001 the instance named by /INSTANCENAME is not there
 EXIT_VERSION_RULE = -2068119551  # 0x84BB0001 a global rule (here: the version upgrade path) failed
+EXIT_GLOBAL_RULES = EXIT_VERSION_RULE  # the same code for any failed global rule (WmiServiceStateCheck)
+WMI_RULE_SINCE = 9  # SQL Server 2005: setup's rules include WmiServiceStateCheck
 
 MSG_18461 = (
     "Login failed for user '{login}'. Reason: Server is in single user mode. Only one administrator "
@@ -59,6 +61,15 @@ def parse_version(text: str) -> tuple[int, ...]:
 def facility_and_code(exit_code: int) -> tuple[int, int]:
     unsigned = exit_code & 0xFFFFFFFF
     return (unsigned >> 16) & 0x1FFF, unsigned & 0xFFFF
+
+
+def sms_provider_loaded(host: Host) -> bool:
+    """A client of the SMS Provider's namespace is there: a Configuration Manager site service that runs, or a
+    remote console whose DCOM path (the endpoint mapper, TCP 135) the firewall admits."""
+    if any(svc.role == "configmgr" and svc.state == "running" and svc.name.upper().startswith(("SMS", "CONFIGURATION"))
+           for svc in host.scm.all()):
+        return True
+    return any(c.target == "wmi" and host.net.client_connected(c) for c in host.net.remote_clients)
 
 
 @dataclass
@@ -129,9 +140,12 @@ class SqlInstance:
                 }
             )
         provider = host.sql.sms_provider
-        if provider is not None and provider["instance"] == self.name and host.wmi.running():
-            # The SMS Provider is a WMI provider (root\SMS\site_<code>) hosted by WmiPrvSE.exe: it holds a
-            # connection to the site database while winmgmt runs.
+        loaded = host.wmi.running() and sms_provider_loaded(host)
+        if provider is not None and provider["instance"] == self.name and loaded:
+            # The SMS Provider is a WMI provider (root\SMS\site_<code>) hosted by WmiPrvSE.exe: WMI loads it for
+            # a client of that namespace (the SMS services, a console over DCOM), and then it holds a connection to
+            # the site database. With the SMS services stopped and the consoles cut off, a running winmgmt
+            # loads nothing (what lets today's setup have WMI without the provider).
             out.append(
                 {
                     "key": "sms_provider",
@@ -247,6 +261,7 @@ class SetupRun:
     media: Media | None
     log_folder: str | None = None
     rejected_logins: list[str] = field(default_factory=list)
+    failed_rules: list[str] = field(default_factory=list)
 
 
 INSTANCE_NAMES_KEY = "HKLM\\SOFTWARE\\Microsoft\\Microsoft SQL Server\\Instance Names\\SQL"
@@ -305,6 +320,19 @@ class SqlServer:
                 EXIT_INSTANCE_NOT_FOUND,
                 f"The instance name '{norm['INSTANCENAME']}' is not found on this computer.",
                 None,
+                media,
+            )
+        if parse_version(media.product_version)[0] >= WMI_RULE_SINCE and not host.wmi.running():
+            # Global rule "WmiServiceStateCheck" (SQL Server 2005 and later setup; documented among the Setup
+            # Support Rules of 2008 and 2008 R2): "Checks whether the WMI service is started and running on the
+            # computer". KB 256202's step 3 as written (winmgmt stopped and disabled) stops today's setup here.
+            run.failed_rules.append("WmiServiceStateCheck")
+            return self._finish(
+                run,
+                EXIT_GLOBAL_RULES,
+                "Rule \"WMI service state check\" failed: the WMI service is not running on this computer. "
+                "Start the Windows Management Instrumentation service, then run setup again.",
+                inst,
                 media,
             )
         pending = host.registry.reboot_pending()
@@ -577,6 +605,7 @@ def render_summary(run: SetupRun, inst: SqlInstance | None, media: Media, comput
         row("Component error code", f"0x{run.exit_code & 0xFFFFFFFF:08X}")
         row("Error description", run.message)
     lines += ["", "Rules with failures or warnings:", ""]
+    lines += [f"  Rule \"{name}\": Failed" for name in run.failed_rules]
     return "\r\n".join(lines) + "\r\n"
 
 

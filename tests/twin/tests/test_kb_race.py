@@ -25,7 +25,16 @@ def summary(host):
 
 
 def quiesce(host):
-    """KB steps 2-4: SMS and other clients stopped + disabled, WMI stopped + disabled, network cut."""
+    """KB steps 2-4 as this collection does them for today's setup: SMS and other clients stopped + disabled, WMI
+    stopped + disabled (every provider host unloaded), network cut, then WMI started again for setup with a
+    non-automatic start mode: nothing is left to load the SMS Provider."""
+    kb_as_written(host)
+    host.scm.set_start_mode("Winmgmt", "manual")
+    host.scm.start("Winmgmt")
+
+
+def kb_as_written(host):
+    """KB steps 2-4 to the letter: SMS and other clients stopped + disabled, WMI stopped + disabled, network cut."""
     for svc in host.scm.all():
         if svc.role in ("configmgr", "third_party") or svc.name in ("WsusService", "ReportServer", "W3SVC"):
             if svc.state == "running":
@@ -79,6 +88,23 @@ def test_upgrade_after_quiescing_succeeds_and_changes_version(host):
     assert "Final result:                  Passed" in summary(host)
     assert "Exit facility code" not in summary(host)
     assert inst.edition == "Enterprise Evaluation Edition"  # no /PID and no key in DefaultSetup.ini
+
+
+def test_the_kb_as_written_stops_todays_setup_at_its_wmi_rule(host):
+    stage(host)
+    kb_as_written(host)
+    inst = host.sql.instances["MSSQLSERVER"]
+    assert host.sql.run_setup(MEDIA, PARAMS) == -2068119551  # 0x84BB0001, a global rule failed
+    text = summary(host)
+    assert 'Rule "WmiServiceStateCheck": Failed' in text and "the WMI service is not running" in text
+    assert inst.version == "13.0.6300.2" and inst.state == "running"  # setup stopped before touching it
+
+
+def test_wmi_running_for_setup_loads_no_sms_provider_while_sms_and_the_consoles_are_cut_off(host):
+    stage(host)
+    quiesce(host)
+    assert host.wmi.running()
+    assert not any(s["client"].startswith("SMS Provider") for s in host.sql.instances["MSSQLSERVER"].sessions())
 
 
 def test_rerun_after_the_kb_failure_succeeds(host):
