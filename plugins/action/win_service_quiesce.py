@@ -112,7 +112,7 @@ class ActionModule(JournalAction):
         base = None if jr.is_finished(journal) else journal
         base_wmi = jr.wmi_record(base)
         # Winmgmt's dependents that wmi_disable stopped in this window were running before it.
-        window = base_wmi["dependents"] if base_wmi and base_wmi["status"] == "disabled" else []
+        window = base_wmi["dependents"] if base_wmi and base_wmi["status"] in ("disabled", "setup") else []
         plan = plan_quiesce(facts, options, window)
         now = str(gathered.get("host_time") or "")
         host_name = str(gathered.get("host_name") or "")

@@ -25,6 +25,7 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_win
     WINMGMT,
     plan_wmi_disable,
     plan_wmi_enable,
+    plan_wmi_for_setup,
 )
 
 
@@ -38,7 +39,10 @@ class ActionModule(JournalAction):
 
     def _summary(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
         # wmi_disable ends no processes, and its RETURN has no ended_processes.
-        return {k: v for k, v in summarize(ops).items() if k != "ended_processes"}
+        summary = {k: v for k, v in summarize(ops).items() if k != "ended_processes"}
+        if getattr(self, "_state", None) == "running_for_setup":
+            summary["restored"] = []  # Manual for setup is not Winmgmt's prior mode put back (KB step 7 does that)
+        return summary
 
     def _plan(
         self, opts: dict[str, Any], facts: list[ServiceFact], journal: dict[str, Any] | None,
@@ -46,6 +50,7 @@ class ActionModule(JournalAction):
     ) -> Planned | dict[str, Any]:
         now = str(gathered.get("host_time") or "")
         host_name = str(gathered.get("host_name") or "")
+        self._state = opts["state"]
         try:
             existing = jr.wmi_record(journal)
             doc_before = doc_after = None
@@ -61,6 +66,14 @@ class ActionModule(JournalAction):
                     if doc != journal:
                         doc_before = jr.dumps(doc)
                         journal = doc
+            elif opts["state"] == "running_for_setup":
+                plan = plan_wmi_for_setup(facts, existing)
+                ops = list(plan.ops)
+                # The journal first: it says WMI runs for setup before winmgmt starts (the record of the prior
+                # state stays; state=enabled and the watchdog put that back).
+                if journal is not None and existing is not None and existing["status"] != "setup":
+                    journal = jr.set_wmi(journal, None, "setup", host=host_name, run_id=journal["run_id"], now=now)
+                    doc_before = jr.dumps(journal)
             else:
                 plan = plan_wmi_enable(facts, existing)
                 ops = list(plan.ops)

@@ -1421,7 +1421,7 @@ Function Invoke-ServiceWindowWatchdog {
             }
         }
     }
-    if ((& $has 'wmi') -and $doc.wmi.status -eq 'disabled') {
+    if ((& $has 'wmi') -and @('disabled', 'setup') -contains $doc.wmi.status) {
         & $restoreService 'Winmgmt' $doc.wmi.start_mode $doc.wmi.state
         $doc.wmi.status = 'enabled'
         $log.Add('WMI back as recorded')

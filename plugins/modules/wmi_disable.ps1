@@ -19,7 +19,7 @@ $ErrorActionPreference = 'Stop'
 
 $spec = @{
     options = @{
-        state = @{ type = 'str'; default = 'disabled'; choices = @('disabled', 'enabled') }
+        state = @{ type = 'str'; default = 'disabled'; choices = @('disabled', 'running_for_setup', 'enabled') }
         timeout = @{ type = 'int'; default = 120 }
         settle_seconds = @{ type = 'int'; default = 5 }
         run_id = @{ type = 'str' }

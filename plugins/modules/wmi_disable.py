@@ -20,9 +20,16 @@ options:
   state:
     description:
       - V(disabled) stops and disables C(Winmgmt); V(enabled) restores it and its dependents.
+      - V(running_for_setup) starts C(Winmgmt) again inside the window, under the start mode Manual (never
+        automatic) and without its dependents, for SQL Server 2005 and later setup, which checks that WMI runs
+        (rule WmiServiceStateCheck). The journal keeps Winmgmt's prior state and records the status V(setup);
+        V(enabled) (KB step 7) puts the prior state back. Use it after KB steps 2 to 4 (the SMS services stopped
+        and disabled, the network isolated), when nothing is left to load the SMS Provider; prove that with
+        M(configmgr.sql_upgrade.sql_single_user_check) before setup. Without a WMI window in the journal it
+        changes nothing when Winmgmt runs, and fails when it does not.
     type: str
     default: disabled
-    choices: [disabled, enabled]
+    choices: [disabled, running_for_setup, enabled]
   settle_seconds:
     description:
       - With O(state=disabled), seconds to wait after stopping C(Winmgmt) before checking that it is
@@ -54,6 +61,10 @@ EXAMPLES = r"""
 - name: Stop and disable WMI (KB 256202 step 3)
   configmgr.sql_upgrade.wmi_disable:
     state: disabled
+
+- name: WMI running for today's SQL Server setup (after steps 2 to 4), then prove nothing loads the SMS Provider
+  configmgr.sql_upgrade.wmi_disable:
+    state: running_for_setup
 
 - name: Bring WMI and its dependents back (KB 256202 step 7)
   configmgr.sql_upgrade.wmi_disable:
@@ -87,7 +98,7 @@ wmi:
   type: dict
   contains:
     status:
-      description: V(disabled) or V(enabled).
+      description: V(disabled), V(setup) (running for SQL Server setup) or V(enabled).
       type: str
     start_mode:
       description: Winmgmt's start mode before it was disabled.

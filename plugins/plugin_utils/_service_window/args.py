@@ -150,7 +150,7 @@ def validate_quiesce_args(args: Mapping[str, Any]) -> dict[str, Any]:
 def validate_wmi_args(args: Mapping[str, Any]) -> dict[str, Any]:
     _unknown(args, WMI_OPTIONS)
     return {
-        "state": _choice("state", args.get("state", "disabled"), ("disabled", "enabled")),
+        "state": _choice("state", args.get("state", "disabled"), ("disabled", "running_for_setup", "enabled")),
         "timeout": _int("timeout", args.get("timeout", 120), 1, 86400),
         "settle_seconds": _int("settle_seconds", args.get("settle_seconds", 5), 0, 3600),
         **_run_options(args),

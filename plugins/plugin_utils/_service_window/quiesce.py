@@ -221,6 +221,12 @@ def window_drift(
     if wmi is not None and wmi.get("status") == "disabled":
         want["Winmgmt"] = ("stopped", True)
     drift: list[dict[str, str]] = []
+    if wmi is not None and wmi.get("status") == "setup":
+        # WMI runs for today's SQL Server setup, never under an automatic start mode (wmi_disable running_for_setup).
+        fact = index.get("winmgmt")
+        if fact is None or not fact.is_running or fact.start_mode in ("auto", "delayed"):
+            actual = "no longer on the host" if fact is None else f"{fact.state} and {fact.start_mode}"
+            drift.append({"name": "Winmgmt", "expected": "running and manual (for setup)", "actual": actual})
     for name in sorted(want, key=str.casefold):
         state, must_be_disabled = want[name]
         expected = "stopped and disabled" if must_be_disabled else "stopped"
@@ -230,4 +236,4 @@ def window_drift(
             continue
         if fact.state != state or (must_be_disabled and fact.start_mode != "disabled"):
             drift.append({"name": fact.name, "expected": expected, "actual": f"{fact.state} and {fact.start_mode}"})
-    return drift
+    return sorted(drift, key=lambda d: d["name"].casefold())

@@ -18,6 +18,10 @@ from .ops import Op, op_set_mode, op_start, op_stop
 from .quiesce import prior_state
 
 WINMGMT = "Winmgmt"
+#: Journal statuses of an open WMI window: disabled (KB step 3) and setup (running for today's SQL Server setup).
+WINDOW_STATUSES = ("disabled", "setup")
+#: The start mode winmgmt runs under for setup: not automatic, so that the window stays what the KB wants.
+SETUP_START_MODE = "manual"
 
 
 @dataclass
@@ -55,7 +59,7 @@ def plan_wmi_disable(facts: Sequence[ServiceFact], existing: Mapping[str, Any] |
     index = _index(facts)
     dependents = running_dependents(win.name, facts)
     record: dict[str, Any] | None = None
-    if not existing or existing.get("status") != "disabled":
+    if not existing or existing.get("status") not in WINDOW_STATUSES:
         record = {"start_mode": win.start_mode, "state": prior_state(win), "dependents": dependents}
     ops: list[Op] = []
     before: dict[str, dict[str, str]] = {}
@@ -72,6 +76,37 @@ def plan_wmi_disable(facts: Sequence[ServiceFact], existing: Mapping[str, Any] |
         before[win.name] = {"start_mode": win.start_mode, "state": win.state}
         after[win.name] = {"start_mode": "disabled", "state": "stopped"}
     return WmiPlan(ops, record, before, after)
+
+
+def plan_wmi_for_setup(facts: Sequence[ServiceFact], existing: Mapping[str, Any] | None) -> WmiPlan:
+    """Winmgmt running again for today's SQL Server setup, inside the window: start mode manual (never
+    automatic), started, and none of its dependents started (CcmExec and the rest stay as the window left them).
+
+    SQL Server 2005 and later setup checks that WMI runs (rule WmiServiceStateCheck) and discovers features
+    through it; KB 256202 step 3 removed every WMI-borne client of the instance (the SMS Provider lives in a
+    WMI provider host). With the SMS services stopped and disabled and the network isolated, nothing loads the
+    SMS Provider again, and the gate (sql_single_user_check) proves it. The journal's record of winmgmt's prior
+    state stays; state=enabled (KB step 7) puts it back. Without an open window (no record) there is nothing
+    to do if winmgmt runs; otherwise PlanError: this window did not stop it, so it is not this module's to start.
+    """
+    win = _winmgmt(facts)
+    if not existing or existing.get("status") not in WINDOW_STATUSES:
+        if win.is_running:
+            return WmiPlan([], None)
+        raise PlanError(f"Winmgmt is {win.state} and {win.start_mode}, but the journal records no WMI window of this "
+                        "collection (wmi_disable state=disabled): start it the way it was stopped, or run "
+                        "state=disabled first")
+    ops: list[Op] = []
+    if win.start_mode != SETUP_START_MODE:
+        ops.append(op_set_mode(win.name, SETUP_START_MODE))
+    if not win.is_running:
+        ops.append(op_start(win.name))
+    before: dict[str, dict[str, str]] = {}
+    after: dict[str, dict[str, str]] = {}
+    if ops:
+        before[win.name] = {"start_mode": win.start_mode, "state": win.state}
+        after[win.name] = {"start_mode": SETUP_START_MODE, "state": "running"}
+    return WmiPlan(ops, None, before, after)
 
 
 def plan_wmi_enable(facts: Sequence[ServiceFact], existing: Mapping[str, Any] | None) -> WmiPlan:

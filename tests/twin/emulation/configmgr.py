@@ -558,7 +558,7 @@ def run_watchdog(host: Host, trigger: str) -> bool:
                 log.append(f"could not start {name}: {err}")
 
     wmi = doc.get("wmi")
-    if wmi and wmi.get("status") == "disabled":
+    if wmi and wmi.get("status") in ("disabled", "setup"):
         restore_service("Winmgmt", wmi["start_mode"], wmi["state"])
         wmi["status"] = "enabled"
         log.append("WMI back as recorded")

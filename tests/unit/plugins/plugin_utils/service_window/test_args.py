@@ -58,7 +58,7 @@ def test_bad_quiesce_args(args: dict, message: str) -> None:
 
 
 def test_bad_wmi_args() -> None:
-    with pytest.raises(PlanError, match="option state must be one of disabled, enabled"):
+    with pytest.raises(PlanError, match="option state must be one of disabled, running_for_setup, enabled"):
         validate_wmi_args({"state": "off"})
     with pytest.raises(PlanError, match="unsupported option"):
         validate_wmi_args({"keep": ["x"]})

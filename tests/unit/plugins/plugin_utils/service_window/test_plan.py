@@ -39,6 +39,7 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_win
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.wmi import (
     plan_wmi_disable,
     plan_wmi_enable,
+    plan_wmi_for_setup,
 )
 
 WINDOWS = "Microsoft\u00ae Windows\u00ae Operating System"
@@ -590,3 +591,26 @@ def test_a_run_whose_lease_ended_is_taken_over_without_being_asked() -> None:
         decide_run(held, me, "r-mine")
     taken = decide_run(held, me, "r-mine", lease_expired=True)
     assert taken.run_id == "r-dead" and taken.took_over == "r-dead" and "lease" in (taken.warning or "")
+
+
+def test_wmi_for_setup_starts_winmgmt_under_manual_without_its_dependents() -> None:
+    facts = [svc("Winmgmt", "disabled", "stopped"), svc("CcmExec", "disabled", "stopped", deps=("Winmgmt",))]
+    record = {"status": "disabled", "start_mode": "auto", "state": "running", "dependents": ["CcmExec"]}
+    plan = plan_wmi_for_setup(facts, record)
+    assert plan.ops == [{"op": "set_mode", "name": "Winmgmt", "start_mode": "manual"},
+                        {"op": "start", "name": "Winmgmt"}]
+    assert plan.diff_after == {"Winmgmt": {"start_mode": "manual", "state": "running"}}
+    assert plan_wmi_for_setup([svc("Winmgmt", "manual", "running")], {**record, "status": "setup"}).ops == []
+    # No window: nothing to do when winmgmt runs; refused when it does not (this collection did not stop it).
+    assert plan_wmi_for_setup([svc("Winmgmt")], None).ops == []
+    with pytest.raises(PlanError, match="records no WMI window"):
+        plan_wmi_for_setup([svc("Winmgmt", "disabled", "stopped")], None)
+    # A later step 3 keeps the original prior state recorded before setup.
+    assert plan_wmi_disable([svc("Winmgmt", "manual", "running")], {**record, "status": "setup"}).record is None
+
+
+def test_window_drift_while_wmi_runs_for_setup() -> None:
+    facts = [svc("Winmgmt", "manual", "running")]
+    assert window_drift(facts, {}, True, {"status": "setup"}) == []
+    assert window_drift([svc("Winmgmt", "auto", "running")], {}, True, {"status": "setup"}) == [
+        {"name": "Winmgmt", "expected": "running and manual (for setup)", "actual": "running and auto"}]
