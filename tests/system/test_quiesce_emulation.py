@@ -30,7 +30,7 @@ def test_unknown_option_is_refused_as_ansible_basic_does() -> None:
 
 def test_invalid_choice_is_refused() -> None:
     res = run_module(host(), WMI, {"state": "paused"})
-    assert res["failed"] is True and "state" in res["msg"] and "disabled, enabled" in res["msg"]
+    assert res["failed"] is True and "state" in res["msg"] and "disabled, running_for_setup, enabled" in res["msg"]
 
 
 def test_gather_reports_the_toolhelp_snapshot_with_parent_ids_and_creation_times() -> None:
