@@ -72,7 +72,6 @@ class ActionModule(JournalAction):
         now = str(gathered.get("host_time") or "")
         host_name = str(gathered.get("host_name") or "")
         existing = jr.network_record(journal)
-        self._lease_minutes = opts["lease_minutes"]
         if opts["state"] == "restored":
             plan = nw.plan_restore_network(fw, existing, bool(gathered.get("watchdog")))
             doc_after = None

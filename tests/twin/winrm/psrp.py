@@ -191,9 +191,8 @@ class PsrpShell:
         run = self.runs.pop(command_id.upper(), None)
         if run is not None and run.pipeline.state == PSInvocationState.Running:
             run.pipeline.stop()
-        self._out.pop(command_id.upper(), None)
         self._drain()
-        self._out.pop(command_id.upper(), None)
+        self._out.pop(command_id.upper(), None)  # the stopped pipeline's output is never received
 
 
 def _strip_exit(script: str) -> str:
