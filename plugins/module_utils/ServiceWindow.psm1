@@ -1357,11 +1357,37 @@ Function Invoke-ServiceWindowWatchdog {
 
     # Setup runs the instance in single-user mode: putting the network or services back now would let SMS take
     # the one connection. Wait while the recorded setup process exists (at most 72 hours, the task's limit).
+    # The journal records setup's process id once the controller heard it; until then (process id 0) the setup
+    # runner's state file (setup_state.json, written by sql_setup's runner) names it, or the runner is starting it.
     if ((& $has 'setup') -and $doc.setup.status -eq 'running') {
-        while ($null -ne (Get-Process -Id ([int]$doc.setup.process_id) -ErrorAction SilentlyContinue)) {
+        $statePath = Join-Path -Path $folder -ChildPath 'setup_state.json'
+        $setupPid = [int]$doc.setup.process_id
+        $setupStarted = [DateTime]::Parse([string]$doc.setup.started, [System.Globalization.CultureInfo]::InvariantCulture).ToUniversalTime()
+        while ($true) {
+            if ($setupPid -eq 0 -and (Test-Path -LiteralPath $statePath -PathType Leaf)) {
+                try {
+                    $runState = ConvertFrom-Json -InputObject ([System.IO.File]::ReadAllText($statePath))
+                    if ($null -eq $runState.ended) {
+                        $setupPid = [int]$runState.process_id
+                    }
+                    else {
+                        break
+                    }
+                }
+                catch {
+                    $setupPid = 0
+                }
+            }
+            if ($setupPid -gt 0 -and $null -eq (Get-Process -Id $setupPid -ErrorAction SilentlyContinue)) {
+                break
+            }
+            if ($setupPid -eq 0 -and ([DateTime]::UtcNow - $setupStarted).TotalMinutes -ge 10) {
+                # No process id ten minutes after setup was recorded as starting: the runner never started it.
+                break
+            }
             Start-Sleep -Seconds 60
         }
-        $log.Add("waited for SQL Server setup (process $($doc.setup.process_id)) to end")
+        $log.Add("waited for SQL Server setup (process $setupPid) to end")
     }
     if ($Trigger -eq 'lease') {
         # One action serves both triggers: before the lease's end it can only be the boot trigger.

@@ -288,14 +288,15 @@ def mark_services_restored(doc: Mapping[str, Any], now: str) -> dict[str, Any]:
 
 
 def is_finished(doc: Mapping[str, Any] | None) -> bool:
-    """True when nothing in the journal is still to be undone: services restored (or never quiesced) and
-    WMI enabled (or never disabled). A new run then starts a fresh journal with a new run id."""
+    """True when nothing in the journal is still to be undone or waited for: services restored (or never
+    quiesced), WMI enabled (or never disabled), the network restored, SQL Server setup ended. A new run then starts a fresh journal with a new run id."""
     if not doc:
         return True
     services_done = "services" not in doc or doc["services"]["status"] == "restored"
     wmi_done = "wmi" not in doc or doc["wmi"]["status"] == "enabled"
     network_done = "network" not in doc or doc["network"]["status"] == "restored"
-    return services_done and wmi_done and network_done
+    setup_done = "setup" not in doc or doc["setup"]["status"] == "finished"
+    return services_done and wmi_done and network_done and setup_done
 
 
 def service_records(doc: Mapping[str, Any] | None) -> dict[str, dict[str, str]]:
@@ -361,3 +362,21 @@ def set_network(
 
 def setup_running(doc: Mapping[str, Any] | None) -> bool:
     return bool(doc and "setup" in doc and doc["setup"]["status"] == "running")
+
+
+def setup_record(doc: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not doc or "setup" not in doc:
+        return None
+    return dict(doc["setup"])
+
+
+def set_setup(
+    doc: Mapping[str, Any] | None, record: Mapping[str, Any], *, host: str, run_id: str, now: str,
+    owner: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The journal with the setup section replaced by record (status, process_id, started)."""
+    result = copy.deepcopy(dict(doc)) if doc else new_journal(host, run_id, now, owner)
+    result["setup"] = {"status": record["status"], "process_id": int(record["process_id"]),
+                       "started": str(record["started"])}
+    result["updated"] = now
+    return validate(result)

@@ -18,6 +18,10 @@ from typing import Any
 #: Options only the action plugin sets (a task that sets one is refused on the controller).
 INTERNAL_OPTIONS: tuple[str, ...] = (
     "_phase", "_plan", "_journal_before", "_journal_after", "_journal_expected", "_continue_on_error", "_winrm_port",
+    # sql_media
+    "_prepare", "_source", "_files", "_file_name", "_space_needed", "_iso", "_marker",
+    # sql_setup
+    "_instance_id", "_arguments",
 )
 
 _STR = {"type": "str"}
@@ -106,6 +110,42 @@ _APPLY = {
 }
 
 #: module → phase → the executor's result keys, in RETURN's shape.
+_MEDIA_FACTS = {
+    "setup_version": _entry("ProductVersion of setup.exe's version resource, null when there is no setup.exe.",
+                            "always", "str"),
+    "product_key_in_media": _entry("x64\\DefaultSetup.ini has a PID= line (the key is not returned).", "always",
+                                   "bool"),
+}
+_SETUP_STATE = {
+    "task": _entry("The setup task as schtasks.exe shows it (task, status), null when not registered.", "always", "dict",
+                   contains={"task": {"description": "Task path.", **_STR},
+                             "status": {"description": "Ready, Running ... as schtasks.exe says.", **_STR}}),
+    "run_state": _entry("The runner's state file (process_id, started, exit_code, ended); null when there is none.",
+                        "always", "dict", contains={
+                            "process_id": {"description": "setup.exe's process id.", "type": "int"},
+                            "started": {"description": "UTC start.", **_STR},
+                            "exit_code": {"description": "setup.exe's exit code, null while it runs.", "type": "int"},
+                            "ended": {"description": "UTC end, null while it runs.", **_STR},
+                            "error": {"description": "Why the runner could not start setup, else null.", **_STR}}),
+    "process_alive": _entry("The recorded setup.exe process still exists.", "always", "bool"),
+    "journal_path": _entry("Where the on-host journal is.", "always", "str"),
+    "journal_text": _entry("The journal file's text, null when there is none.", "always", "str"),
+    "journal_untrusted": _entry("'' or what is wrong with the journal folder's ACL.", "always", "str"),
+    "host_time": _entry("The host's UTC clock, yyyy-MM-ddTHH:mm:ssZ.", "always", "str"),
+    "host_name": _entry("The host's computer name.", "always", "str"),
+}
+_INSTANCE_READ = {
+    "instance_id": _entry("The instance id setup registered for the instance (Instance Names\\SQL), null when the "
+                          "instance is not there.", "always", "str"),
+    "instances": _entry("Every instance name setup registered.", "always", "list", elements="str"),
+    "version": _entry("CurrentVersion of the instance's MSSQLServer\\CurrentVersion key, null when unknown.",
+                      "always", "str"),
+    "edition": _entry("Edition of the instance's Setup key, null when unknown.", "always", "str"),
+    "services": _entry("State of the instance's engine and agent services (name -> state, missing when absent).",
+                       "always", "dict"),
+    "winmgmt": _entry("Winmgmt's state.", "always", "str"),
+}
+
 RESULTS: dict[str, dict[str, dict[str, Any]]] = {
     "win_service_quiesce": {
         "gather": {
@@ -128,6 +168,51 @@ RESULTS: dict[str, dict[str, dict[str, Any]]] = {
             "services": _entry("Every Win32 service.", "always", "list", elements="dict", contains=_SERVICE),
         },
         "apply": _APPLY,
+    },
+    "sql_media": {
+        "gather": {
+            "dest_exists": _entry("dest is a folder.", "always", "bool"),
+            "dest_empty": _entry("dest holds nothing (true when it does not exist).", "always", "bool"),
+            "marker_text": _entry("dest\\.configmgr_sql_upgrade\\source.json, null when none.", "always", "str"),
+            "manifest_text": _entry("dest\\.configmgr_sql_upgrade\\files.sha256, null when none.", "always", "str"),
+            "staged_hashes": _entry("SHA-256 of every file in dest (the marker folder left out) when it has a "
+                                    "manifest.", "always", "dict"),
+            "partial_chunks": _entry("Chunks in dest.partial\\chunks: name -> size, sha256.", "always", "dict"),
+            "free_bytes": _entry("Free bytes of dest's volume, null when the drive is not there.", "always", "int"),
+            "parent_exists": _entry("dest's parent folder exists.", "always", "bool"),
+            **_MEDIA_FACTS,
+        },
+        "stage": {
+            "hashes": _entry("SHA-256 of every file in dest.partial\\files, by relative name.", "always", "dict"),
+            "bytes": _entry("Their total size.", "always", "int"),
+            "status_code": _entry("The HTTP status (url, set by ansible.windows' WebRequest util).", "for a url",
+                                  "int"),
+            "elapsed": _entry("Seconds the download took (WebRequest util).", "for a url", "float"),
+            "msg": _entry("The HTTP status text (WebRequest util).", "for a url", "str"),
+        },
+        "commit": {**_MEDIA_FACTS, "files": _entry("Files in the staged media.", "always", "int")},
+        "discard": {},
+    },
+    "sql_setup": {
+        "gather": {
+            **_SETUP_STATE,
+            "watchdog": _WATCHDOG,
+            **_INSTANCE_READ,
+            **_MEDIA_FACTS,
+            "summary_text": _entry("Summary.txt of the media's version's Setup Bootstrap\\Log, null when none.",
+                                   "always", "str"),
+        },
+        "start": {**_SETUP_STATE},
+        "poll": {
+            **_SETUP_STATE,
+            "watchdog": _WATCHDOG,
+            "summary_text": _entry("Summary.txt, once setup has ended.", "always", "str"),
+        },
+        "finish": {
+            **_SETUP_STATE,
+            **_INSTANCE_READ,
+            "summary_text": _entry("Summary.txt of the media's version, null when none.", "always", "str"),
+        },
     },
     "sql_single_user_check": {
         "read": {

@@ -222,3 +222,4 @@ class Options:
 # collection's own executors, so that every fleet (tests, `python -m twin`) serves both.
 from twin.emulation import ansible_windows as _ansible_windows  # noqa: E402, F401
 from twin.emulation import configmgr as _configmgr  # noqa: E402, F401
+from twin.emulation import sql_steps as _sql_steps  # noqa: E402, F401

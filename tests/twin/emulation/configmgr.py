@@ -23,6 +23,7 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_win
 from twin.emulation import ModuleContext, ModuleFailed, UnknownCommand, module
 from twin.emulation.paths import session_env
 from twin.host import Host, WindowsError_
+from twin.host.clock import parse_iso
 from twin.host.errors import WIN32_MESSAGES
 from twin.host.fs import ADMINISTRATORS, SYSTEM
 from twin.host.net import PROFILES, FirewallRule
@@ -536,9 +537,22 @@ def run_watchdog(host: Host, trigger: str) -> bool:
     log: list[str] = []
     setup = doc.get("setup")
     if setup and setup.get("status") == "running":
-        if host.processes.get(int(setup["process_id"])) is not None:
-            return False
-        log.append(f"waited for SQL Server setup (process {setup['process_id']}) to end")
+        # Process id 0: the controller has not recorded it yet; the setup runner's state file names it (or the
+        # runner is still starting setup: the script waits until ten minutes after the recorded start).
+        setup_pid = int(setup["process_id"])
+        state_file = path.rsplit("\\", 1)[0] + "\\setup_state.json"
+        ended = False
+        if setup_pid == 0 and host.fs.exists(state_file):
+            state = json.loads(host.fs.read(state_file).decode("utf-8"))
+            ended = state.get("ended") is not None
+            setup_pid = 0 if ended else int(state.get("process_id") or 0)
+        if not ended:
+            if setup_pid > 0 and host.processes.get(setup_pid) is not None:
+                return False
+            if setup_pid == 0 and not host.fs.exists(state_file):
+                if host.clock.now() - parse_iso(str(setup["started"])) < 600:
+                    return False
+        log.append(f"waited for SQL Server setup (process {setup_pid}) to end")
     network = doc.get("network")
     if network and network.get("status") == "isolated":
         names = [n for n in network["rules"] if str(n).startswith(ISOLATION_PREFIX)]

@@ -11,6 +11,7 @@ from typing import Any
 from .errors import ScenarioError, Unmodelled, WindowsError_, WmiUnavailable
 from .host import Counters, Host
 from .scenario import read_scenario
+from .sources import Share, make_iso
 from .sql import media_setup_exe
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "data" / "site_server.yml"
@@ -23,7 +24,9 @@ __all__ = [
     "Unmodelled",
     "WindowsError_",
     "WmiUnavailable",
+    "Share",
     "load_host",
+    "make_iso",
     "media_setup_exe",
 ]
 

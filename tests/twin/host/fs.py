@@ -59,10 +59,16 @@ class Entry:
     security: dict[str, Any] | None = None
 
 
+#: A volume's size when the scenario does not say (bytes): room for any media the tests stage.
+DEFAULT_CAPACITY = 200 * 1024**3
+
+
 class FileSystem:
     def __init__(self, clock: Clock, drives: list[str]) -> None:
         self._clock = clock
         self._entries: dict[str, Entry] = {}
+        # Each volume's size: free space is size minus the bytes of its files (GetDiskFreeSpaceEx / DriveInfo).
+        self.capacity: dict[str, int] = {d.rstrip(":").upper(): DEFAULT_CAPACITY for d in drives}
         # Fault disk.full (wired by Host to its faults): every write fails as on a full volume.
         self.is_full: Callable[[], bool] = lambda: False
         for drive in drives:
@@ -106,10 +112,30 @@ class FileSystem:
         existing = self._entries.get(norm.lower())
         if existing is not None and existing.is_dir:
             raise WindowsError_(5, f"{path} is a directory")
+        grows = len(data) - (len(existing.data) if existing is not None else 0)
+        if grows > 0 and grows > self.free_bytes(norm):
+            # More than the volume has left: ERROR_DISK_FULL (112), "There is not enough space on the disk."
+            raise WindowsError_(112, path)
         display = existing.path if existing is not None else norm
         # Overwriting a file keeps its security descriptor (so does File.Replace for the destination's DACL).
         security = existing.security if existing is not None else None
         self._entries[norm.lower()] = Entry(display, False, bytes(data), self._clock.now(), version, security)
+
+    def used_bytes(self, drive: str) -> int:
+        prefix = drive.rstrip(":\\").lower() + ":\\"
+        return sum(len(e.data) for k, e in self._entries.items() if k.startswith(prefix) and not e.is_dir)
+
+    def free_bytes(self, path: str) -> int:
+        """DriveInfo(root).AvailableFreeSpace of the volume that holds path."""
+        drive = normalize_path(path)[0].upper()
+        if drive not in self.capacity:
+            raise WindowsError_(3, f"{path} (no such drive)")
+        return self.capacity[drive] - self.used_bytes(drive)
+
+    def set_free(self, drive: str, free: int) -> None:
+        """Size the volume so that `free` bytes are left (a test's full disk)."""
+        key = drive.rstrip(":\\").upper()
+        self.capacity[key] = self.used_bytes(key) + free
 
     def read(self, path: str) -> bytes:
         entry = self._get(path)
@@ -124,6 +150,36 @@ class FileSystem:
         if entry is None:
             raise WindowsError_(2, path)
         return dict(entry.version) if entry.version else None
+
+    def walk_files(self, path: str) -> list[str]:
+        """Every file below the folder `path`, as paths relative to it, sorted (Get-ChildItem -Recurse -File)."""
+        entry = self._get(path)
+        if entry is None or not entry.is_dir:
+            raise WindowsError_(3, path)
+        prefix = entry.path.lower().rstrip("\\") + "\\"
+        return sorted((e.path[len(prefix):] for low, e in self._entries.items()
+                       if low.startswith(prefix) and not e.is_dir), key=str.lower)
+
+    def move(self, source: str, target: str) -> None:
+        """Directory.Move / File.Move on one volume: a rename of the entry and everything below it. The target must
+        not exist (ERROR_ALREADY_EXISTS, 183) and its parent must (ERROR_PATH_NOT_FOUND, 3)."""
+        src = self._get(source)
+        if src is None:
+            raise WindowsError_(2, source)
+        dst_norm = normalize_path(target)
+        if dst_norm.lower() in self._entries:
+            raise WindowsError_(183, target)
+        parent = parent_of(dst_norm)
+        if parent is None or not self.is_dir(parent):
+            raise WindowsError_(3, target)
+        old = src.path.lower()
+        moved = {}
+        for low, e in list(self._entries.items()):
+            if low == old or low.startswith(old.rstrip("\\") + "\\"):
+                new_path = dst_norm + e.path[len(src.path):]
+                del self._entries[low]
+                moved[new_path.lower()] = Entry(new_path, e.is_dir, e.data, e.mtime, e.version, e.security)
+        self._entries.update(moved)
 
     def listdir(self, path: str) -> list[str]:
         entry = self._get(path)

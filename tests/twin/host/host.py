@@ -16,6 +16,7 @@ from .processes import ProcessTable
 from .registry import Registry
 from .scm import Scm, Service
 from .sql import SqlServer
+from .sources import Share
 from .tasks import TaskScheduler
 from .wmi import Wmi
 
@@ -67,6 +68,10 @@ class Host:
         self.wmi = Wmi(self)
         self.net: Network = parts["network"](self)
         self.tasks = TaskScheduler(self)
+        # What the host can download (URL -> bytes) and the shares it can reach (\\\\server\\share lower-cased ->
+        # Share): machines outside the host, set by a test.
+        self.web: dict[str, bytes] = {}
+        self.shares: dict[str, Share] = {}
         self.sql: SqlServer = parts["sql"](self)
         for svc in self.scm.all():  # timers of services that were already running when loaded
             if svc.state == "running":
@@ -190,6 +195,8 @@ class Host:
         With faults.reboot.hang the host never comes back."""
         self.scm.shutdown_all()
         self.processes.shutdown()  # every process ends at shutdown
+        self.tasks.shutdown()  # and with them every running task instance (setup, a waiting watchdog)
+        self.sql.active_setup = None
         self._queue.clear()
         self.wmiprvse_pid = 0
         self.is_up = False

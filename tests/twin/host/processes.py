@@ -247,6 +247,17 @@ class ProcessTable:
             if proc.parent_process_id == pid and proc.spec is not None and proc.spec.exits_with_service:
                 del self._extra[proc.process_id]
 
+    def spawn(self, name: str, path: str, parent_process_id: int) -> int:
+        """CreateProcess of a program that is not a service (setup.exe started by a scheduled task): its id."""
+        pid = self._new_pid()
+        spec = ProcessSpec(name, path, None, False, pid, parent_process_id, None)
+        self._add(pid, spec, parent_process_id, self._host.clock.now(), "user", None)
+        return pid
+
+    def exit(self, pid: int) -> None:
+        """The process ended by itself (ExitProcess)."""
+        self._extra.pop(pid, None)
+
     def shutdown(self) -> None:
         self._extra.clear()
         self._service_created.clear()

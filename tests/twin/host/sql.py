@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from .clock import to_datetime
@@ -273,10 +274,20 @@ class SqlServer:
         self.instances: dict[str, SqlInstance] = {i.name: i for i in instances}
         self.sms_provider = sms_provider
         self.runs: list[SetupRun] = []
+        # The setup started by sql_setup's task, between its rules and its end: (steps, process id, wake time).
+        self.active_setup: tuple[Generator[float, None, int], int, float] | None = None
         # SQL Server setup registers each instance: value name = instance name, data = instance id (what
         # sql_single_user_check reads to find the instances without WMI).
         for inst in instances:
             host.registry.set(INSTANCE_NAMES_KEY, inst.name, inst.instance_id)
+            self.register_version(inst)
+
+    def register_version(self, inst: SqlInstance) -> None:
+        """Setup keeps the instance's version and edition in its registry keys (what sql_setup reads without a
+        connection or WMI): ...\\<instance id>\\MSSQLServer\\CurrentVersion (CurrentVersion) and ...\\Setup (Edition)."""
+        root = "HKLM\\SOFTWARE\\Microsoft\\Microsoft SQL Server\\" + inst.instance_id
+        self._host.registry.set(root + "\\MSSQLServer\\CurrentVersion", "CurrentVersion", inst.version)
+        self._host.registry.set(root + "\\Setup", "Edition", inst.edition)
 
     @property
     def default_instance_name(self) -> str:
@@ -293,8 +304,22 @@ class SqlServer:
 
     # -- setup ---------------------------------------------------------------------------------------
     def run_setup(self, media_dir: str, params: dict[str, Any]) -> int:
-        """setup.exe /ACTION=Upgrade ... from `media_dir` on this host. Returns setup's exit code and
+        """setup.exe /ACTION=Upgrade ... from `media_dir` on this host, start to end. Returns setup's exit code and
         writes Summary.txt and the run's log folder as real setup does."""
+        steps = self.setup_steps(media_dir, params)
+        try:
+            seconds = next(steps)
+            self._host.tick(seconds)
+            next(steps)
+        except StopIteration as done:
+            return int(done.value)
+        raise Unmodelled("setup took more steps than modelled")
+
+    def setup_steps(self, media_dir: str, params: dict[str, Any]) -> Generator[float, None, int]:
+        """Setup as a process that takes time: runs its rules (a failed rule ends it at once), stops the instance,
+        then yields the seconds its file copy takes (the caller lets that time pass: run_setup at once, the setup
+        task of sql_setup on the host's clock) and finishes with the single-user script upgrade. Its return value is
+        the exit code."""
         host = self._host
         fs = host.fs
         setup_exe = media_dir.rstrip("\\/") + "\\setup.exe"
@@ -377,7 +402,7 @@ class SqlServer:
                 return self._finish(
                     run, EXIT_RECOVERY_HANDLE, f"The service {inst.service_name} did not stop.", inst, media
                 )
-        host.tick(media.setup_seconds / 2)  # file copy; meanwhile live clients retry their connections
+        yield media.setup_seconds / 2  # file copy; meanwhile live clients retry their connections
         host.scm.start(inst.service_name)
         inst.single_user = True
         login = "NT AUTHORITY\\SYSTEM"
@@ -425,6 +450,7 @@ class SqlServer:
         if not media.has_product_key and "PID" not in norm:
             # Without /PID and without a key in DefaultSetup.ini setup installs the Evaluation edition.
             inst.edition = "Enterprise Evaluation Edition"
+        self.register_version(inst)
         inst.single_user = False
         inst.single_user_owner = None
         host.scm.stop(inst.service_name, force=True)

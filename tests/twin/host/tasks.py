@@ -58,6 +58,19 @@ class TaskScheduler:
             self._run(task, trigger)
         return ran
 
+    def run_now(self, name: str) -> None:
+        """schtasks.exe /Run: an instance starts now (IgnoreNew: none while one runs)."""
+        task = self.tasks.get(name.lower())
+        if task is None:
+            raise KeyError(name)
+        if task.running is None:
+            self._run(task, "run")
+
+    def shutdown(self) -> None:
+        """Every running instance ends with the system."""
+        for task in self.tasks.values():
+            task.running = None
+
     def on_boot(self) -> None:
         for task in list(self.tasks.values()):
             if task.boot and task.running is None:
@@ -69,7 +82,7 @@ class TaskScheduler:
         current = self.tasks.get(task.name.lower())
         if current is not None:
             current.running = None if done else trigger
-            if done and trigger == "lease" and current.fires <= self._host.clock.now():
+            if done and trigger in ("lease", "run") and current.fires <= self._host.clock.now():
                 current.fires = float("inf")  # a time trigger fires once
 
     def snapshot(self) -> list[dict[str, Any]]:

@@ -1,0 +1,353 @@
+# Copyright: configmgr.sql_upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin of sql_setup (KB 256202 step 5): validate, gather, decide with
+plugin_utils/_service_window/setup.py whether and how setup runs, start it on the host as a task of its own,
+poll it (a dropped connection only delays the next poll), record its end, read Summary.txt and prove the upgraded
+instance. A re-run picks up a setup that is still running or that ended unseen instead of starting another."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ansible.errors import AnsibleConnectionFailure, AnsibleError
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import journal as jr
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import setup as su
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.action import host_warnings
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.args import (
+    _bool,
+    _choice,
+    _instance,
+    _int,
+    _run_options,
+    _unknown,
+)
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.errors import PlanError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.journal import JournalError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.run import (
+    caller,
+    decide_run,
+    process_run_id,
+)
+
+MODULE = "configmgr.sql_upgrade.sql_setup"
+GATE = "configmgr.sql_upgrade.sql_single_user_check"
+OPTIONS = ("media_path", "instance", "product_key", "evaluation", "target_version", "extra_args", "wmi_during_setup",
+           "state", "wait_timeout", "poll_interval", "login_user", "login_password", "run_id", "takeover")
+#: Consecutive polls that may fail to connect before the task gives up waiting (setup keeps running either way).
+display = Display()
+
+
+def validate_setup_args(args: dict[str, Any]) -> dict[str, Any]:
+    _unknown(args, OPTIONS)
+    media = args.get("media_path")
+    if not isinstance(media, str) or not media.strip() or any(c in media for c in '*?"<>|\x00\r\n'):
+        raise PlanError(f"option media_path must be the local folder of the media (sql_media's dest), got {media!r}")
+    target = args.get("target_version")
+    if target is not None:
+        try:
+            su.parse_version(target)
+        except ValueError as exc:
+            raise PlanError(f"option target_version: {exc}") from None
+    key = args.get("product_key")
+    if key is not None and not su.valid_product_key(key):
+        raise PlanError("option product_key must be a SQL Server product key of five groups of five letters or "
+                        "digits separated by '-' (the value is not shown)")
+    user, password = args.get("login_user"), args.get("login_password")
+    if password is not None and not user:
+        raise PlanError("option login_password needs login_user")
+    return {
+        "media_path": media.rstrip("\\"),
+        "instance": _instance(args),
+        "product_key": key,
+        "evaluation": _bool("evaluation", args.get("evaluation", False)),
+        "target_version": target,
+        "extra_args": su.validate_extra_args(args.get("extra_args")),
+        "wmi_during_setup": _choice("wmi_during_setup", args.get("wmi_during_setup", "auto"), su.WMI_DURING_SETUP),
+        "state": _choice("state", args.get("state", "upgraded"), ("upgraded", "verified")),
+        "wait_timeout": _int("wait_timeout", args.get("wait_timeout", 14400), 0, 259200),
+        "poll_interval": _int("poll_interval", args.get("poll_interval", 30), 1, 3600),
+        "login_user": user,
+        "login_password": password,
+        **_run_options(args),
+    }
+
+
+class _Failed(Exception):
+    def __init__(self, msg: str, **extra: Any) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.extra = extra
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = True
+
+    def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
+        task_vars = task_vars or {}
+        self._vars = task_vars
+        result = super().run(tmp, task_vars)
+        host = str(task_vars.get("inventory_hostname", "?"))
+        self._warnings: list[str] = []
+        try:
+            opts = validate_setup_args(dict(self._task.args))
+        except PlanError as exc:
+            return {"failed": True, "changed": False, "instance": str(self._task.args.get("instance", "MSSQLSERVER")),
+                    "msg": f"{host}: sql_setup: {exc}; nothing was sent to the host"}
+        self._opts = opts
+        result["instance"] = opts["instance"]
+        try:
+            result.update(self._run_setup(opts))
+        except _Failed as failed:
+            result.update({"failed": True, "changed": False, **failed.extra, "msg": f"{host}: {failed.msg}"})
+        if self._warnings:
+            result["warnings"] = host_warnings(host, self._warnings)
+        return result
+
+    # -- module calls -----------------------------------------------------------------------------------------
+    def _module_args(self) -> dict[str, Any]:
+        return dict(self._opts)
+
+    def _call(self, phase: str, **internal: Any) -> dict[str, Any]:
+        out = self._execute_module(module_name=MODULE, module_args={**self._module_args(), "_phase": phase, **internal},
+                                   task_vars=self._vars)
+        if out.get("failed"):
+            raise _Failed(f"sql_setup ({phase}) failed on the host: {out.get('msg')}", changed=phase != "gather")
+        return out
+
+    # -- the run ----------------------------------------------------------------------------------------------
+    def _run_setup(self, opts: dict[str, Any]) -> dict[str, Any]:
+        gathered = self._call("gather")
+        journal = self._journal(gathered)
+        instance_id = gathered.get("instance_id")
+        if not instance_id:
+            found = ", ".join(gathered.get("instances") or []) or "none"
+            raise _Failed(f"SQL Server instance {opts['instance']} is not on this host (instances found in the "
+                          f"registry: {found}); nothing was changed")
+        version_before = gathered.get("version")
+        media_version = gathered.get("setup_version")
+        out: dict[str, Any] = {"instance": opts["instance"], "instance_id": instance_id,
+                               "version_before": version_before, "media_version": media_version}
+        if opts["state"] == "verified":
+            self._services_before = {}
+            target = opts["target_version"] or media_version or version_before
+            return {**out, **self._verify(gathered, str(target), None), "changed": False}
+        self._services_before: dict[str, Any] = {}
+        running = self._running_setup(gathered, journal)
+        if running is not None:
+            out["run_id"] = self._decide_run(journal, gathered)
+            if self._task.check_mode:
+                return {**out, "changed": False, "msg": f"a setup started earlier is {running}"}
+            self._warnings.append(f"a setup started earlier is {running}: this task waits for it instead of "
+                                  "starting another")
+            return {**out, **self._wait_and_finish(gathered, journal, resumed=True)}
+        self._services_before = dict(gathered.get("services") or {})
+        if not media_version:
+            raise _Failed(f"{opts['media_path']} holds no SQL Server setup.exe with a version (stage the media with "
+                          "sql_media first); nothing was changed")
+        target = opts["target_version"] or media_version
+        out["version_target"] = target
+        if not version_before:
+            raise _Failed(f"the version of instance {opts['instance']} cannot be read from the registry; nothing was "
+                          "changed")
+        if su.compare_versions(version_before, target) >= 0:
+            return {**out, "changed": False, "version_after": version_before,
+                    "msg": f"instance {opts['instance']} is at {version_before}, already at or above {target}: setup "
+                           "was not run"}
+        if su.parse_version(media_version)[0] <= su.parse_version(version_before)[0]:
+            raise _Failed(f"the media is {su.product_name(media_version)} ({media_version}) and the instance is at "
+                          f"{version_before}: /ACTION=Upgrade needs media of a newer major version (updates within a "
+                          "version are cumulative updates, not this module); nothing was changed")
+        try:
+            edition = su.choose_product_key(opts["product_key"], bool(gathered.get("product_key_in_media")),
+                                            opts["evaluation"])
+            wmi = su.decide_wmi(opts["wmi_during_setup"], media_version)
+        except PlanError as exc:
+            raise _Failed(f"{exc}; nothing was changed") from None
+        if wmi.warning:
+            self._warnings.append(wmi.warning)
+        if wmi.running and gathered.get("winmgmt") != "running":
+            raise _Failed(f"{wmi.reason}, and Winmgmt is {gathered.get('winmgmt')}: start it for setup with "
+                          "wmi_disable state=running_for_setup (it keeps the SMS services stopped and the start mode "
+                          "off automatic), or set wmi_during_setup; nothing was changed")
+        arguments = su.setup_arguments(opts["instance"], str(instance_id), edition.product_key, opts["extra_args"])
+        out.update({"command_line": su.command_line(su.masked([f"{opts['media_path']}\\setup.exe", *arguments])),
+                    "product_key_source": edition.source, "wmi_running": gathered.get("winmgmt") == "running"})
+        decision = self._decide_run(journal, gathered)
+        out["run_id"] = decision
+        if self._task.check_mode:
+            return {**out, "changed": True, "msg": f"setup would upgrade {opts['instance']} from {version_before} "
+                                                   f"to {target}"}
+        now = str(gathered.get("host_time"))
+        before = jr.dumps(jr.set_setup(journal, {"status": "running", "process_id": 0, "started": now},
+                                       host=str(gathered.get("host_name")), run_id=decision, now=now,
+                                       owner=self._caller.owner))
+        started = self._call("start", _journal_before=before, _journal_expected=jr.text_hash(gathered.get("journal_text")),
+                             _arguments=su.command_line(arguments))
+        state = started.get("run_state") or {}
+        if state.get("error"):
+            self._finish_journal(started)
+            raise _Failed(f"the setup task could not start {opts['media_path']}\\setup.exe: {state['error']}",
+                          changed=True)
+        return {**out, **self._wait_and_finish(started, jr.parse(started.get("journal_text")), resumed=False)}
+
+    def _journal(self, gathered: dict[str, Any]) -> dict[str, Any] | None:
+        path = gathered.get("journal_path", jr.JOURNAL_PATH)
+        if gathered.get("journal_untrusted"):
+            raise _Failed(f"the journal {path} cannot be trusted: {gathered['journal_untrusted']}; nothing was changed")
+        try:
+            return jr.parse(gathered.get("journal_text"))
+        except JournalError as exc:
+            raise _Failed(f"the journal {path} is corrupt or was tampered with ({exc}); nothing was changed") from None
+
+    def _decide_run(self, journal: dict[str, Any] | None, gathered: dict[str, Any]) -> str:
+        self._caller = caller(self._opts["run_id"], self._opts["takeover"])
+        network = jr.network_record(journal)
+        expired = bool(network and network["status"] == "isolated" and (gathered.get("watchdog") or {}).get("expired"))
+        try:
+            decision = decide_run(journal, self._caller, process_run_id(), bool(self._task.check_mode),
+                                  lease_expired=expired)
+        except PlanError as exc:
+            raise _Failed(str(exc)) from None
+        if decision.warning:
+            self._warnings.append(decision.warning)
+        return decision.run_id
+
+    @staticmethod
+    def _running_setup(gathered: dict[str, Any], journal: dict[str, Any] | None) -> str | None:
+        """A setup of an earlier task that still runs, or ended without its end being recorded."""
+        state = gathered.get("run_state") or {}
+        if state and state.get("ended") is None and (gathered.get("process_alive") or not state.get("process_id")):
+            return f"still running (process {state.get('process_id')})"
+        if jr.setup_running(journal):
+            return "over, its end not yet recorded"
+        return None
+
+    def _wait_and_finish(self, last: dict[str, Any], journal: dict[str, Any] | None, resumed: bool) -> dict[str, Any]:
+        opts = self._opts
+        deadline = time.monotonic() + opts["wait_timeout"]
+        polls, drops = 0, 0
+        state = last.get("run_state") or {}
+        record = jr.setup_record(journal)
+        pending: str | None = None
+        if record and record["status"] == "running" and not record["process_id"] and state.get("process_id"):
+            pending = jr.dumps(jr.set_setup(journal, {**record, "process_id": state["process_id"]},
+                                            host=str(journal.get("host")) if journal else "",
+                                            run_id=journal["run_id"] if journal else "", now=str(last.get("host_time"))))
+        expected = jr.text_hash(last.get("journal_text"))
+        read = last
+        while state.get("ended") is None and (state or last.get("task")):
+            if polls and time.monotonic() + opts["poll_interval"] > deadline:
+                raise _Failed(f"setup still runs after {opts['wait_timeout']} seconds ({polls} polls); it goes on by "
+                              "itself (a task of its own on the host). Run this task again to wait for it and record its "
+                              "result; the window stays as it is until then", changed=True, polls=polls,
+                              reconnects=drops)
+            if polls:
+                time.sleep(opts["poll_interval"])
+            try:
+                read = self._execute_module(
+                    module_name=MODULE,
+                    module_args={**self._module_args(), "_phase": "poll",
+                                 **({"_journal_after": pending, "_journal_expected": expected} if pending else {})},
+                    task_vars=self._vars)
+            except (AnsibleConnectionFailure, OSError) as exc:
+                # Setup runs on the host by itself: a lost connection only delays the next look.
+                drops += 1
+                polls += 1
+                display.warning(f"sql_setup: poll {polls} could not reach the host ({exc}); setup goes on, trying "
+                                "again")
+                self._reset_connection()
+                continue
+            polls += 1
+            if read.get("failed"):
+                raise _Failed(f"polling setup failed: {read.get('msg')}", changed=True, polls=polls)
+            if pending:
+                pending = None
+            state = read.get("run_state") or {}
+            if state.get("ended") is None and state.get("process_id") and not read.get("process_alive"):
+                raise _Failed(f"setup's process {state.get('process_id')} is gone but its runner recorded no end "
+                              "(the host restarted, or the runner was stopped): read Summary.txt on the host, then "
+                              "run this task again", changed=True, polls=polls, reconnects=drops)
+        return self._finish(read, polls, drops, resumed)
+
+    def _reset_connection(self) -> None:
+        try:
+            self._connection.reset()
+        except (AnsibleError, OSError, AttributeError, NotImplementedError):
+            pass
+
+    def _finish_journal(self, read: dict[str, Any]) -> dict[str, Any]:
+        journal = jr.parse(read.get("journal_text"))
+        record = jr.setup_record(journal)
+        after = None
+        if journal is not None and record is not None and record["status"] != "finished":
+            now = str(read.get("host_time"))
+            after = jr.dumps(jr.set_setup(journal, {**record, "status": "finished"}, host=str(journal["host"]),
+                                          run_id=journal["run_id"], now=now))
+        internal: dict[str, Any] = {}
+        if after is not None:
+            internal = {"_journal_after": after, "_journal_expected": jr.text_hash(read.get("journal_text"))}
+        return self._call("finish", **internal)
+
+    def _finish(self, read: dict[str, Any], polls: int, drops: int, resumed: bool) -> dict[str, Any]:
+        state = read.get("run_state") or {}
+        finished = self._finish_journal(read)
+        summary = su.parse_summary(finished.get("summary_text") or read.get("summary_text"))
+        if not state:
+            raise _Failed("the journal records a setup that nothing on the host reports on any more (no runner state, "
+                          "no task): its outcome is unknown. Its end is now recorded, so the window can be put back; "
+                          "read Summary.txt on the host before you run setup again", changed=True, summary=summary)
+        out: dict[str, Any] = {"changed": True, "polls": polls, "reconnects": drops, "resumed": resumed,
+                               "summary": summary, "version_after": finished.get("version"),
+                               "edition": finished.get("edition"),
+                               "started": state.get("started"), "ended": state.get("ended")}
+        if state.get("error"):
+            raise _Failed(f"the setup task could not start setup: {state['error']}", changed=True, **out)
+        code = su.interpret_exit_code(int(state.get("exit_code") if state.get("exit_code") is not None else -1))
+        out.update({"exit_code": code.code, "exit_code_hex": code.hex, "outcome": code.outcome,
+                    "reboot_required": code.outcome == "reboot_required"})
+        if code.outcome == "failed":
+            raise _Failed(f"SQL Server setup failed: {su.setup_failure_text(code, summary)}. Setup leaves the "
+                          "instance as it was when it stops at its rules; read Summary.txt and Detail.txt in the "
+                          "Setup Bootstrap\\Log folder, then put the window back (restore)", **out)
+        target = self._opts["target_version"] or read.get("setup_version") or ""
+        if not target:
+            gathered = self._call("gather")
+            target = str(gathered.get("setup_version") or "")
+        verified = self._verify(finished, target, summary)
+        out.update(verified)
+        if code.outcome == "reboot_required":
+            self._warnings.append("setup succeeded and asks for a restart (3010): reboot once WMI is back (KB 256202 "
+                                  "step 8)")
+        out["msg"] = (f"instance {self._opts['instance']} upgraded to {finished.get('version')}"
+                      + (" (reboot required)" if code.outcome == "reboot_required" else ""))
+        return out
+
+    def _verify(self, read: dict[str, Any], target: str, summary: dict[str, Any] | None) -> dict[str, Any]:
+        """Post-upgrade verification: the gate's read of the instance (version, databases), the services."""
+        opts = self._opts
+        gate_args = {"instance": opts["instance"], "_phase": "read"}
+        if opts["login_user"]:
+            gate_args.update({"login_user": opts["login_user"], "login_password": opts["login_password"]})
+        seen = self._execute_module(module_name=GATE, module_args=gate_args, task_vars=self._vars)
+        if seen.get("failed"):
+            raise _Failed(f"reading the upgraded instance failed: {seen.get('msg')}", changed=summary is not None)
+        engine = "MSSQLSERVER" if opts["instance"] == "MSSQLSERVER" else f"MSSQL${opts['instance']}"
+        agent = "SQLSERVERAGENT" if opts["instance"] == "MSSQLSERVER" else f"SQLAgent${opts['instance']}"
+        services = dict(read.get("services") or {})
+        problems = su.verification_problems({**seen, "agent_state": services.get(agent)}, target,
+                                            agent_was_running=self._services_before.get(agent) == "running",
+                                            agent_service=agent)
+        if services.get(engine) not in (None, "running"):
+            problems.append(f"the service {engine} is {services.get(engine)}")
+        view = {"version": (seen.get("instance") or {}).get("version"),
+                "edition": (seen.get("instance") or {}).get("edition"),
+                "databases": list(seen.get("databases") or []), "problems": problems}
+        if problems:
+            raise _Failed(f"the instance does not show a finished upgrade to {target}: {'; '.join(problems)}",
+                          changed=summary is not None, verification=view)
+        return {"verification": view}

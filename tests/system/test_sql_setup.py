@@ -1,0 +1,177 @@
+"""KB 256202 step 5: sql_setup over real ansible-playbook against twin hosts, inside the collection's window.
+
+What a real server would do is the twin's (tests/twin/host/sql.py): today's setup stops at its WMI rule when
+Winmgmt does not run; setup of the KB's era loses the single-user race to any client left; 3010 asks for a restart.
+Setup runs as the host's own task on the host's clock (one second per WinRM request), so the controller's polls
+see it running, then ended.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import play, services
+
+from twin.host import media_setup_exe
+
+HOST = "site01"
+MEDIA = r"C:\SQLMedia\SQL2019"
+KEY = "ABCDE-FGHIJ-KLMNO-PQRST-UVWXY"
+RUN = """
+- hosts: all
+  gather_facts: false
+  module_defaults:
+    group/configmgr.sql_upgrade.service_window:
+      run_id: r-upgrade
+  tasks:
+"""
+SESSIONS_AND_STEP_2 = """    - name: Sessions before step 2
+      configmgr.sql_upgrade.sql_single_user_check:
+        fail_when_blocked: false
+      register: sessions
+    - name: KB step 2
+      configmgr.sql_upgrade.win_service_quiesce:
+        state: quiesced
+        sql_sessions: "{{ sessions.sessions }}"
+"""
+STEPS_3_4 = """    - name: KB step 3
+      configmgr.sql_upgrade.wmi_disable:
+        state: disabled
+    - name: KB step 4
+      configmgr.sql_upgrade.net_isolate:
+        state: isolated
+"""
+FOR_SETUP = """    - name: WMI running for setup
+      configmgr.sql_upgrade.wmi_disable:
+        state: running_for_setup
+"""
+BACK = RUN + """    - name: KB step 6
+      configmgr.sql_upgrade.net_isolate:
+        state: restored
+    - name: KB step 7
+      configmgr.sql_upgrade.wmi_disable:
+        state: enabled
+    - name: Services back
+      configmgr.sql_upgrade.win_service_quiesce:
+        state: restored
+"""
+
+
+def setup_task(**options: Any) -> str:
+    lines = [f"        {k}: {v}" for k, v in {"media_path": MEDIA, "product_key": KEY, "poll_interval": 1,
+                                                  **options}.items() if v is not None]
+    return "    - name: KB step 5\n      configmgr.sql_upgrade.sql_setup:\n" + "\n".join(lines) + "\n"
+
+
+def stage(host: Any, version: str = "15.0.2000.5", switch: str = '-m"SqlSetup"', reboot: bool = False,
+          seconds: int = 6, key_in_media: bool = False) -> None:
+    host.fs.mkdir(MEDIA + r"\x64")
+    host.fs.write(MEDIA + r"\setup.exe", media_setup_exe(version, switch, reboot, seconds))
+    ini = '[OPTIONS]\r\nPID="' + KEY + '"\r\n' if key_in_media else "[OPTIONS]\r\n"
+    host.fs.write(MEDIA + r"\x64\DefaultSetup.ini", ini.encode("ascii"))
+
+
+def version(host: Any) -> str:
+    return str(host.sql.instance("MSSQLSERVER").version)
+
+
+def test_the_collections_procedure_upgrades_and_verifies(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    stage(host)
+    before = services(host)
+    run = runner.playbook(RUN + SESSIONS_AND_STEP_2 + STEPS_3_4 + FOR_SETUP + """    - name: The gate
+      configmgr.sql_upgrade.sql_single_user_check:
+""" + setup_task() + "      register: upgrade\n" + setup_task())
+    res = run.result(HOST, -2)
+    assert not res.get("failed"), res.get("msg")
+    assert res["changed"] is True and res["outcome"] == "success" and res["exit_code"] == 0
+    assert res["version_before"] == "13.0.6300.2" and res["version_after"] == "15.0.2000.5"
+    assert res["summary"]["final_result"] == "Passed"
+    assert res["verification"]["problems"] == [] and res["verification"]["version"] == "15.0.2000.5"
+    assert res["polls"] >= 1 and res["reboot_required"] is False
+    assert KEY not in str(run.data) and "/PID=********" in res["command_line"]
+    again = run.result(HOST, -1)
+    assert again["changed"] is False and "already at or above" in again["msg"]
+    assert version(host) == "15.0.2000.5" and host.sql.instance("MSSQLSERVER").edition != "Enterprise Evaluation Edition"
+    # The journal recorded setup from start to end; the runner's files and the task are gone.
+    journal = host.fs.read(r"C:\ProgramData\configmgr.sql_upgrade\journal.json").decode()
+    assert '"status": "finished"' in journal
+    assert host.tasks.get(r"\configmgr.sql_upgrade\sql_setup") is None
+    assert not host.fs.exists(r"C:\ProgramData\configmgr.sql_upgrade\setup_run.json")
+    assert runner.playbook(BACK).rc == 0
+    after = services(host)
+    assert {n for n in before if before[n] != after[n]} == set()
+
+
+def test_todays_setup_with_wmi_disabled_fails_on_its_wmi_rule(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    stage(host)
+    refused = runner.playbook(RUN + SESSIONS_AND_STEP_2 + STEPS_3_4 + setup_task())
+    res = refused.result(HOST)
+    assert res["failed"] is True and "wmi_disable state=running_for_setup" in res["msg"]
+    assert "nothing was changed" in res["msg"] and not host.sql.runs
+    forced = runner.playbook(RUN + setup_task(wmi_during_setup="stopped")).result(HOST)
+    assert forced["failed"] is True
+    assert forced["summary"]["failed_rules"] == ["WmiServiceStateCheck"]
+    assert forced["exit_code"] == -2068119551 and forced["exit_code_hex"] == "0x84BB0001"
+    assert any("WmiServiceStateCheck" in w for w in forced.get("warnings", []))
+    assert version(host) == "13.0.6300.2"
+    assert runner.playbook(BACK).rc == 0
+
+
+def test_setup_forced_past_a_gate_with_sms_running_loses_the_race(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    stage(host, switch="-m")  # the KB's era's switch: any client may take the one connection
+    gate = runner.playbook(play("""      configmgr.sql_upgrade.sql_single_user_check:
+""")).result(HOST)
+    assert gate["failed"] is True and "SMS_EXECUTIVE" in gate["msg"], gate["msg"]
+    res = runner.playbook(RUN + setup_task()).result(HOST)
+    assert res["failed"] is True
+    assert res["exit_code_hex"] == "0x851A001A" and "18461" in res["msg"]
+    assert version(host) == "13.0.6300.2"
+
+
+def test_a_missing_product_key_is_refused(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    stage(host)
+    res = runner.playbook(RUN + setup_task(product_key=None)).result(HOST)
+    assert res["failed"] is True and "Evaluation" in res["msg"] and "nothing was changed" in res["msg"]
+    assert not host.sql.runs and not host.fs.exists(r"C:\ProgramData\configmgr.sql_upgrade\journal.json")
+
+
+def test_3010_asks_for_a_reboot(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    stage(host, reboot=True, key_in_media=True)
+    res = runner.playbook(RUN + FOR_SETUP.replace("running_for_setup", "enabled") + setup_task(product_key=None)).result(HOST)
+    assert not res.get("failed"), res.get("msg")
+    assert res["exit_code"] == 3010 and res["outcome"] == "reboot_required" and res["reboot_required"] is True
+    assert res["product_key_source"] == "media"
+    assert any("3010" in w for w in res.get("warnings", []))
+
+
+def test_a_dropped_connection_during_setup_does_not_stop_it(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    stage(host, seconds=20)
+    # The third command after the gather's two (start, first poll): a poll whose answer is lost.
+    host.faults.lose_output_of_command = host.counters.winrm_commands + 5
+    res = runner.playbook(RUN + setup_task()).result(HOST)
+    assert not res.get("failed"), res.get("msg")
+    assert res["reconnects"] == 1 and res["outcome"] == "success"
+    assert version(host) == "15.0.2000.5"
+
+
+def test_check_mode_prints_the_command_line_and_changes_nothing(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    stage(host)
+    res = runner.playbook(RUN + setup_task(), "--check").result(HOST)
+    assert res["changed"] is True and not res.get("failed"), res.get("msg")
+    assert res["command_line"].startswith(MEDIA + r"\setup.exe /Q /ACTION=Upgrade /INSTANCENAME=MSSQLSERVER")
+    assert "/UpdateEnabled=False" in res["command_line"].replace("UPDATEENABLED", "UpdateEnabled")
+    assert not host.sql.runs and version(host) == "13.0.6300.2"

@@ -1,0 +1,481 @@
+"""Emulation of this collection's executors of KB 256202 steps 1 and 5: sql_media.ps1 and sql_setup.ps1.
+
+Each phase follows its PowerShell (plugins/modules/sql_media.ps1, sql_setup.ps1) against the host model and returns
+the same keys (the executor protocol in plugin_utils/_service_window/protocol.py). Setup itself is the host model's
+(twin/host/sql.py, setup_steps): the setup task started by sql_setup runs it on the host's clock, one step each
+time the Task Scheduler looks at it, so that the controller's polls see it running, then ended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from twin.emulation import ModuleContext, ModuleFailed, UnknownCommand, module
+from twin.emulation.configmgr import (
+    gather_lease,
+    host_time,
+    journal_path,
+    journal_trust_problem,
+    read_journal,
+    write_file,
+    write_journal,
+)
+from twin.host import Host, WindowsError_
+from twin.host.errors import Unmodelled
+from twin.host.sources import read_iso
+from twin.host.sql import BOOTSTRAP_FOLDER, INSTANCE_NAMES_KEY, parse_media, parse_version
+
+MARKER = ".configmgr_sql_upgrade"
+SETUP_TASK = "\\configmgr.sql_upgrade\\sql_setup"
+SQL_ROOT_KEY = "HKLM\\SOFTWARE\\Microsoft\\Microsoft SQL Server"
+PID_LINE = re.compile(r'^\s*PID\s*=\s*"?[0-9A-Za-z]{5}(-[0-9A-Za-z]{5}){4}"?\s*$')
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _join(*parts: str) -> str:
+    return "\\".join(p.strip("\\") if i else p.rstrip("\\") for i, p in enumerate(parts))
+
+
+def media_facts(host: Host, root: str) -> dict[str, Any]:
+    """Get-MediaFact: setup.exe's ProductVersion (the twin's setup.exe is its media text) and a PID= line in
+    x64\\DefaultSetup.ini. A setup.exe that is not twin media has no version resource the model knows: null."""
+    fact: dict[str, Any] = {"setup_version": None, "product_key_in_media": False}
+    setup = _join(root, "setup.exe")
+    if host.fs.exists(setup) and not host.fs.is_dir(setup):
+        try:
+            fact["setup_version"] = parse_media(host.fs.read(setup).decode("ascii", "replace"), setup).product_version
+        except Unmodelled:
+            fact["setup_version"] = None
+    ini = _join(root, "x64", "DefaultSetup.ini")
+    if host.fs.exists(ini):
+        text = host.fs.read(ini).decode("utf-8", "replace")
+        fact["product_key_in_media"] = any(PID_LINE.match(line) for line in text.splitlines())
+    return fact
+
+
+def _relative_files(host: Host, root: str) -> list[str]:
+    """Get-RelativeFile: every file below root, the marker folder left out."""
+    return [f for f in host.fs.walk_files(root) if not f.lower().startswith(MARKER + "\\")]
+
+
+def _remove(host: Host, path: str) -> None:
+    if host.fs.exists(path):
+        host.fs.remove(path, recurse=True)
+
+
+# --- sql_media ------------------------------------------------------------------------------------------------
+
+@module("configmgr.sql_upgrade.sql_media")
+def sql_media(ctx: ModuleContext) -> dict[str, Any]:
+    host = ctx.host
+    params = ctx.params
+    dest = str(params["dest"])
+    partial = dest + ".partial"
+    chunk_dir = _join(partial, "chunks")
+    files_dir = _join(partial, "files")
+    media_dir = _join(partial, "media")
+    phase = params["_phase"]
+    if phase == "gather":
+        return _media_gather(ctx, dest, chunk_dir)
+    if ctx.check_mode:
+        raise UnknownCommand("sql_media: a change phase in check mode (the action plugin never sends one)")
+    if phase == "discard":
+        _remove(host, partial)
+        return {"changed": True}
+    if phase == "stage":
+        return _media_stage(ctx, dest, chunk_dir, files_dir)
+    return _media_commit(ctx, dest, partial, files_dir, media_dir)
+
+
+def _media_gather(ctx: ModuleContext, dest: str, chunk_dir: str) -> dict[str, Any]:
+    host = ctx.host
+    fs = host.fs
+    result: dict[str, Any] = {"changed": False, "dest_exists": fs.is_dir(dest), "dest_empty": True,
+                              "marker_text": None, "manifest_text": None, "staged_hashes": {},
+                              "setup_version": None, "product_key_in_media": False}
+    if result["dest_exists"]:
+        result["dest_empty"] = not fs.listdir(dest)
+        source = _join(dest, MARKER, "source.json")
+        manifest = _join(dest, MARKER, "files.sha256")
+        if fs.exists(source):
+            result["marker_text"] = fs.read(source).decode("utf-8")
+        if fs.exists(manifest):
+            result["manifest_text"] = fs.read(manifest).decode("utf-8")
+            result["staged_hashes"] = {name: _sha256(fs.read(_join(dest, name))) for name in _relative_files(host, dest)}
+        result.update(media_facts(host, dest))
+    chunks: dict[str, Any] = {}
+    if fs.is_dir(chunk_dir):
+        for name in fs.listdir(chunk_dir):
+            if name.lower().endswith(".part"):
+                data = fs.read(_join(chunk_dir, name))
+                chunks[name] = {"size": len(data), "sha256": _sha256(data)}
+    result["partial_chunks"] = chunks
+    try:
+        result["free_bytes"] = fs.free_bytes(dest)
+    except WindowsError_:
+        result["free_bytes"] = None
+    parent = dest.rsplit("\\", 1)[0]
+    result["parent_exists"] = fs.is_dir(parent if "\\" in parent else parent + "\\")
+    if ctx.params.get("_prepare") and not ctx.check_mode:
+        fs.mkdir(chunk_dir)
+        result["changed"] = True
+    return result
+
+
+def _assert_free(host: Host, dest: str, needed: int) -> None:
+    free = host.fs.free_bytes(dest)
+    if free < needed:
+        raise ModuleFailed(f"the volume of {dest} has {free // 1048576} MiB free and the media needs "
+                           f"{needed // 1048576} MiB; nothing was copied. Free space or choose another dest",
+                           changed=True)
+
+
+def _media_stage(ctx: ModuleContext, dest: str, chunk_dir: str, files_dir: str) -> dict[str, Any]:
+    host = ctx.host
+    fs = host.fs
+    params = ctx.params
+    _remove(host, files_dir)
+    fs.mkdir(files_dir)
+    source = params.get("_source")
+    result: dict[str, Any] = {"changed": True}
+    if source == "controller":
+        for item in params.get("_files") or []:
+            target = _join(files_dir, str(item["name"]))
+            fs.mkdir(target.rsplit("\\", 1)[0])
+            data = b"".join(fs.read(_join(chunk_dir, str(name))) for name in item.get("chunks") or [])
+            fs.write(target, data)
+        _remove(host, chunk_dir)
+    elif source == "url":
+        url = str(params["url"])
+        if params.get("url_username"):
+            raise UnknownCommand("sql_media: url_username (an authenticating web server is not modelled)")
+        body = host.web.get(url)
+        if body is None:
+            # Invoke-AnsibleWindowsWebRequest: a non-2xx answer raises the WebException (status in the result).
+            raise ModuleFailed("Unhandled exception while executing module: The remote server returned an error: "
+                               "(404) Not Found.", changed=True, status_code=404)
+        _assert_free(host, dest, len(body) * int(params.get("_space_needed") or 1))
+        fs.write(_join(files_dir, str(params["_file_name"])), body)
+        result.update({"status_code": 200, "elapsed": 0.1, "msg": "OK"})
+    elif source == "share":
+        path = str(params["share_path"])
+        parts = path.lstrip("\\").split("\\")
+        root = "\\\\" + parts[0] + "\\" + parts[1]
+        share = host.shares.get(root.lower())
+        if share is None:
+            # New-PSDrive on a share nobody serves: ERROR_BAD_NET_NAME (67).
+            raise ModuleFailed(f"Unhandled exception while executing module: The network name cannot be found "
+                               f"({root})", changed=True)
+        if not params.get("share_user"):
+            # No credentials: the network logon of the WinRM session has none to pass on (the double hop).
+            raise ModuleFailed(f"Unhandled exception while executing module: Access is denied ({root})", changed=True)
+        if (str(params["share_user"]).lower(), params.get("share_password")) != (share.user.lower(), share.password):
+            # WNetAddConnection2 with a wrong password: ERROR_LOGON_FAILURE (1326).
+            raise ModuleFailed("Unhandled exception while executing module: The user name or password is incorrect",
+                               changed=True)
+        inside = "\\".join(parts[2:]).lower()
+        files = {name: data for name, data in share.files.items()
+                 if not inside or name.lower() == inside or name.lower().startswith(inside + "\\")}
+        if not files:
+            raise ModuleFailed(f"Unhandled exception while executing module: Cannot find path "
+                               f"'CfgMgrSqlMedia:\\{inside}' because it does not exist.", changed=True)
+        _assert_free(host, dest, sum(len(d) for d in files.values()) * int(params.get("_space_needed") or 1))
+        for name, data in files.items():
+            if name.lower() == inside:  # a single file (an ISO)
+                relative = name.rsplit("\\", 1)[-1]
+            else:
+                relative = name[len(inside) + 1:] if inside else name
+            target = _join(files_dir, relative)
+            fs.mkdir(target.rsplit("\\", 1)[0])
+            fs.write(target, data)
+    else:
+        raise UnknownCommand(f"sql_media stage: _source {source!r}")
+    hashes = {}
+    total = 0
+    for name in fs.walk_files(files_dir):
+        data = fs.read(_join(files_dir, name))
+        hashes[name] = _sha256(data)
+        total += len(data)
+    result.update({"hashes": hashes, "bytes": total})
+    return result
+
+
+def _media_commit(ctx: ModuleContext, dest: str, partial: str, files_dir: str, media_dir: str) -> dict[str, Any]:
+    host = ctx.host
+    fs = host.fs
+    _remove(host, media_dir)
+    if ctx.params.get("_iso"):
+        image = _join(files_dir, fs.walk_files(files_dir)[0])
+        # Mount-DiskImage is the Storage module's CDXML cmdlet: a CIM call through winmgmt.
+        host.wmi.require("Mount-DiskImage")
+        fs.mkdir(media_dir)
+        for name, data in read_iso(fs.read(image), image).items():
+            target = _join(media_dir, name)
+            fs.mkdir(target.rsplit("\\", 1)[0])
+            fs.write(target, data)
+        _remove(host, files_dir)
+    else:
+        fs.move(files_dir, media_dir)
+    fact = media_facts(host, media_dir)
+    if fact["setup_version"] is None:
+        _remove(host, partial)
+        raise ModuleFailed("the source holds no setup.exe with a version at its top: it is not SQL Server media; "
+                           f"nothing was staged in {dest}", changed=True)
+    lines = [f"{_sha256(fs.read(_join(media_dir, name)))}  {name}" for name in _relative_files(host, media_dir)]
+    marker = _join(media_dir, MARKER)
+    fs.mkdir(marker)
+    fs.write(_join(marker, "files.sha256"), ("\n".join(lines) + "\n").encode("utf-8"))
+    fs.write(_join(marker, "source.json"), str(ctx.params["_marker"]).encode("utf-8"))
+    _remove(host, dest)
+    fs.move(media_dir, dest)
+    _remove(host, partial)
+    return {"changed": True, **fact, "files": len(lines)}
+
+
+# --- sql_setup ------------------------------------------------------------------------------------------------
+
+def _state_path(host: Host) -> str:
+    return journal_path(host).rsplit("\\", 1)[0] + "\\setup_state.json"
+
+
+def _run_path(host: Host) -> str:
+    return journal_path(host).rsplit("\\", 1)[0] + "\\setup_run.json"
+
+
+def _runner_path(host: Host) -> str:
+    return journal_path(host).rsplit("\\", 1)[0] + "\\setup_runner.ps1"
+
+
+def split_command_line(text: str) -> list[str]:
+    """CommandLineToArgvW / the C runtime's rules (what setup.exe, a .NET program, reads): spaces separate
+    arguments outside quotes; 2n backslashes before a quote are n backslashes and the quote toggles quoting;
+    2n+1 are n backslashes and a literal quote; other backslashes are literal."""
+    args: list[str] = []
+    current: list[str] = []
+    in_quotes = False
+    have = False
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            count = 0
+            while i < len(text) and text[i] == "\\":
+                count += 1
+                i += 1
+            if i < len(text) and text[i] == '"':
+                current.append("\\" * (count // 2))
+                if count % 2:
+                    current.append('"')
+                    i += 1
+                have = True
+                continue
+            current.append("\\" * count)
+            have = True
+            continue
+        if char == '"':
+            in_quotes = not in_quotes
+            have = True
+        elif char in " \t" and not in_quotes:
+            if have:
+                args.append("".join(current))
+                current, have = [], False
+        else:
+            current.append(char)
+            have = True
+        i += 1
+    if have:
+        args.append("".join(current))
+    return args
+
+
+def setup_params(arguments: list[str]) -> dict[str, Any]:
+    """setup.exe's /NAME=value and /SWITCH arguments as its parameters."""
+    params: dict[str, Any] = {}
+    for arg in arguments:
+        if not arg.startswith("/"):
+            raise Unmodelled(f"setup argument {arg!r} (setup's parameters start with /)")
+        name, sep, value = arg[1:].partition("=")
+        params[name] = value if sep else True
+    return params
+
+
+def _write_state(host: Host, state: dict[str, Any]) -> None:
+    # The runner runs as SYSTEM: its state file is a plain write in the journal's protected folder.
+    host.fs.write(_state_path(host), json.dumps(state, separators=(",", ":")).encode("utf-8"))
+
+
+def run_setup_task(host: Host, trigger: str) -> bool:
+    """The setup task's runner (Invoke-SetupRunner), one step per look of the Task Scheduler: True once it ended."""
+    now = host_time(host)
+    if host.sql.active_setup is None:
+        if not host.fs.exists(_run_path(host)):
+            raise Unmodelled("the setup task ran without its setup_run.json (a second run of the same task)")
+        run = json.loads(host.fs.read(_run_path(host)).decode("utf-8"))
+        host.fs.remove(_run_path(host))  # the product key leaves the disk before setup starts
+        setup = str(run["setup"])
+        state: dict[str, Any] = {"process_id": 0, "started": None, "exit_code": None, "ended": None, "error": None}
+        if not host.fs.exists(setup):
+            state.update(error="The system cannot find the file specified", ended=now)
+            _write_state(host, state)
+            return True
+        pid = host.processes.spawn("setup", setup, 0)
+        state.update(process_id=pid, started=now)
+        _write_state(host, state)
+        steps = host.sql.setup_steps(setup.rsplit("\\", 1)[0], setup_params(split_command_line(str(run["arguments"]))))
+        try:
+            seconds = next(steps)
+        except StopIteration as done:
+            _end_setup(host, pid, state, int(done.value))
+            return True
+        host.sql.active_setup = (steps, pid, host.clock.now() + seconds)
+        return False
+    steps, pid, wake = host.sql.active_setup
+    if host.clock.now() < wake:
+        return False
+    state = json.loads(host.fs.read(_state_path(host)).decode("utf-8"))
+    try:
+        next(steps)
+    except StopIteration as done:
+        host.sql.active_setup = None
+        _end_setup(host, pid, state, int(done.value))
+        return True
+    raise Unmodelled("setup took more steps than modelled")
+
+
+def _end_setup(host: Host, pid: int, state: dict[str, Any], code: int) -> None:
+    host.processes.exit(pid)
+    state.update(exit_code=code, ended=host_time(host))
+    _write_state(host, state)
+
+
+def setup_state(host: Host) -> dict[str, Any]:
+    """Get-SetupState: the task (schtasks /Query /FO CSV: Running or Ready), the runner's state, the process."""
+    task = host.tasks.get(SETUP_TASK)
+    out: dict[str, Any] = {"task": None, "run_state": None, "process_alive": False}
+    if task is not None:
+        out["task"] = {"task": SETUP_TASK, "status": "Running" if task.running else "Ready"}
+    path = _state_path(host)
+    if host.fs.exists(path):
+        read = json.loads(host.fs.read(path).decode("utf-8"))
+        out["run_state"] = {k: read.get(k) for k in ("process_id", "started", "exit_code", "ended", "error")}
+        out["run_state"]["process_id"] = int(read.get("process_id") or 0)
+        if out["run_state"]["process_id"] > 0 and read.get("exit_code") is None:
+            out["process_alive"] = host.processes.get(out["run_state"]["process_id"]) is not None
+    return out
+
+
+def instance_facts(host: Host, name: str) -> dict[str, Any]:
+    """Get-InstanceFact: the registry's instance id, version and edition; the SCM's engine and agent states."""
+    try:
+        names = host.registry.values(INSTANCE_NAMES_KEY)
+    except WindowsError_:
+        names = {}
+    out: dict[str, Any] = {"instances": list(names), "instance_id": None, "version": None, "edition": None}
+    # -contains compares without case; GetValue(name) finds the value without case too.
+    match = next((k for k in names if k.casefold() == name.casefold()), None)
+    if match is not None:
+        iid = str(names[match])
+        out["instance_id"] = iid
+        for key, value, field in ((f"{SQL_ROOT_KEY}\\{iid}\\MSSQLServer\\CurrentVersion", "CurrentVersion", "version"),
+                                  (f"{SQL_ROOT_KEY}\\{iid}\\Setup", "Edition", "edition")):
+            try:
+                out[field] = str(host.registry.get(key, value))
+            except (WindowsError_, KeyError):
+                out[field] = None
+    engine = "MSSQLSERVER" if name == "MSSQLSERVER" else f"MSSQL${name}"
+    agent = "SQLSERVERAGENT" if name == "MSSQLSERVER" else f"SQLAgent${name}"
+    out["services"] = {n: host.scm.get(n).state for n in (engine, agent) if host.scm.exists(n)}
+    out["winmgmt"] = host.scm.get("Winmgmt").state
+    return out
+
+
+def summary_text(host: Host, version: str | None) -> str | None:
+    """Get-SummaryText: Summary.txt of the media version's Setup Bootstrap\\Log (<nnn> = major x 10)."""
+    if not version:
+        return None
+    major = parse_version(version)[0]
+    if major not in BOOTSTRAP_FOLDER:
+        raise Unmodelled(f"SQL Server major version {major}")
+    path = f"C:\\Program Files\\Microsoft SQL Server\\{major * 10}\\Setup Bootstrap\\Log\\Summary.txt"
+    return host.fs.read(path).decode("utf-8") if host.fs.exists(path) else None
+
+
+def _write_checked(ctx: ModuleContext, text: str) -> None:
+    """Write-JournalChecked: under the lock (one request per host at a time in the twin), compare and swap."""
+    host = ctx.host
+    path = journal_path(host)
+    untrusted = journal_trust_problem(host)
+    if untrusted:
+        raise ModuleFailed(f"the journal {path} cannot be trusted: {untrusted}; nothing was changed")
+    current = read_journal(host)
+    current_hash = "" if current is None else hashlib.sha256(current.encode("utf-8")).hexdigest()
+    if current_hash != ctx.params.get("_journal_expected", ""):
+        raise ModuleFailed(f"the journal {path} changed since this task read it: another run is working on this host; "
+                           "nothing was changed. Run the task again to see which run holds the host.")
+    write_journal(host, text)
+
+
+@module("configmgr.sql_upgrade.sql_setup")
+def sql_setup(ctx: ModuleContext) -> dict[str, Any]:
+    host = ctx.host
+    params = ctx.params
+    phase = params["_phase"]
+    media = str(params["media_path"])
+    result: dict[str, Any] = {"changed": False, "journal_path": journal_path(host), "host_time": host_time(host),
+                              "host_name": host.computer_name, "journal_untrusted": journal_trust_problem(host)}
+    if phase == "gather":
+        result["watchdog"] = gather_lease(ctx)
+        result.update(setup_state(host))
+        result.update(instance_facts(host, str(params["instance"])))
+        result.update(media_facts(host, media))
+        result["summary_text"] = summary_text(host, result["setup_version"])
+        result["journal_text"] = read_journal(host)
+        return result
+    if ctx.check_mode:
+        raise UnknownCommand("sql_setup: a change phase in check mode (the action plugin never sends one)")
+    if phase == "start":
+        _write_checked(ctx, str(params["_journal_before"]))
+        result["changed"] = True
+        if host.fs.exists(_state_path(host)):
+            host.fs.remove(_state_path(host))
+        write_file(host, _runner_path(host), "Invoke-SetupRunner\r\n")
+        write_file(host, _run_path(host), json.dumps({"setup": media.rstrip("\\") + "\\setup.exe",
+                                                      "arguments": str(params["_arguments"])}))
+        host.tasks.register(SETUP_TASK, 0, False, run_setup_task)
+        registered = host.tasks.get(SETUP_TASK)
+        if registered is not None:
+            registered.fires = float("inf")  # no trigger: it runs when schtasks /Run says so
+        host.tasks.run_now(SETUP_TASK)
+        result.update(setup_state(host))
+        result["journal_text"] = read_journal(host)
+        return result
+    if phase == "poll":
+        if params.get("_journal_after") is not None:
+            _write_checked(ctx, str(params["_journal_after"]))
+            result["changed"] = True
+        found = gather_lease(ctx)
+        result["watchdog"] = found
+        result.update(setup_state(host))
+        result["summary_text"] = None
+        if result["run_state"] is not None and result["run_state"]["ended"] is not None:
+            result["summary_text"] = summary_text(host, media_facts(host, media)["setup_version"])
+        result["journal_text"] = read_journal(host)
+        return result
+    if params.get("_journal_after") is not None:
+        _write_checked(ctx, str(params["_journal_after"]))
+    result["changed"] = True
+    result.update(setup_state(host))
+    host.tasks.delete(SETUP_TASK)
+    for path in (_state_path(host), _runner_path(host), _run_path(host)):
+        if host.fs.exists(path):
+            host.fs.remove(path)
+    result.update(instance_facts(host, str(params["instance"])))
+    result["summary_text"] = summary_text(host, media_facts(host, media)["setup_version"])
+    result["journal_text"] = read_journal(host)
+    return result
