@@ -210,14 +210,14 @@ class ActionModule(ActionBase):
         if problem:
             return {"failed": True, "changed": False, "msg": f"{host}: {problem}; nothing was copied"}
         chunk_bytes = opts["chunk_size_mib"] * 1024 * 1024
-        local_hashes = {name: _sha256_file(path) for name, path in zip(names, paths)}
+        local_hashes = {name: _sha256_file(path) for name, path in zip(names, paths, strict=True)}
         bad = md.hash_problems(expected, local_hashes)
         if bad:
             return {"failed": True, "changed": False,
                     "msg": f"{host}: the source on the controller does not match its checksum: {'; '.join(bad)}; "
                            "nothing was sent to the host"}
         files, todo = [], []
-        for index, (name, path) in enumerate(zip(names, paths)):
+        for index, (name, path) in enumerate(zip(names, paths, strict=True)):
             chunks = md.chunks_of(_reader(path), index, os.path.getsize(path), chunk_bytes)
             files.append({"name": name, "chunks": [c.name for c in chunks]})
             todo += [(path, c) for c in md.chunks_to_send(chunks, gathered.get("partial_chunks") or {})]

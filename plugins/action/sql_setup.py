@@ -186,8 +186,8 @@ class ActionModule(ActionBase):
         before = jr.dumps(jr.set_setup(journal, {"status": "running", "process_id": 0, "started": now},
                                        host=str(gathered.get("host_name")), run_id=decision, now=now,
                                        owner=self._caller.owner))
-        started = self._call("start", _journal_before=before, _journal_expected=jr.text_hash(gathered.get("journal_text")),
-                             _arguments=su.command_line(arguments))
+        started = self._call("start", _journal_before=before, _arguments=su.command_line(arguments),
+                             _journal_expected=jr.text_hash(gathered.get("journal_text")))
         state = started.get("run_state") or {}
         if state.get("error"):
             self._finish_journal(started)
@@ -237,13 +237,15 @@ class ActionModule(ActionBase):
         if record and record["status"] == "running" and not record["process_id"] and state.get("process_id"):
             pending = jr.dumps(jr.set_setup(journal, {**record, "process_id": state["process_id"]},
                                             host=str(journal.get("host")) if journal else "",
-                                            run_id=journal["run_id"] if journal else "", now=str(last.get("host_time"))))
+                                            run_id=journal["run_id"] if journal else "",
+                                            now=str(last.get("host_time"))))
         expected = jr.text_hash(last.get("journal_text"))
         read = last
         while state.get("ended") is None and (state or last.get("task")):
             if polls and time.monotonic() + opts["poll_interval"] > deadline:
                 raise _Failed(f"setup still runs after {opts['wait_timeout']} seconds ({polls} polls); it goes on by "
-                              "itself (a task of its own on the host). Run this task again to wait for it and record its "
+                              "itself (a task of its own on the host). Run this task again to wait for it and record "
+                              "its "
                               "result; the window stays as it is until then", changed=True, polls=polls,
                               reconnects=drops)
             if polls:

@@ -35,7 +35,8 @@ description:
 options:
   media_path:
     description:
-      - The local folder of the media (M(configmgr.sql_upgrade.sql_media)'s O(configmgr.sql_upgrade.sql_media#module:dest)).
+      - The local folder of the media (M(configmgr.sql_upgrade.sql_media)'s
+        O(configmgr.sql_upgrade.sql_media#module:dest)).
     type: str
     required: true
   instance:
@@ -61,8 +62,9 @@ options:
   extra_args:
     description:
       - More upgrade parameters of setup, name to value, for example C(UpdateSource) with a local folder of
-        staged updates, or C(FTUpgradeOption) with C(Import). Only the upgrade parameters setup documents are accepted; the ones this module
-        sets are refused. Each becomes one argument C(/NAME=value), quoted as the C runtime parses it.
+        staged updates, or C(FTUpgradeOption) with C(Import). Only the upgrade parameters setup documents are
+        accepted; the ones this module sets are refused. Each becomes one argument C(/NAME=value), quoted as the C
+        runtime parses it.
     type: dict
     default: {}
   wmi_during_setup:

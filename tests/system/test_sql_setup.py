@@ -93,7 +93,8 @@ def test_the_collections_procedure_upgrades_and_verifies(make_fleet: Any) -> Non
     assert KEY not in str(run.data) and "/PID=********" in res["command_line"]
     again = run.result(HOST, -1)
     assert again["changed"] is False and "already at or above" in again["msg"]
-    assert version(host) == "15.0.2000.5" and host.sql.instance("MSSQLSERVER").edition != "Enterprise Evaluation Edition"
+    assert version(host) == "15.0.2000.5"
+    assert host.sql.instance("MSSQLSERVER").edition != "Enterprise Evaluation Edition"
     # The journal recorded setup from start to end; the runner's files and the task are gone.
     journal = host.fs.read(r"C:\ProgramData\configmgr.sql_upgrade\journal.json").decode()
     assert '"status": "finished"' in journal
@@ -147,7 +148,7 @@ def test_3010_asks_for_a_reboot(make_fleet: Any) -> None:
     runner = make_fleet(1)
     host = runner.fleet.host(HOST)
     stage(host, reboot=True, key_in_media=True)
-    res = runner.playbook(RUN + FOR_SETUP.replace("running_for_setup", "enabled") + setup_task(product_key=None)).result(HOST)
+    res = runner.playbook(RUN + setup_task(product_key=None)).result(HOST)
     assert not res.get("failed"), res.get("msg")
     assert res["exit_code"] == 3010 and res["outcome"] == "reboot_required" and res["reboot_required"] is True
     assert res["product_key_source"] == "media"

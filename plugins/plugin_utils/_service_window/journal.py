@@ -289,7 +289,8 @@ def mark_services_restored(doc: Mapping[str, Any], now: str) -> dict[str, Any]:
 
 def is_finished(doc: Mapping[str, Any] | None) -> bool:
     """True when nothing in the journal is still to be undone or waited for: services restored (or never
-    quiesced), WMI enabled (or never disabled), the network restored, SQL Server setup ended. A new run then starts a fresh journal with a new run id."""
+    quiesced), WMI enabled (or never disabled), the network restored, SQL Server setup ended. A new run then
+    starts a fresh journal with a new run id."""
     if not doc:
         return True
     services_done = "services" not in doc or doc["services"]["status"] == "restored"

@@ -48,7 +48,8 @@ def validate_dest(dest: Any) -> str:
 
 def validate_share_path(path: Any) -> str:
     if not isinstance(path, str) or not _UNC.fullmatch(path.rstrip("\\")):
-        raise PlanError(f"option share_path must be a UNC path such as \\\\fileserver\\media\\SQL2019.iso, got {path!r}")
+        raise PlanError("option share_path must be a UNC path such as \\\\fileserver\\media\\SQL2019.iso, "
+                        f"got {path!r}")
     return path.rstrip("\\")
 
 

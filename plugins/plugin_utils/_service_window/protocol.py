@@ -117,7 +117,8 @@ _MEDIA_FACTS = {
                                    "bool"),
 }
 _SETUP_STATE = {
-    "task": _entry("The setup task as schtasks.exe shows it (task, status), null when not registered.", "always", "dict",
+    "task": _entry("The setup task as schtasks.exe shows it (task, status), null when not registered.", "always",
+                   "dict",
                    contains={"task": {"description": "Task path.", **_STR},
                              "status": {"description": "Ready, Running ... as schtasks.exe says.", **_STR}}),
     "run_state": _entry("The runner's state file (process_id, started, exit_code, ended); null when there is none.",

@@ -107,7 +107,8 @@ def _media_gather(ctx: ModuleContext, dest: str, chunk_dir: str) -> dict[str, An
             result["marker_text"] = fs.read(source).decode("utf-8")
         if fs.exists(manifest):
             result["manifest_text"] = fs.read(manifest).decode("utf-8")
-            result["staged_hashes"] = {name: _sha256(fs.read(_join(dest, name))) for name in _relative_files(host, dest)}
+            result["staged_hashes"] = {name: _sha256(fs.read(_join(dest, name)))
+                                       for name in _relative_files(host, dest)}
         result.update(media_facts(host, dest))
     chunks: dict[str, Any] = {}
     if fs.is_dir(chunk_dir):

@@ -15,8 +15,8 @@ from .net import Network
 from .processes import ProcessTable
 from .registry import Registry
 from .scm import Scm, Service
-from .sql import SqlServer
 from .sources import Share
+from .sql import SqlServer
 from .tasks import TaskScheduler
 from .wmi import Wmi
 

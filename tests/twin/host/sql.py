@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Generator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .clock import to_datetime
@@ -283,8 +283,9 @@ class SqlServer:
             self.register_version(inst)
 
     def register_version(self, inst: SqlInstance) -> None:
-        """Setup keeps the instance's version and edition in its registry keys (what sql_setup reads without a
-        connection or WMI): ...\\<instance id>\\MSSQLServer\\CurrentVersion (CurrentVersion) and ...\\Setup (Edition)."""
+        """Setup keeps the instance's version and edition in its registry keys (what sql_setup reads without
+        a connection or WMI): ...\\<instance id>\\MSSQLServer\\CurrentVersion (CurrentVersion) and
+        ...\\Setup (Edition)."""
         root = "HKLM\\SOFTWARE\\Microsoft\\Microsoft SQL Server\\" + inst.instance_id
         self._host.registry.set(root + "\\MSSQLServer\\CurrentVersion", "CurrentVersion", inst.version)
         self._host.registry.set(root + "\\Setup", "Edition", inst.edition)
