@@ -308,7 +308,7 @@ class ActionModule(ActionBase):
                                "edition": finished.get("edition"),
                                "started": state.get("started"), "ended": state.get("ended")}
         if state.get("error"):
-            raise _Failed(f"the setup task could not start setup: {state['error']}", changed=True, **out)
+            raise _Failed(f"the setup task could not start setup: {state['error']}", **out)
         code = su.interpret_exit_code(int(state.get("exit_code") if state.get("exit_code") is not None else -1))
         out.update({"exit_code": code.code, "exit_code_hex": code.hex, "outcome": code.outcome,
                     "reboot_required": code.outcome == "reboot_required"})

@@ -115,8 +115,8 @@ Function Assert-FreeSpace {
     param ([Parameter(Mandatory = $true)][long]$Needed)
     $free = Get-FreeByte -Path $dest
     if ($free -lt $Needed) {
-        $module.FailJson("the volume of $dest has $([long]($free / 1MB)) MiB free and the media needs " +
-            "$([long]($Needed / 1MB)) MiB; nothing was copied. Free space or choose another dest")
+        $module.FailJson("the volume of $dest has $([long]($free / 1048576)) MiB free and the media needs " +
+            "$([long]($Needed / 1048576)) MiB; nothing was copied. Free space or choose another dest")
     }
 }
 

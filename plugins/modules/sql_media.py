@@ -95,7 +95,7 @@ seealso:
   - module: configmgr.sql_upgrade.sql_setup
   - module: ansible.windows.win_get_url
 author:
-  - configmgr.sql_upgrade contributors
+  - configmgr.sql_upgrade maintainers (@configmgr)
 """
 
 EXAMPLES = r"""

@@ -120,7 +120,7 @@ seealso:
   - module: configmgr.sql_upgrade.sql_single_user_check
   - module: configmgr.sql_upgrade.wmi_disable
 author:
-  - configmgr.sql_upgrade contributors
+  - configmgr.sql_upgrade maintainers (@configmgr)
 """
 
 EXAMPLES = r"""

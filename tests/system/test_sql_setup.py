@@ -58,8 +58,8 @@ BACK = RUN + """    - name: KB step 6
 
 
 def setup_task(**options: Any) -> str:
-    lines = [f"        {k}: {v}" for k, v in {"media_path": MEDIA, "product_key": KEY, "poll_interval": 1,
-                                                  **options}.items() if v is not None]
+    options = {"media_path": MEDIA, "product_key": KEY, "poll_interval": 1, **options}
+    lines = [f"        {k}: {v}" for k, v in options.items() if v is not None]
     return "    - name: KB step 5\n      configmgr.sql_upgrade.sql_setup:\n" + "\n".join(lines) + "\n"
 
 
