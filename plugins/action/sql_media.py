@@ -34,7 +34,8 @@ def _text(args: dict[str, Any], name: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value:
-        raise PlanError(f"option {name} must be a non-empty string")
+        hint = " (quote it in YAML: an unquoted value of digits is read as a number)" if isinstance(value, int) else ""
+        raise PlanError(f"option {name} must be a non-empty string{hint}")
     return value
 
 
@@ -87,7 +88,7 @@ def _reader(path: str) -> Callable[[int, int], bytes]:
 
 
 class ActionModule(ActionBase):
-    TRANSFERS_FILES = True
+    TRANSFERS_FILES = False  # the chunks go to dest.partial, not to a remote temp folder
     _requires_connection = True
 
     def _call(self, phase: str, opts: dict[str, Any], task_vars: dict[str, Any], **internal: Any) -> dict[str, Any]:
@@ -98,20 +99,36 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         host = str(task_vars.get("inventory_hostname", "?"))
+        args = dict(self._task.args)
+        given = [(kind, args.get(name)) for kind, name in (("controller", "src"), ("url", "url"), ("share", "share_path"))
+                 if args.get(name) is not None]
+        result.update({"dest": str(args.get("dest")), "source": given[0][0] if given else "",
+                       "location": str(given[0][1]) if given else ""})
         try:
-            opts = validate_media_args(dict(self._task.args))
+            opts = validate_media_args(args)
             local = self._local_source(opts)
             checksum_map = self._checksum_map(opts)
         except (PlanError, AnsibleError) as exc:
-            return {"failed": True, "changed": False, "msg": f"{host}: sql_media: {exc}; nothing was sent to the host"}
+            return {**result, "failed": True, "changed": False,
+                    "msg": f"{host}: sql_media: {exc}; nothing was sent to the host"}
         kind, location, names = local if local else self._remote_source(opts)
         try:
             expected = md.expected_hashes(names, opts["checksum"], checksum_map) if names else {}
         except PlanError as exc:
-            return {"failed": True, "changed": False, "msg": f"{host}: sql_media: {exc}; nothing was sent to the host"}
+            return {**result, "failed": True, "changed": False,
+                    "msg": f"{host}: sql_media: {exc}; nothing was sent to the host"}
         if kind != "controller" and not names and checksum_map:
             expected = checksum_map
         result.update({"dest": opts["dest"], "source": kind, "location": location})
+        if kind == "controller":
+            # Controller media is proven against its checksum before the host is contacted at all.
+            self._local_hashes = {name: _sha256_file(os.path.join(self._local_root, *name.split("\\")))
+                                  for name in names}
+            bad = md.hash_problems(expected, self._local_hashes)
+            if bad:
+                return {**result, "failed": True, "changed": False,
+                        "msg": f"{host}: the source on the controller does not match its checksum: {'; '.join(bad)}; "
+                               "nothing was sent to the host"}
         outcome = self._stage(host, opts, kind, location, names, expected, task_vars)
         result.update(outcome)
         return result
@@ -210,12 +227,7 @@ class ActionModule(ActionBase):
         if problem:
             return {"failed": True, "changed": False, "msg": f"{host}: {problem}; nothing was copied"}
         chunk_bytes = opts["chunk_size_mib"] * 1024 * 1024
-        local_hashes = {name: _sha256_file(path) for name, path in zip(names, paths, strict=True)}
-        bad = md.hash_problems(expected, local_hashes)
-        if bad:
-            return {"failed": True, "changed": False,
-                    "msg": f"{host}: the source on the controller does not match its checksum: {'; '.join(bad)}; "
-                           "nothing was sent to the host"}
+        local_hashes = self._local_hashes
         files, todo = [], []
         for index, (name, path) in enumerate(zip(names, paths, strict=True)):
             chunks = md.chunks_of(_reader(path), index, os.path.getsize(path), chunk_bytes)
@@ -259,9 +271,13 @@ class ActionModule(ActionBase):
         dest = opts["dest"]
         if staged_out.get("failed"):
             self._call("discard", opts, task_vars)
+            hint = ""
+            if kind == "share" and not opts["share_user"]:
+                hint = (". Without share_user and share_password the host reaches the share with no credentials: a WinRM "
+                        "session cannot pass the connection's own on (the double hop)")
             return {**result, "failed": True, "changed": False,
                     "msg": f"{host}: staging from {kind} {location} failed: {staged_out.get('msg')}; nothing reached "
-                           f"{dest} ({dest}{md.PARTIAL_SUFFIX} was removed)"}
+                           f"{dest} ({dest}{md.PARTIAL_SUFFIX} was removed){hint}"}
         hashes = {str(k): str(v) for k, v in dict(staged_out.get("hashes") or {}).items()}
         bad = md.hash_problems(expected, hashes)
         if bad:
