@@ -100,8 +100,8 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         host = str(task_vars.get("inventory_hostname", "?"))
         args = dict(self._task.args)
-        given = [(kind, args.get(name)) for kind, name in (("controller", "src"), ("url", "url"), ("share", "share_path"))
-                 if args.get(name) is not None]
+        kinds = (("controller", "src"), ("url", "url"), ("share", "share_path"))
+        given = [(kind, args.get(name)) for kind, name in kinds if args.get(name) is not None]
         result.update({"dest": str(args.get("dest")), "source": given[0][0] if given else "",
                        "location": str(given[0][1]) if given else ""})
         try:
@@ -273,8 +273,8 @@ class ActionModule(ActionBase):
             self._call("discard", opts, task_vars)
             hint = ""
             if kind == "share" and not opts["share_user"]:
-                hint = (". Without share_user and share_password the host reaches the share with no credentials: a WinRM "
-                        "session cannot pass the connection's own on (the double hop)")
+                hint = (". Without share_user and share_password the host reaches the share with no credentials: a "
+                        "WinRM session cannot pass the connection's own on (the double hop)")
             return {**result, "failed": True, "changed": False,
                     "msg": f"{host}: staging from {kind} {location} failed: {staged_out.get('msg')}; nothing reached "
                            f"{dest} ({dest}{md.PARTIAL_SUFFIX} was removed){hint}"}
