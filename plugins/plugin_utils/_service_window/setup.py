@@ -283,6 +283,7 @@ _FEATURE_FIELDS = {
     "error description": "error_description",
 }
 _ROW = re.compile(r"^\s+([^:]{1,60}):\s*(.*)$")
+_TOP_ROW = re.compile(r"^([A-Za-z][^:]{0,59}):\s+(\S.*)$")
 _RULE = re.compile(r'Rule "([^"]{1,200})"[^\r\n]*?\bfail', re.IGNORECASE)
 
 
@@ -297,6 +298,11 @@ def parse_summary(text: str | None) -> dict[str, Any]:
     feature: dict[str, Any] | None = None
     for raw in text.splitlines():
         line = raw.rstrip()
+        top = _TOP_ROW.match(line)
+        if top and top.group(1).strip().lower() in ("rules report file", "log with failure"):
+            # Written at the left margin, after the rules' section ("Rules report file:   C:\...").
+            out[_SUMMARY_FIELDS[top.group(1).strip().lower()]] = top.group(2).strip()
+            continue
         if line and not line[0].isspace():
             section = line.rstrip(":").strip().lower()
             feature = None
