@@ -1,0 +1,146 @@
+"""The twin's side of KB steps 1 and 5: sql_setup's detached setup task on the host's clock, the runner's state
+file the watchdog follows, the command line as setup reads it, disk space, moves and ISO images."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.setup import (
+    command_line,
+    quote_argument,
+)
+from twin.emulation.configmgr import WATCHDOG_TASK, run_watchdog, write_journal
+from twin.emulation.sql_steps import SETUP_TASK, run_setup_task, setup_state, split_command_line
+from twin.host import Unmodelled, WindowsError_, load_host, make_iso, media_setup_exe
+from twin.host.sources import read_iso
+
+MEDIA = r"C:\SQLMedia\SQL2019"
+FOLDER = r"C:\ProgramData\configmgr.sql_upgrade"
+ARGS = ["/Q", "/ACTION=Upgrade", "/INSTANCENAME=MSSQLSERVER", "/INSTANCEID=MSSQL13.MSSQLSERVER",
+        "/IACCEPTSQLSERVERLICENSETERMS", "/PID=ABCDE-FGHIJ-KLMNO-PQRST-UVWXY", "/UPDATEENABLED=False"]
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                        max_size=12), max_size=6))
+def test_the_command_line_reads_back_as_quoted(args: list[str]) -> None:
+    """The controller's quoting (C runtime rules) and the twin's parser (CommandLineToArgvW) agree on any text,
+    quotes, backslashes and spaces included."""
+    assert split_command_line(command_line(args)) == args
+
+
+def test_known_quoting_cases() -> None:
+    assert split_command_line('"C:\\a b\\\\" /Q') == ["C:\\a b\\", "/Q"]
+    assert split_command_line('a\\\\\\"b') == ['a\\"b']
+    assert quote_argument("x y") == '"x y"'
+
+
+def start(host, seconds: int = 40, version: str = "15.0.2000.5") -> None:
+    host.fs.mkdir(MEDIA)
+    host.fs.write(MEDIA + r"\setup.exe", media_setup_exe(version, '-m"SqlSetup"', False, seconds))
+    host.fs.mkdir(FOLDER)
+    host.fs.write(FOLDER + r"\setup_run.json", json.dumps({"setup": MEDIA + r"\setup.exe",
+                                                          "arguments": command_line(ARGS)}).encode())
+    host.tasks.register(SETUP_TASK, 0, False, run_setup_task)
+    host.tasks.get(SETUP_TASK).fires = float("inf")
+    host.tasks.run_now(SETUP_TASK)
+
+
+def test_setup_runs_on_the_hosts_clock_as_a_process_of_its_own() -> None:
+    host = load_host()
+    start(host)
+    state = setup_state(host)
+    pid = state["run_state"]["process_id"]
+    assert state["task"]["status"] == "Running" and state["process_alive"] is True
+    assert host.processes.get(pid).name == "setup" and state["run_state"]["exit_code"] is None
+    assert not host.fs.exists(FOLDER + r"\setup_run.json")  # the product key left the disk before setup ran
+    host.tick(10)
+    host.tasks.run_due()
+    assert setup_state(host)["process_alive"] is True  # the file copy takes half of SetupSeconds
+    host.tick(15)
+    host.tasks.run_due()
+    state = setup_state(host)
+    assert state["run_state"]["exit_code"] == 0 and state["process_alive"] is False
+    assert state["task"]["status"] == "Ready" and host.processes.get(pid) is None
+    assert host.sql.instance("MSSQLSERVER").version == "15.0.2000.5"
+    assert host.registry.get(r"HKLM\SOFTWARE\Microsoft\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQLServer"
+                             r"\CurrentVersion", "CurrentVersion") == "15.0.2000.5"
+    assert "PID" not in host.fs.read(host.sql.runs[-1].log_folder + r"\ConfigurationFile.ini").decode()
+
+
+def test_a_failed_rule_ends_setup_at_once() -> None:
+    host = load_host()
+    host.scm.set_start_mode("Winmgmt", "disabled")
+    host.scm.stop("Winmgmt", force=True)
+    start(host)
+    state = setup_state(host)["run_state"]
+    assert state["exit_code"] == -2068119551 and state["ended"] is not None
+
+
+def test_a_reboot_ends_setup_and_its_task() -> None:
+    host = load_host()
+    start(host)
+    pid = setup_state(host)["run_state"]["process_id"]
+    host.scm.set_start_mode("Winmgmt", "auto")
+    host.reboot()
+    assert host.sql.active_setup is None and host.processes.get(pid) is None
+    state = setup_state(host)
+    assert state["task"]["status"] == "Ready" and state["run_state"]["ended"] is None  # no end was recorded
+
+
+def journal(host, process_id: int, started: str = "2024-05-14T08:00:00Z") -> None:
+    doc = {"schema": 1, "run_id": "r-1", "host": "CM01", "created": started, "updated": started,
+           "setup": {"status": "running", "process_id": process_id, "started": started}}
+    write_journal(host, json.dumps(doc))
+
+
+def test_the_watchdog_waits_for_setup_while_only_the_runner_knows_its_process() -> None:
+    host = load_host()
+    start(host, seconds=40)
+    pid = setup_state(host)["run_state"]["process_id"]
+    journal(host, 0, "2024-05-14T08:00:00Z")  # the controller had not recorded the process id yet
+    host.tasks.register(WATCHDOG_TASK, 0, True, run_watchdog)
+    assert run_watchdog(host, "lease") is False  # the runner's state file names a live setup
+    host.tick(25)
+    host.tasks.run_due()
+    assert host.processes.get(pid) is None
+    assert run_watchdog(host, "lease") is True
+    doc = json.loads(host.fs.read(FOLDER + r"\journal.json"))
+    assert "waited for SQL Server setup" in doc["watchdog"]["result"]
+
+
+def test_the_watchdog_waits_for_a_runner_that_has_not_started_setup_yet() -> None:
+    host = load_host()
+    host.fs.mkdir(FOLDER)
+    now = host.clock.now()
+    from twin.host.clock import to_datetime  # noqa: PLC0415
+    journal(host, 0, to_datetime(now).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    assert run_watchdog(host, "lease") is False
+    host.tick(601)
+    assert run_watchdog(host, "lease") is True  # ten minutes without a process id: the runner never started it
+
+
+def test_disk_space_moves_and_iso_images() -> None:
+    host = load_host()
+    fs = host.fs
+    fs.mkdir(r"C:\m\a")
+    fs.write(r"C:\m\a\f.txt", b"x" * 10)
+    free = fs.free_bytes("C:\\m")
+    fs.set_free("C", 5)
+    with pytest.raises(WindowsError_) as full:
+        fs.write(r"C:\m\a\g.txt", b"y" * 6)
+    assert full.value.code == 112
+    fs.set_free("C", free)
+    fs.mkdir(r"C:\n")
+    fs.move(r"C:\m\a", r"C:\n\b")
+    assert fs.read(r"C:\n\b\f.txt") == b"x" * 10 and not fs.exists(r"C:\m\a")
+    with pytest.raises(WindowsError_):
+        fs.move(r"C:\n\b", r"C:\n")
+    assert fs.walk_files(r"C:\n") == ["b\\f.txt"]
+    image = make_iso({"setup.exe": b"1", "x64/DefaultSetup.ini": b"2"})
+    assert read_iso(image, "i") == {"setup.exe": b"1", "x64\\DefaultSetup.ini": b"2"}
+    with pytest.raises(Unmodelled):
+        read_iso(b"MZ", "real.iso")
