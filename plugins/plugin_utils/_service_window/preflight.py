@@ -8,7 +8,6 @@ Internal to configmgr.sql_upgrade (controller-side, not a public API).
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,20 +87,12 @@ def configmgr_problems(full_version: str | None, target: str) -> list[str]:
     except (ValueError, IndexError):
         return [f"the Configuration Manager version {full_version!r} is not a version"]
     if build < need[0]:
-        return [f"{product_name(target)} needs Configuration Manager {need[1]} (build {need[0]}) or later; this site is "
-                f"at build {build}: update Configuration Manager first"]
+        return [f"{product_name(target)} needs Configuration Manager {need[1]} (build {need[0]}) or later; this site "
+                f"is at build {build}: update Configuration Manager first"]
     return []
 
 
-def _parse_time(text: str) -> _dt.datetime | None:
-    try:
-        value = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=_dt.UTC)
-
-
-def database_problems(databases: list[Mapping[str, Any]], site_database: str | None, now: str,
+def database_problems(databases: list[Mapping[str, Any]], site_database: str | None,
                       backup_max_age_hours: int) -> list[str]:
     """The host holds the site database, with the required collation and a recent full backup."""
     if not site_database:
@@ -114,13 +105,11 @@ def database_problems(databases: list[Mapping[str, Any]], site_database: str | N
     if db.get("collation") != SITE_COLLATION:
         problems.append(f"the site database {site_database} has collation {db.get('collation')}; Configuration "
                         f"Manager requires {SITE_COLLATION}")
-    last = _parse_time(str(db.get("last_full_backup") or ""))
-    current = _parse_time(now)
-    if last is None:
+    age = db.get("backup_age_minutes")
+    if not isinstance(age, int) or isinstance(age, bool):
         problems.append(f"the site database {site_database} has no full backup on record: back it up first")
-    elif current is not None and (current - last).total_seconds() > backup_max_age_hours * 3600:
-        hours = int((current - last).total_seconds() // 3600)
-        problems.append(f"the last full backup of {site_database} is {hours} hours old (at most "
+    elif age > backup_max_age_hours * 60:
+        problems.append(f"the last full backup of {site_database} is {age // 60} hours old (at most "
                         f"{backup_max_age_hours} allowed): back it up first")
     return problems
 

@@ -215,6 +215,33 @@ RESULTS: dict[str, dict[str, dict[str, Any]]] = {
             "summary_text": _entry("Summary.txt of the media's version, null when none.", "always", "str"),
         },
     },
+    "site_preflight": {
+        "read": {
+            "reboot": _entry("The markers of a pending restart.", "always", "dict", contains={
+                "cbs_reboot_pending": {"description": "The RebootPending subkey exists.", "type": "bool"},
+                "wu_reboot_required": {"description": "The RebootRequired subkey exists.", "type": "bool"},
+                "pending_file_renames": {"description": "PendingFileRenameOperations is not empty.", "type": "bool"},
+                "computer_rename_pending": {"description": "ActiveComputerName differs from ComputerName.",
+                                            "type": "bool"}}),
+            "free_bytes": _entry("Free bytes per drive letter asked (null when the drive is not there).", "always",
+                                 "dict"),
+            "configmgr": _entry("Full Version, Site Code and the site database's name from the registry.", "always",
+                                "dict", contains={
+                                    "full_version": {"description": "SMS\\Setup, Full Version.", **_STR},
+                                    "site_code": {"description": "SMS\\Identification, Site Code.", **_STR},
+                                    "site_database": {"description": "SMS\\SQL Server, Database Name.", **_STR}}),
+            "instance_id": _entry("The instance's id, null when it is not on the host.", "always", "str"),
+            "version": _entry("The instance's CurrentVersion, null when unknown.", "always", "str"),
+            "media_has_key": _entry("DefaultSetup.ini has a PID= line; null without media.", "always", "bool"),
+            "databases": _entry("Each database's name, collation and backup_age_minutes of its last full backup.",
+                                "always", "list", elements="dict", contains={
+                                    "name": {"description": "Name.", **_STR},
+                                    "collation": {"description": "Collation.", **_STR},
+                                    "backup_age_minutes": {"description": "Minutes since its last full backup, null "
+                                                           "when none.", "type": "int"}}),
+            "connect_error": _entry("Why the instance did not answer, else null.", "always", "str"),
+        },
+    },
     "sql_single_user_check": {
         "read": {
             "instances": _entry("The instance names setup registered (HKLM\\SOFTWARE\\Microsoft\\Microsoft SQL Server\\"

@@ -932,6 +932,8 @@ def build() -> dict[str, Any]:
     registry[r"HKLM\SYSTEM\CurrentControlSet\Control\ComputerName\ComputerName"] = {"ComputerName": "CM01"}
     registry[r"HKLM\SOFTWARE\Microsoft\SMS\Identification"] = {"Site Code": "P01", "Site Type": 2}
     registry[r"HKLM\SOFTWARE\Microsoft\SMS\SQL Server"] = {"Server": "CM01.contoso.com", "Database Name": "CM_P01"}
+    # Configuration Manager current branch 2303 (build 9106): supports SQL Server 2016 to 2022 as the site database.
+    registry[r"HKLM\SOFTWARE\Microsoft\SMS\Setup"] = {"Full Version": "5.00.9106.1000"}
     registry[r"HKLM\SOFTWARE\Microsoft\Microsoft SQL Server\MSSQL13.MSSQLSERVER\Setup"] = {
         "Version": "13.3.6300.2",
         "PatchLevel": "13.3.6300.2",
@@ -966,7 +968,7 @@ def build() -> dict[str, Any]:
                         "model": {"user_access": "MULTI_USER"},
                         "msdb": {"user_access": "MULTI_USER"},
                         "tempdb": {"user_access": "MULTI_USER"},
-                        "CM_P01": {"user_access": "MULTI_USER"},
+                        "CM_P01": {"user_access": "MULTI_USER", "last_full_backup": "2024-05-14T02:00:00Z"},
                         "SUSDB": {"user_access": "MULTI_USER"},
                         "ReportServer": {"user_access": "MULTI_USER"},
                         "ReportServerTempDB": {"user_access": "MULTI_USER"},

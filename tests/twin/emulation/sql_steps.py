@@ -24,6 +24,7 @@ from twin.emulation.configmgr import (
     write_journal,
 )
 from twin.host import Host, WindowsError_
+from twin.host.clock import parse_iso
 from twin.host.errors import Unmodelled
 from twin.host.sources import read_iso
 from twin.host.sql import BOOTSTRAP_FOLDER, INSTANCE_NAMES_KEY, parse_media, parse_version
@@ -479,4 +480,72 @@ def sql_setup(ctx: ModuleContext) -> dict[str, Any]:
     result.update(instance_facts(host, str(params["instance"])))
     result["summary_text"] = summary_text(host, media_facts(host, media)["setup_version"])
     result["journal_text"] = read_journal(host)
+    return result
+
+
+# --- site_preflight -------------------------------------------------------------------------------------------
+
+CBS_REBOOT = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\RebootPending"
+WU_REBOOT = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\WindowsUpdate\Auto Update\RebootRequired"
+SESSION_MANAGER = r"HKLM\SYSTEM\CurrentControlSet\Control\Session Manager"
+ACTIVE_NAME = r"HKLM\SYSTEM\CurrentControlSet\Control\ComputerName\ActiveComputerName"
+PENDING_NAME = r"HKLM\SYSTEM\CurrentControlSet\Control\ComputerName\ComputerName"
+
+
+def _value(host: Host, key: str, name: str) -> Any:
+    """Get-RegistryValue: (Get-Item key).GetValue(name), $null for a missing key or value."""
+    try:
+        return host.registry.get(key, name)
+    except (WindowsError_, KeyError):
+        return None
+
+
+@module("configmgr.sql_upgrade.site_preflight")
+def site_preflight(ctx: ModuleContext) -> dict[str, Any]:
+    host = ctx.host
+    params = ctx.params
+    renames = _value(host, SESSION_MANAGER, "PendingFileRenameOperations") or []
+    active, pending = _value(host, ACTIVE_NAME, "ComputerName"), _value(host, PENDING_NAME, "ComputerName")
+    result: dict[str, Any] = {
+        "changed": False,
+        "reboot": {
+            "cbs_reboot_pending": host.registry.key_exists(CBS_REBOOT),
+            "wu_reboot_required": host.registry.key_exists(WU_REBOOT),
+            "pending_file_renames": any(bool(r) for r in renames),
+            "computer_rename_pending": active is not None and pending is not None and active != pending,
+        },
+        "free_bytes": {},
+        "configmgr": {
+            "full_version": _value(host, r"HKLM\SOFTWARE\Microsoft\SMS\Setup", "Full Version"),
+            "site_code": _value(host, r"HKLM\SOFTWARE\Microsoft\SMS\Identification", "Site Code"),
+            "site_database": _value(host, r"HKLM\SOFTWARE\Microsoft\SMS\SQL Server", "Database Name"),
+        },
+        "databases": [], "connect_error": None, "media_has_key": None,
+    }
+    for letter in params.get("drives") or {}:
+        try:
+            result["free_bytes"][str(letter)] = host.fs.free_bytes(f"{letter}:\\")
+        except WindowsError_:
+            result["free_bytes"][str(letter)] = None
+    facts = instance_facts(host, str(params["instance"]))
+    result["instance_id"], result["version"] = facts["instance_id"], facts["version"]
+    if params.get("media_path"):
+        ini = _join(str(params["media_path"]), "x64", "DefaultSetup.ini")
+        if host.fs.exists(ini):
+            result["media_has_key"] = media_facts(host, str(params["media_path"]))["product_key_in_media"]
+    if not facts["instance_id"]:
+        return result
+    inst = host.sql.instance(str(params["instance"]))
+    if inst.service_state() != "running":
+        result["connect_error"] = ("SQL Server error 2: A network-related or instance-specific error occurred while "
+                                   "establishing a connection to SQL Server.")
+        return result
+    now = host.clock.now()
+    rows = []
+    for name, spec in sorted(inst.databases.items(), key=lambda item: item[0].casefold()):
+        last = spec.get("last_full_backup")
+        # DATEDIFF(minute, backup_finish_date, GETDATE()): whole minute boundaries crossed.
+        age = None if not last else int(now // 60) - int(parse_iso(str(last)) // 60)
+        rows.append({"name": name, "collation": spec.get("collation"), "backup_age_minutes": age})
+    result["databases"] = rows
     return result

@@ -277,7 +277,11 @@ def build_parts(host: Host, data: dict[str, Any]) -> dict[str, Any]:
                 port=i.get("port", 1433),
                 root=i["root"],
                 databases={
-                    k: {"user_access": (v or {}).get("user_access", "MULTI_USER")}
+                    # collation: the instance's unless the database has its own; last_full_backup: the end of the
+                    # database's last full backup (msdb.dbo.backupset), UTC, or none.
+                    k: {"user_access": (v or {}).get("user_access", "MULTI_USER"),
+                        "collation": (v or {}).get("collation") or i.get("collation", "SQL_Latin1_General_CP1_CI_AS"),
+                        "last_full_backup": (v or {}).get("last_full_backup")}
                     for k, v in (i.get("databases") or {}).items()
                 },
                 host=owner,

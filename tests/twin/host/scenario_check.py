@@ -310,8 +310,15 @@ def _validate_sql(sql: dict[str, Any], names: set[str]) -> None:
         expect_int(inst.get("port", 1433), f"{path}.port", minimum=1)
         for db, spec in expect_map(inst.get("databases") or {}, f"{path}.databases").items():
             spec = expect_map(spec, f"{path}.databases.{db}")
-            expect_keys(spec, ("user_access",), f"{path}.databases.{db}")
+            expect_keys(spec, ("user_access", "collation", "last_full_backup"), f"{path}.databases.{db}")
             expect_one_of(spec.get("user_access", "MULTI_USER"), USER_ACCESS, f"{path}.databases.{db}.user_access")
+            if spec.get("collation") is not None:
+                expect_str(spec["collation"], f"{path}.databases.{db}.collation")
+            if spec.get("last_full_backup") is not None:
+                try:
+                    parse_iso(expect_str(spec["last_full_backup"], f"{path}.databases.{db}.last_full_backup"))
+                except ValueError as err:
+                    raise ScenarioError(f"{path}.databases.{db}.last_full_backup", str(err)) from None
     if not inst_names:
         raise ScenarioError("sql.instances", "at least one instance is needed")
     if sql.get("sms_provider") is not None:
