@@ -135,7 +135,10 @@ class ActionModule(ActionBase):
         if opts["state"] == "verified":
             self._services_before = {}
             target = opts["target_version"] or media_version or version_before
-            return {**out, **self._verify(gathered, str(target), None), "changed": False}
+            verified = self._verify(gathered, str(target), None)
+            return {**out, **verified, "changed": False,
+                    "msg": f"instance {opts['instance']} verified at {verified['verification']['version']} (target "
+                           f"{target})"}
         self._services_before: dict[str, Any] = {}
         running = self._running_setup(gathered, journal)
         if running is not None:

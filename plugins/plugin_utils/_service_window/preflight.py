@@ -125,7 +125,9 @@ def space_problems(free: Mapping[str, Any], needs: Mapping[str, int]) -> list[st
 
 
 def key_problems(product_key: bool, media_has_key: bool | None, evaluation: bool) -> list[str]:
-    if product_key or evaluation or media_has_key:
+    """None for media_has_key: the media is not staged yet; the role checks again once step 1 staged it, still
+    before the window opens."""
+    if product_key or evaluation or media_has_key or media_has_key is None:
         return []
     return ["no product key: give site_sql_upgrade_product_key (no_log), use media with a key, or set "
             "site_sql_upgrade_evaluation if the Evaluation edition is intended"]
