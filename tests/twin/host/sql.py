@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -263,6 +264,11 @@ class SetupRun:
     log_folder: str | None = None
     rejected_logins: list[str] = field(default_factory=list)
     failed_rules: list[str] = field(default_factory=list)
+    # The order of setup runs across every host of this process (a fleet's upgrade order; host clocks differ).
+    sequence: int = field(default_factory=lambda: next(SETUP_SEQUENCE))
+
+
+SETUP_SEQUENCE = itertools.count(1)
 
 
 INSTANCE_NAMES_KEY = "HKLM\\SOFTWARE\\Microsoft\\Microsoft SQL Server\\Instance Names\\SQL"
@@ -508,7 +514,8 @@ class SqlServer:
         return {
             "instances": {k: v.snapshot() for k, v in self.instances.items()},
             "setup_runs": [
-                {"exit_code": r.exit_code, "message": r.message, "log_folder": r.log_folder} for r in self.runs
+                {"exit_code": r.exit_code, "message": r.message, "log_folder": r.log_folder, "sequence": r.sequence}
+                for r in self.runs
             ],
         }
 
