@@ -104,6 +104,8 @@ class AnsibleRun:
                     continue
                 contract = spec.contract_for(action)
                 for host, result in task["hosts"].items():
+                    if result.get("skipped"):
+                        continue  # Ansible's own result of a task that did not run (when: false)
                     user = {k: v for k, v in result.items() if not k.startswith("_ansible") and k not in PER_TASK}
                     problems += [f"{host}: {p}" for p in spec.check_result(contract.returns, user, action, True)]
         return problems

@@ -162,7 +162,7 @@ def test_a_failed_secondary_is_restored_and_holds_back_its_primary(rollout: Any)
 
 def test_a_failed_central_site_stops_the_run(rollout: Any) -> None:
     codes = SMALL.by_code()
-    ro = rollout(more={codes["CAS"]: {"faults": {"setup_exit_code": -2061893606}}})
+    ro = rollout(more={codes["CAS"]: {"faults": {"setup": {"exit_code": -2061893606}}}})
     run = ro.run()
     assert run.rc == 2
     assert [n for n in ro.fleet.hosts if ro.fleet.host(n).sql.runs] == [codes["CAS"]]
