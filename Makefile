@@ -43,7 +43,7 @@ help:
 	@echo "make docs-lint  antsibull-docs lint-collection-docs --plugin-docs + antsibull-changelog lint"
 	@echo "make twin SIZE=5  start a twin fleet, write its inventory to twin.yml (Ctrl-C stops it)"
 	@echo "make bench      speed targets: 50-host fleet start, WinRM calls of a quiesce"
-	@echo "make demo       rehearse the KB service window on an 8-host twin fleet in rolling batches"
+	@echo "make demo       the rolling SQL Server upgrade of a 19-site twin hierarchy, with its report"
 	@echo "make venv       create .venv from requirements/ (done by every target)"
 	@echo "make clean      remove .venv, .build and caches"
 
@@ -131,9 +131,8 @@ bench: venv
 	$(PY) tests/bench/bench_twin.py
 
 # playbooks/rehearse_service_window.yml in rolling batches against a twin fleet, then a per-host report.
-DEMO_SIZE ?= 8
 demo: venv
-	$(PY) tests/tools/demo.py --size $(DEMO_SIZE)
+	$(PY) tests/tools/demo.py
 
 clean:
 	rm -rf $(VENV) $(BUILD) tests/output .pytest_cache .ruff_cache
