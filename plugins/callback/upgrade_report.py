@@ -78,9 +78,20 @@ class CallbackModule(CallbackBase):
         if existing is not None:
             self._wave = existing
             return
-        hosts = [h.get_name() for h in play.get_variable_manager()._inventory.get_hosts(play.hosts)]
-        self._wave = {"name": match.group(1), "hosts": hosts}
+        self._wave = {"name": match.group(1), "hosts": self._wave_hosts(play)}
         self._waves.append(self._wave)
+
+    @staticmethod
+    def _wave_hosts(play: Any) -> list[str]:
+        """Every host of the wave's group: at play start the inventory is restricted to the first batch."""
+        inventory = play.get_variable_manager()._inventory
+        patterns = play.hosts if isinstance(play.hosts, list) else [play.hosts]
+        hosts: list[str] = []
+        for pattern in patterns:
+            group = inventory.groups.get(str(pattern))
+            found = group.get_hosts() if group is not None else inventory.get_hosts(pattern)
+            hosts += [h.get_name() for h in found if h.get_name() not in hosts]
+        return hosts
 
     def _step(self, result: Any, status: str) -> str | None:
         task = _part(result, "task")
