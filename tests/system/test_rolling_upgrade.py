@@ -8,9 +8,11 @@ winrm plugin only, to keep the suite's time). The twin records each setup run's 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree as ET
 
 import pytest
 import yaml
@@ -55,10 +57,10 @@ class Rollout:
         for host in fleet.hosts.values():
             host.fs.mkdir("C:\\SQLMedia")
 
-    def run(self, *args: str, playbook: Path = ROLLING) -> Any:
+    def run(self, *args: str, playbook: Path = ROLLING, env: dict[str, str] | None = None) -> Any:
         cmd = [str(BIN / "ansible-playbook"), "-i", str(self.runner.inventory), "-i", str(self.extra), str(playbook),
                "-e", "sql_upgrade_batch_size=2", *args]
-        return _run(cmd, self.runner.env, self.runner.tmp)
+        return _run(cmd, {**self.runner.env, **(env or {})}, self.runner.tmp)
 
     def version(self, name: str) -> str:
         return str(self.fleet.host(name).sql.instance("MSSQLSERVER").version)
@@ -103,16 +105,26 @@ def window_state(host: Any) -> dict[str, Any]:
             "rules": [r for r in snap["network"]["firewall"]["rules"] if "configmgr.sql_upgrade" in str(r)]}
 
 
-def test_a_hierarchy_upgrades_in_microsofts_order_and_every_host_comes_back(rollout: Any) -> None:
+def test_a_hierarchy_upgrades_in_microsofts_order_and_every_host_comes_back(rollout: Any, tmp_path: Path) -> None:
     ro = rollout()
     before = {name: window_state(h) for name, h in ro.fleet.hosts.items()}
-    run = ro.run()
+    reports = tmp_path / "report"
+    run = ro.run(env={"ANSIBLE_CALLBACKS_ENABLED": "configmgr.sql_upgrade.upgrade_report",
+                      "CONFIGMGR_SQL_UPGRADE_REPORT_DIR": str(reports)})
     assert run.rc == 0, run.proc.stdout[-4000:]
+    doc = json.loads((reports / "report.json").read_text(encoding="utf-8"))
+    assert [w["name"] for w in doc["waves"]] == ["the central administration site",
+                                                 "the secondary sites, before their primaries", "the primary sites"]
+    assert doc["totals"]["upgraded"] == 5 and doc["hosts"] == 5
+    assert all(h["account"]["version_after"] == TARGET and h["timeline"] for w in doc["waves"] for h in w["hosts"])
+    assert ET.parse(reports / "report.xml").getroot().tag == "testsuites"
+    assert "<!DOCTYPE html>" in (reports / "report.html").read_text(encoding="utf-8")
     codes = ro.shape.by_code()
     assert all(ro.version(name) == TARGET for name in ro.fleet.hosts)
     order = ro.order()
     assert order[0] == codes["CAS"]
-    assert order.index(codes["S01"]) < order.index(codes["P01"]) and order.index(codes["S02"]) < order.index(codes["P01"])
+    assert order.index(codes["S01"]) < order.index(codes["P01"])
+    assert order.index(codes["S02"]) < order.index(codes["P01"])
     assert set(order[-2:]) == {codes["P01"], codes["X01"]}  # the primaries last
     for name, host in ro.fleet.hosts.items():
         after = window_state(host)
@@ -226,7 +238,6 @@ def test_restore_playbook_puts_a_host_back(rollout: Any) -> None:
     assert opened.rc == 0
     assert window_state(host) != before
     # Another controller's operator, at 3 a.m.: the run that opened the window is dead; take it over.
-    import json  # noqa: PLC0415
     holder = json.loads(host.fs.read(r"C:\ProgramData\configmgr.sql_upgrade\journal.json"))["run_id"]
     run = ro.run("-e", "sql_upgrade_restore_host=site01", "-e", f"sql_upgrade_takeover={holder}", playbook=RESTORE)
     assert run.rc == 0, run.proc.stdout[-3000:]
