@@ -99,8 +99,8 @@ class CallbackModule(CallbackBase):
         action = str(getattr(task, "resolved_action", None) or task.action)
         if action.startswith("configmgr.sql_upgrade.") or action.endswith(("win_reboot", ".fail")):
             stamp = datetime.datetime.now(datetime.UTC).strftime("%H:%M:%S")
-            self._timelines.setdefault(host, []).append({"time": stamp, "task": str(task.get_name()).split(" : ")[-1],
-                                                         "status": status})
+            name = str(task.get_name()).rsplit(" : ", maxsplit=1)[-1]
+            self._timelines.setdefault(host, []).append({"time": stamp, "task": name, "status": status})
         return host
 
     def v2_runner_on_ok(self, result: Any) -> None:

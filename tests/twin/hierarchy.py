@@ -36,12 +36,12 @@ class Hierarchy:
         sec = 0
         for p in range(1, self.primaries + 1):
             out.append((f"P{p:02d}", "primary", "CAS" if self.cas else ""))
-            for _ in range(self.secondaries):
+            for _index in range(self.secondaries):
                 sec += 1
                 out.append((f"S{sec:02d}", "secondary", f"P{p:02d}"))
         for x in range(1, self.standalone + 1):
             out.append((f"X{x:02d}", "primary", ""))
-            for _ in range(self.standalone_secondaries):
+            for _index in range(self.standalone_secondaries):
                 sec += 1
                 out.append((f"S{sec:02d}", "secondary", f"X{x:02d}"))
         return out

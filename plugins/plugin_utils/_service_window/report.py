@@ -105,10 +105,12 @@ def to_html(doc: Mapping[str, Any], title: str = "SQL Server upgrade of the site
                             f"{esc(str(s.get('status', '')))}</li>" for s in host["timeline"])
             note = f"<br>{esc(host['message'] or str(account.get('failed_step') or ''))}" \
                 if host["outcome"] in ("failed", "held back") else ""
+            left = "".join(f"<br>left behind: {esc(str(e.get('name', '')))} {esc(str(e.get('why', '')))}"
+                           for e in account.get("left_behind") or [])
             parts.append(f"<tr class='{css}'><td>{esc(host['name'])}</td><td>{esc(host['outcome'])}{note}</td>"
                          f"<td>{esc(str(account.get('version_before')))} &rarr; "
                          f"{esc(str(account.get('version_after')))}</td><td>{esc(window)}<br>"
-                         f"{esc(str(account.get('started')))} &ndash; {esc(str(account.get('ended')))}</td>"
+                         f"{esc(str(account.get('started')))} &ndash; {esc(str(account.get('ended')))}{left}</td>"
                          f"<td><details><summary>{len(host['timeline'])} steps</summary><ol>{steps}</ol></details>"
                          "</td></tr>")
         parts.append("</table>")
