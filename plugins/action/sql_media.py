@@ -176,10 +176,9 @@ class ActionModule(ActionBase):
         gathered = self._call("gather", opts, task_vars)
         if gathered.get("failed"):
             return {"failed": True, "changed": False, "msg": f"{host}: reading {dest} failed: {gathered.get('msg')}"}
-        if not gathered.get("parent_exists"):
+        if gathered.get("free_bytes") is None:
             return {"failed": True, "changed": False,
-                    "msg": f"{host}: the folder that holds {dest} does not exist; nothing was staged. Create it "
-                           "or choose another dest"}
+                    "msg": f"{host}: the drive of {dest} is not there; nothing was staged. Choose another dest"}
         why_not = md.staged_matches(gathered.get("marker_text"), kind, location, expected)
         manifest = md.parse_manifest(gathered.get("manifest_text"))
         staged = dict(gathered.get("staged_hashes") or {})

@@ -30,7 +30,7 @@ description:
 options:
   dest:
     description:
-      - The local folder for the media, for example C(C:\\SQLMedia\\SQL2019). Its parent folder must exist.
+      - The local folder for the media, for example C(C:\\SQLMedia\\SQL2019). Missing parent folders are created.
     type: str
     required: true
   src:

@@ -12,6 +12,7 @@ non-idempotent scenario (quiesce then restore, in one converge) proves the step 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -21,6 +22,7 @@ from pathlib import Path
 from conftest import services
 
 from twin.fleet import Fleet
+from twin.host import make_iso, media_setup_exe
 
 BIN = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -101,3 +103,26 @@ def test_idempotence_step_fails_a_converge_that_changes_the_host_every_time(tmp_
     assert "Quiesce" in out.split("Idempotence test failed", 1)[1]
     assert [int(n) for n in RECAP.findall(proc.stdout)] == [2, 2]  # converge, then the idempotence converge
     assert after == before  # each converge ends with the restore
+
+
+def test_the_role_converges_idempotently_and_verifies(tmp_path: Path) -> None:
+    """molecule test -s site_sql_upgrade: the role upgrades a twin site server; the second converge finds it at
+    the target and changes nothing; verify proves the upgrade and a closed window."""
+    iso = tmp_path / "SQL2019.iso"
+    iso.write_bytes(make_iso({"setup.exe": media_setup_exe("15.0.2000.5", '-m"SqlSetup"', False, 6),
+                              "x64\\DefaultSetup.ini": b'[OPTIONS]\r\nPID="ABCDE-FGHIJ-KLMNO-PQRST-UVWXY"\r\n'}))
+    with Fleet(size=1) as fleet:
+        host = fleet.host(HOST)
+        env_extra = {"MOLECULE_TWIN_MEDIA": str(iso),
+                     "MOLECULE_TWIN_MEDIA_SHA256": hashlib.sha256(iso.read_bytes()).hexdigest()}
+        inventory = fleet.write_inventory(tmp_path / "inventory.yml")
+        proc = subprocess.run([str(BIN / "molecule"), "test", "-s", "site_sql_upgrade"], cwd=REPO_ROOT,
+                              env={**_env(tmp_path, inventory), **env_extra}, capture_output=True, text=True,
+                              timeout=300, check=False)
+        version = host.sql.instance("MSSQLSERVER").version
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-5000:]
+    assert "[site_sql_upgrade > idempotence] Executed: Successful" in out, out[-5000:]
+    recaps = [int(n) for n in RECAP.findall(proc.stdout)]
+    assert recaps[0] > 0 and recaps[1:] == [0, 0], proc.stdout[-3000:]  # converge, idempotence, verify
+    assert version == "15.0.2000.5"
