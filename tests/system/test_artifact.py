@@ -36,7 +36,10 @@ def test_the_built_artifact_installs_offline_and_runs_against_a_twin_host(make_f
                                                            ".ansible-lint", ".ci")
                    or n.startswith(("tests/twin", "tests/unit", "tests/system", "tests/tools", "tests/bench"))]
     assert shipped_dev == []
-    assert artifact.stat().st_size < 200_000
+    assert "roles/site_sql_upgrade/tasks/step5_upgrade.yml" in names and "playbooks/rolling_sql_upgrade.yml" in names
+    # The collection itself (seven modules, the role, three playbooks, docs) is about 250 KB compressed; the twin
+    # and the tooling would more than double it. The list above is the real guard; this catches a stray big file.
+    assert artifact.stat().st_size < 350_000
 
     installed = tmp_path / "collections"
     proc = galaxy("install", "--offline", "-p", str(installed), str(artifact), env=env, cwd=tmp_path)
