@@ -17,7 +17,7 @@ description:
     with collation C(SQL_Latin1_General_CP1_CI_AS) and a full backup at most O(backup_max_age_hours) old; and that
     a product key is given, is in the media, or the Evaluation edition is intended.
   - An instance already at or above the target is not a failure - RV(upgrade_needed) is false.
-  - WMI-free. The tables of supported versions and their sources are in the collection's docs/preflight.md.
+  - WMI-free. The tables of supported versions and their sources are in the collection's docs/role.md.
 options:
   instance:
     description: The instance (C(MSSQLSERVER) for the default instance).
