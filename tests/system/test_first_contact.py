@@ -33,8 +33,8 @@ def readme_play() -> str:
 
 
 def account_task(run: Any, host: str) -> dict[str, Any]:
-    return next(r for r in results_of(run, host) if "sql_upgrade_account" in r.get("ansible_facts", {}))[
-        "ansible_facts"]["sql_upgrade_account"]
+    return next(r for r in results_of(run, host) if "site_sql_upgrade_account" in r.get("ansible_facts", {}))[
+        "ansible_facts"]["site_sql_upgrade_account"]
 
 
 def test_check_mode_rehearsal_shows_each_hosts_plan_and_touches_nothing(make_fleet: Any) -> None:
