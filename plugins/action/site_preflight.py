@@ -9,19 +9,27 @@ from typing import Any
 
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import journal as jr
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import preflight as pf
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import setup as su
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.args import (
     _bool,
     _instance,
     _int,
+    _run_options,
     _unknown,
 )
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.errors import PlanError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.journal import JournalError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.run import (
+    caller,
+    decide_run,
+    process_run_id,
+)
 
 MODULE = "configmgr.sql_upgrade.site_preflight"
 OPTIONS = ("instance", "target_version", "media_path", "drives", "backup_max_age_hours", "product_key_given",
-           "evaluation")
+           "evaluation", "run_id", "takeover")
 
 
 def validate_preflight_args(args: dict[str, Any]) -> dict[str, Any]:
@@ -50,6 +58,7 @@ def validate_preflight_args(args: dict[str, Any]) -> dict[str, Any]:
         "backup_max_age_hours": _int("backup_max_age_hours", args.get("backup_max_age_hours", 24), 1, 100000),
         "product_key_given": _bool("product_key_given", args.get("product_key_given", False)),
         "evaluation": _bool("evaluation", args.get("evaluation", False)),
+        **_run_options(args),
     }
 
 
@@ -97,6 +106,7 @@ class ActionModule(ActionBase):
             problems += pf.database_problems(facts["databases"], configmgr.get("site_database"),
                                              opts["backup_max_age_hours"])
         problems += pf.key_problems(opts["product_key_given"], read.get("media_has_key"), opts["evaluation"])
+        problems += self._holder_problems(read.get("journal_text"), opts)
         result.update({"upgrade_needed": True, "problems": problems})
         if problems:
             result.update({"failed": True, "msg": f"{host}: the preflight refuses the upgrade to {target}; nothing was "
@@ -104,3 +114,16 @@ class ActionModule(ActionBase):
         else:
             result["msg"] = f"{host}: ready to upgrade {opts['instance']} from {version} to {target}"
         return result
+
+    def _holder_problems(self, text: Any, opts: dict[str, Any]) -> list[str]:
+        """Another run's unfinished journal holds the host (one run per host): refused now, before step 1."""
+        try:
+            journal = jr.parse(text)
+        except JournalError as exc:
+            return [f"the on-host journal is corrupt ({exc}): inspect it before anything runs"]
+        try:
+            decide_run(journal, caller(opts["run_id"], opts["takeover"]), process_run_id(),
+                       bool(self._task.check_mode))
+        except PlanError as exc:
+            return [str(exc)]
+        return []

@@ -25,6 +25,8 @@ $spec = @{
         backup_max_age_hours = @{ type = 'int'; default = 24 }
         product_key_given = @{ type = 'bool'; default = $false }
         evaluation = @{ type = 'bool'; default = $false }
+        run_id = @{ type = 'str' }
+        takeover = @{ type = 'str' }
         _phase = @{ type = 'str'; default = 'read'; choices = @('read') }
     }
     supports_check_mode = $true
@@ -84,6 +86,9 @@ if ($module.Params.media_path) {
         }
     }
 }
+# The journal of a run that may hold the host (the controller decides; the text is data).
+$journal = Join-Path -Path $env:ProgramData -ChildPath 'configmgr.sql_upgrade\journal.json'
+$module.Result.journal_text = if (Test-Path -LiteralPath $journal -PathType Leaf) { [System.IO.File]::ReadAllText($journal) } else { $null }
 $module.Result.databases = @()
 $module.Result.connect_error = $null
 if (-not $id) {

@@ -14,8 +14,9 @@ description:
     that the drives in O(drives) have the free space asked; that the instance is below O(target_version) and an
     in-place upgrade path exists from its version; that the site's Configuration Manager build supports the target
     version; that the host holds the site database (C(HKLM\SOFTWARE\Microsoft\SMS\SQL Server), C(Database Name)),
-    with collation C(SQL_Latin1_General_CP1_CI_AS) and a full backup at most O(backup_max_age_hours) old; and that
-    a product key is given, is in the media, or the Evaluation edition is intended.
+    with collation C(SQL_Latin1_General_CP1_CI_AS) and a full backup at most O(backup_max_age_hours) old; that
+    a product key is given, is in the media, or the Evaluation edition is intended; and that no other run holds
+    the host (its unfinished on-host journal).
   - An instance already at or above the target is not a failure - RV(upgrade_needed) is false.
   - WMI-free. The tables of supported versions and their sources are in the collection's docs/role.md.
 options:
@@ -46,6 +47,14 @@ options:
     description: The Evaluation edition is intended (no product key needed).
     type: bool
     default: false
+  run_id:
+    description:
+      - The run the upgrade belongs to (as for the window's modules). A host whose unfinished journal names another
+        run is refused, naming that run.
+    type: str
+  takeover:
+    description: The run id of a dead run that holds the host; the upgrade may continue its journal.
+    type: str
 notes:
   - Supports check mode; it only reads.
 seealso:

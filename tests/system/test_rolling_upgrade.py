@@ -242,3 +242,21 @@ def test_restore_playbook_puts_a_host_back(rollout: Any) -> None:
     run = ro.run("-e", "sql_upgrade_restore_host=site01", "-e", f"sql_upgrade_takeover={holder}", playbook=RESTORE)
     assert run.rc == 0, run.proc.stdout[-3000:]
     assert window_state(host) == before
+
+
+def test_a_host_another_run_holds_is_refused_before_step_1(rollout: Any) -> None:
+    shape = Hierarchy(primaries=0, secondaries=0, standalone=1, cas=False)
+    ro = rollout(shape)
+    host = ro.fleet.host("site01")
+    held = ro.runner.playbook("""
+- hosts: all
+  gather_facts: false
+  tasks:
+    - configmgr.sql_upgrade.wmi_disable:
+        run_id: chg-4711
+""")
+    assert held.rc == 0
+    run = ro.run()
+    assert run.rc == 2 and "run chg-4711" in str(run.data), run.proc.stdout[-3000:]
+    assert not host.fs.exists("C:\\SQLMedia\\SQL2019") and not host.sql.runs
+    assert host.scm.get("Winmgmt").start_mode == "disabled"  # the holder's window is left to the holder

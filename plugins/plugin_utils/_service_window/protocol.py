@@ -240,6 +240,7 @@ RESULTS: dict[str, dict[str, dict[str, Any]]] = {
                                     "backup_age_minutes": {"description": "Minutes since its last full backup, null "
                                                            "when none.", "type": "int"}}),
             "connect_error": _entry("Why the instance did not answer, else null.", "always", "str"),
+            "journal_text": _entry("The on-host journal's text, null when there is none.", "always", "str"),
         },
     },
     "sql_single_user_check": {

@@ -520,7 +520,7 @@ def site_preflight(ctx: ModuleContext) -> dict[str, Any]:
             "site_code": _value(host, r"HKLM\SOFTWARE\Microsoft\SMS\Identification", "Site Code"),
             "site_database": _value(host, r"HKLM\SOFTWARE\Microsoft\SMS\SQL Server", "Database Name"),
         },
-        "databases": [], "connect_error": None, "media_has_key": None,
+        "databases": [], "connect_error": None, "media_has_key": None, "journal_text": read_journal(host),
     }
     for letter in params.get("drives") or {}:
         try:
