@@ -197,6 +197,11 @@ def test_the_failure_threshold_stops_the_rollout(rollout: Any) -> None:
      "a restart is pending"),
     ({"registry": {r"HKLM\SOFTWARE\Microsoft\SMS\Setup": {"Full Version": "5.00.8790.1000"}}},
      "needs Configuration Manager 1910"),
+    ({"registry": {r"HKLM\SOFTWARE\Microsoft\SMS\SQL Server": {"Database Name": "CM_Q01"}}},
+     "the site database CM_Q01 is not on this instance"),
+    ({"registry": {r"HKLM\SYSTEM\CurrentControlSet\Control\Session Manager": {
+        "PendingFileRenameOperations": ["\\??\\C:\\Windows\\Temp\\x.dll", ""]}}},
+     "pending file renames"),
 ])
 def test_each_preflight_refusal_stops_the_host_before_any_change(rollout: Any, fault: dict[str, Any],
                                                                  message: str) -> None:
