@@ -30,6 +30,7 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_win
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.run import (
     caller,
     decide_run,
+    lease_expired,
     process_run_id,
 )
 
@@ -209,11 +210,9 @@ class ActionModule(ActionBase):
 
     def _decide_run(self, journal: dict[str, Any] | None, gathered: dict[str, Any]) -> str:
         self._caller = caller(self._opts["run_id"], self._opts["takeover"])
-        network = jr.network_record(journal)
-        expired = bool(network and network["status"] == "isolated" and (gathered.get("watchdog") or {}).get("expired"))
         try:
             decision = decide_run(journal, self._caller, process_run_id(), bool(self._task.check_mode),
-                                  lease_expired=expired)
+                                  lease_expired=lease_expired(journal, gathered.get("watchdog")))
         except PlanError as exc:
             raise _Failed(str(exc)) from None
         if decision.warning:

@@ -180,6 +180,17 @@ Function Get-InstanceFact {
     $module.Result.winmgmt = (Get-ServiceState -Names @('Winmgmt'))[0].state
 }
 
+Function Get-MediaVersion {
+    <#
+    .SYNOPSIS
+    The ProductVersion of the media's setup.exe (its version resource; the file is never run), or $null.
+    #>
+    if (-not (Test-Path -LiteralPath $setupExe -PathType Leaf)) {
+        return $null
+    }
+    return [System.Diagnostics.FileVersionInfo]::GetVersionInfo($setupExe).ProductVersion
+}
+
 Function Get-SummaryText {
     <#
     .SYNOPSIS
@@ -238,11 +249,8 @@ if ($module.Params._phase -eq 'gather') {
     Add-Lease
     Get-SetupState
     Get-InstanceFact
-    $module.Result.setup_version = $null
+    $module.Result.setup_version = Get-MediaVersion
     $module.Result.product_key_in_media = $false
-    if (Test-Path -LiteralPath $setupExe -PathType Leaf) {
-        $module.Result.setup_version = [System.Diagnostics.FileVersionInfo]::GetVersionInfo($setupExe).ProductVersion
-    }
     $ini = Join-Path -Path $module.Params.media_path -ChildPath 'x64\DefaultSetup.ini'
     if (Test-Path -LiteralPath $ini -PathType Leaf) {
         foreach ($line in [System.IO.File]::ReadAllLines($ini)) {
@@ -324,11 +332,7 @@ if ($module.Params._phase -eq 'poll') {
     Get-SetupState
     $module.Result.summary_text = $null
     if ($null -ne $module.Result.run_state -and $null -ne $module.Result.run_state.ended) {
-        $version = $null
-        if (Test-Path -LiteralPath $setupExe -PathType Leaf) {
-            $version = [System.Diagnostics.FileVersionInfo]::GetVersionInfo($setupExe).ProductVersion
-        }
-        $module.Result.summary_text = Get-SummaryText -Version $version
+        $module.Result.summary_text = Get-SummaryText -Version (Get-MediaVersion)
     }
     $module.Result.journal_text = Read-JournalText -Path $journalPath
     $module.ExitJson()
@@ -350,10 +354,6 @@ foreach ($path in @($stateFile, $runnerFile, $runFile)) {
     }
 }
 Get-InstanceFact
-$version = $null
-if (Test-Path -LiteralPath $setupExe -PathType Leaf) {
-    $version = [System.Diagnostics.FileVersionInfo]::GetVersionInfo($setupExe).ProductVersion
-}
-$module.Result.summary_text = Get-SummaryText -Version $version
+$module.Result.summary_text = Get-SummaryText -Version (Get-MediaVersion)
 $module.Result.journal_text = Read-JournalText -Path $journalPath
 $module.ExitJson()

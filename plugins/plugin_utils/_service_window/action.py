@@ -25,7 +25,7 @@ from .errors import PlanError
 from .facts import ServiceFact, facts_from_gather
 from .journal import JournalError
 from .ops import summarize
-from .run import RunDecision, caller, decide_run, process_run_id
+from .run import RunDecision, caller, decide_run, lease_expired, process_run_id
 from .verify import broken_promises
 
 
@@ -254,11 +254,8 @@ class JournalAction(ActionBase):
                 # A task that changes nothing is no run: it reads whatever run holds the host.
                 self._run = RunDecision(journal["run_id"] if journal else process_run_id(), new=journal is None)
             else:
-                network = jr.network_record(journal)
-                expired = bool(network and network["status"] == "isolated"
-                               and (gathered.get("watchdog") or {}).get("expired"))
                 self._run = decide_run(journal, self._caller, process_run_id(), bool(self._task.check_mode),
-                                       lease_expired=expired)
+                                       lease_expired=lease_expired(journal, gathered.get("watchdog")))
         except PlanError as exc:
             return failure(str(exc), journal_path=path, **({"run_id": journal["run_id"]} if journal else {}))
         if self._run.took_over and journal is not None:

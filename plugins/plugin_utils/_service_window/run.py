@@ -125,3 +125,9 @@ def caller(run_id: str | None, takeover: str | None) -> Caller:
     except (KeyError, OSError):
         user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
     return Caller(run_id, takeover, socket.gethostname()[:255], user[:255])
+
+
+def lease_expired(journal: Mapping[str, Any] | None, watchdog: Mapping[str, Any] | None) -> bool:
+    """An isolation whose watchdog's time trigger lies in the past: its run stopped renewing it (a dead run)."""
+    network = jr.network_record(journal)
+    return bool(network and network["status"] == "isolated" and (watchdog or {}).get("expired"))
