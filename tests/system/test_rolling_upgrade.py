@@ -32,7 +32,7 @@ SMALL = Hierarchy(primaries=1, secondaries=2, standalone=1, standalone_secondari
 
 def media(tmp: Path) -> Path:
     iso = tmp / "SQLServer2019-x64-ENU.iso"
-    iso.write_bytes(make_iso({"setup.exe": media_setup_exe(TARGET, '-m"SqlSetup"', False, 6),
+    iso.write_bytes(make_iso({"setup.exe": media_setup_exe(TARGET, '-m"SqlSetup"', False, 2),
                               "x64\\DefaultSetup.ini": f'[OPTIONS]\r\nPID="{KEY}"\r\n'.encode()}))
     return iso
 

@@ -64,7 +64,7 @@ def setup_task(**options: Any) -> str:
 
 
 def stage(host: Any, version: str = "15.0.2000.5", switch: str = '-m"SqlSetup"', reboot: bool = False,
-          seconds: int = 6, key_in_media: bool = False) -> None:
+          seconds: int = 2, key_in_media: bool = False) -> None:
     host.fs.mkdir(MEDIA + r"\x64")
     host.fs.write(MEDIA + r"\setup.exe", media_setup_exe(version, switch, reboot, seconds))
     ini = '[OPTIONS]\r\nPID="' + KEY + '"\r\n' if key_in_media else "[OPTIONS]\r\n"
