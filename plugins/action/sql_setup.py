@@ -187,7 +187,9 @@ class ActionModule(ActionBase):
             return {**out, "changed": True, "msg": f"setup would upgrade {opts['instance']} from {version_before} "
                                                    f"to {target}"}
         now = str(gathered.get("host_time"))
-        before = jr.dumps(jr.set_setup(journal, {"status": "running", "process_id": 0, "started": now},
+        # A finished journal (an earlier window, all put back) is history: this run starts a journal of its own.
+        base = None if jr.is_finished(journal) else journal
+        before = jr.dumps(jr.set_setup(base, {"status": "running", "process_id": 0, "started": now},
                                        host=str(gathered.get("host_name")), run_id=decision, now=now,
                                        owner=self._caller.owner))
         started = self._call("start", _journal_before=before, _arguments=su.command_line(arguments),

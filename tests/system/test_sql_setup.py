@@ -8,6 +8,7 @@ see it running, then ended.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from conftest import play, services
@@ -176,3 +177,18 @@ def test_check_mode_prints_the_command_line_and_changes_nothing(make_fleet: Any)
     assert res["command_line"].startswith(MEDIA + r"\setup.exe /Q /ACTION=Upgrade /INSTANCENAME=MSSQLSERVER")
     assert "/UpdateEnabled=False" in res["command_line"].replace("UPDATEENABLED", "UpdateEnabled")
     assert not host.sql.runs and version(host) == "13.0.6300.2"
+
+
+def test_setup_after_a_finished_window_starts_a_journal_of_its_own(make_fleet: Any) -> None:
+    """A window opened and closed by one run (its journal finished); setup alone, by another run, later."""
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    stage(host)
+    assert runner.playbook(RUN + SESSIONS_AND_STEP_2 + BACK.split("tasks:\n", 1)[1]).rc == 0
+    res = runner.playbook(RUN.replace("r-upgrade", "r-later") + setup_task()).result(HOST)
+    assert not res.get("failed"), res.get("msg")
+    assert res["run_id"] == "r-later" and version(host) == "15.0.2000.5"
+    journal = json.loads(host.fs.read(r"C:\ProgramData\configmgr.sql_upgrade\journal.json"))
+    # The journal names the run that ran setup (a run refused while setup ran was told who holds the host), and
+    # holds nothing of the earlier window.
+    assert journal["run_id"] == "r-later" and "services" not in journal and journal["setup"]["status"] == "finished"
