@@ -192,8 +192,15 @@ class ActionModule(ActionBase):
         before = jr.dumps(jr.set_setup(base, {"status": "running", "process_id": 0, "started": now},
                                        host=str(gathered.get("host_name")), run_id=decision, now=now,
                                        owner=self._caller.owner))
-        started = self._call("start", _journal_before=before, _arguments=su.command_line(arguments),
-                             _journal_expected=jr.text_hash(gathered.get("journal_text")))
+        try:
+            started = self._call("start", _journal_before=before, _arguments=su.command_line(arguments),
+                                 _journal_expected=jr.text_hash(gathered.get("journal_text")))
+        except (AnsibleConnectionFailure, OSError) as exc:
+            # The start may have run in full with its answer lost: setup may be running on the host by itself.
+            raise _Failed(f"the connection dropped while setup was being started ({exc}). Setup may be running on "
+                          "the host by itself (the task \\configmgr.sql_upgrade\\sql_setup); the journal records it. "
+                          "Run this task again: it waits for a setup it finds running and records its result, and "
+                          "never starts a second one", changed=True, **out) from None
         state = started.get("run_state") or {}
         if state.get("error"):
             self._finish_journal(started)

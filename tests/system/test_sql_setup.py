@@ -192,3 +192,21 @@ def test_setup_after_a_finished_window_starts_a_journal_of_its_own(make_fleet: A
     # The journal names the run that ran setup (a run refused while setup ran was told who holds the host), and
     # holds nothing of the earlier window.
     assert journal["run_id"] == "r-later" and "services" not in journal and journal["setup"]["status"] == "finished"
+
+
+def test_a_connection_lost_as_setup_starts_is_picked_up_by_the_next_run(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    stage(host, seconds=20)
+    # The gather, then the start, whose answer is lost: setup runs, the controller does not know it.
+    host.faults.lose_output_of_command = host.counters.winrm_commands + 2
+    lost = runner.playbook(RUN + setup_task()).result(HOST)
+    assert lost["failed"] is True and "never starts a second one" in lost["msg"], lost["msg"]
+    # Setup runs (one run, in its file copy) as the task of its own, while the controller heard nothing.
+    assert len(host.sql.runs) == 1 and host.sql.active_setup is not None
+    assert host.tasks.get(r"\configmgr.sql_upgrade\sql_setup").running
+    again = runner.playbook(RUN + setup_task()).result(HOST)
+    assert not again.get("failed"), again.get("msg")
+    assert again["resumed"] is True and again["outcome"] == "success"
+    assert len(host.sql.runs) == 1 and version(host) == "15.0.2000.5"
+    assert any("waits for it instead of starting another" in w for w in again.get("warnings", []))
