@@ -150,6 +150,16 @@ class ActionModule(ActionBase):
                                   "starting another")
             return {**out, **self._wait_and_finish(gathered, journal, resumed=True)}
         self._services_before = dict(gathered.get("services") or {})
+        if not media_version and self._task.check_mode and opts["target_version"]:
+            # Check mode through a whole procedure: step 1 stages the media only in a real run. Show the command line
+            # setup would get; the checks that need the media (its key, its WMI rule) run when it is there.
+            arguments = su.setup_arguments(opts["instance"], str(instance_id), opts["product_key"], opts["extra_args"])
+            self._warnings.append(f"{opts['media_path']} holds no media yet (step 1 stages it in a real run): the "
+                                  "product key in the media and the WMI rule of its setup are checked then")
+            return {**out, "changed": True, "version_target": opts["target_version"],
+                    "command_line": su.command_line(su.masked([f"{opts['media_path']}\\setup.exe", *arguments])),
+                    "msg": f"setup would upgrade {opts['instance']} from {version_before} to {opts['target_version']} "
+                           "once the media is staged"}
         if not media_version:
             raise _Failed(f"{opts['media_path']} holds no SQL Server setup.exe with a version (stage the media with "
                           "sql_media first); nothing was changed")

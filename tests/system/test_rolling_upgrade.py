@@ -145,6 +145,15 @@ def test_check_mode_prints_the_waves_and_changes_nothing(rollout: Any) -> None:
     assert run.rc == 0, run.proc.stdout[-4000:]
     waves = run.data["plays"][0]["tasks"][1]["hosts"]["localhost"]["msg"]
     assert [w.split(":")[0] for w in waves] == ["central administration site", "secondary sites", "primary sites"]
+    # Each host's plan: what stops and why, the firewall rules, and the command line with the key masked.
+    plans = [r for p in run.data["plays"] for t in p["tasks"] for r in t["hosts"].values()
+             if t["task"]["action"] == "configmgr.sql_upgrade.sql_setup" and not r.get("skipped")]
+    assert len(plans) == len(ro.fleet.hosts)
+    assert all(p["command_line"].startswith("C:\\SQLMedia\\SQL2019\\setup.exe /Q /ACTION=Upgrade") for p in plans)
+    stops = {h for p in run.data["plays"] for t in p["tasks"] for h, r in t["hosts"].items()
+             if t["task"]["action"] == "configmgr.sql_upgrade.win_service_quiesce" and "SMS_EXECUTIVE" in
+             (r.get("stopped") or [])}
+    assert stops == set(ro.fleet.hosts)
     assert all(window_state(h) == before[name] for name, h in ro.fleet.hosts.items())
     assert all(not h.sql.runs and not h.fs.exists(r"C:\ProgramData\configmgr.sql_upgrade\journal.json")
                for h in ro.fleet.hosts.values())
