@@ -112,7 +112,8 @@ options:
       - The run id of a dead run that holds this host; this task continues its journal.
     type: str
 notes:
-  - Supports check mode (prints the command line, secrets masked) and is idempotent.
+  - Supports check mode (prints the command line, secrets masked; with O(target_version) also before step 1 has
+    staged the media, with a warning that the media's checks run in a real run) and is idempotent.
   - Facts and sources (setup's parameters, exit codes, Summary.txt, the WMI rule) are in the collection's
     docs/sql-setup.md.
 seealso:
