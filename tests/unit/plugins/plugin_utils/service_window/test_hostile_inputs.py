@@ -12,44 +12,13 @@ from ansible_collections.configmgr.sql_upgrade.plugins.action.sql_media import v
 from ansible_collections.configmgr.sql_upgrade.plugins.action.sql_setup import validate_setup_args
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import setup as su
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.errors import PlanError
+from twin.emulation.sql_steps import split_command_line  # CommandLineToArgvW's rules, as the twin's setup reads
 
 NASTY = st.one_of(
     st.text(max_size=300),
     st.sampled_from(['"; Remove-Item C:\\ -Recurse #', "$(Stop-Computer)", "`n`r", "a\x00b", "C:\\x\n/ACTION=Uninstall",
                      "' OR 1=1 --", "\\\\evil\\share", "..\\..\\Windows", "x" * 5000, "/PID=XXXXX", "%PATH%"]),
 )
-
-
-def _split(command: str) -> list[str]:
-    """CommandLineToArgvW's rules (the twin's parser, restated here to keep the unit tests twin-free)."""
-    args, current, quoted, have, i = [], [], False, False, 0
-    while i < len(command):
-        char = command[i]
-        if char == "\\":
-            count = len(command[i:]) - len(command[i:].lstrip("\\"))
-            i += count
-            if i < len(command) and command[i] == '"':
-                current.append("\\" * (count // 2))
-                if count % 2:
-                    current.append('"')
-                    i += 1
-            else:
-                current.append("\\" * count)
-            have = True
-            continue
-        if char == '"':
-            quoted, have = not quoted, True
-        elif char in " \t" and not quoted:
-            if have:
-                args.append("".join(current))
-                current, have = [], False
-        else:
-            current.append(char)
-            have = True
-        i += 1
-    if have:
-        args.append("".join(current))
-    return args
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -61,7 +30,7 @@ def test_extra_args_are_refused_or_stay_one_argument_each(extra: dict[str, str])
     except PlanError:
         return
     arguments = su.setup_arguments("MSSQLSERVER", "MSSQL13.MSSQLSERVER", None, checked)
-    assert _split(su.command_line(arguments)) == arguments  # every value is exactly one argument
+    assert split_command_line(su.command_line(arguments)) == arguments  # every value is exactly one argument
     assert sum(a.upper().startswith("/ACTION=") for a in arguments) == 1
 
 
