@@ -180,6 +180,7 @@ class ActionModule(ActionBase):
             return {"failed": True, "changed": False,
                     "msg": f"{host}: the drive of {dest} is not there; nothing was staged. Choose another dest"}
         why_not = md.staged_matches(gathered.get("marker_text"), kind, location, expected)
+        restaging: str | None = None
         manifest = md.parse_manifest(gathered.get("manifest_text"))
         staged = dict(gathered.get("staged_hashes") or {})
         if why_not is None:
@@ -191,7 +192,7 @@ class ActionModule(ActionBase):
                 return self._report(gathered, changed=False, msg=f"{dest} already holds this media, verified "
                                     f"({len(manifest)} files)")
             why_not = "it does not hash as it did when staged: " + "; ".join(broken[:3])
-            self._warn = f"{dest}: {why_not}; staging it again"
+            restaging = f"{dest}: {why_not}; staging it again"
         elif gathered.get("dest_exists") and not gathered.get("dest_empty"):
             if gathered.get("marker_text") is None:
                 return {"failed": True, "changed": False,
@@ -202,8 +203,8 @@ class ActionModule(ActionBase):
                         "msg": f"{host}: {dest} holds other SQL Server media ({why_not}); nothing was changed. Set "
                                "force=true to replace it, or choose another dest"}
         result: dict[str, Any] = {"changed": True, "msg": f"{dest} would be staged from {kind} {location}"}
-        if getattr(self, "_warn", None):
-            result["warnings"] = [f"{host}: {self._warn}"]
+        if restaging:
+            result["warnings"] = [f"{host}: {restaging}"]
         iso = len(names) == 1 and md.is_iso(names[0])
         if kind == "controller":
             return self._from_controller(host, opts, names, expected, iso, gathered, task_vars, result, location)

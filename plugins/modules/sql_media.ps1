@@ -161,9 +161,7 @@ if ($module.Params._phase -eq 'gather') {
         }
     }
     $module.Result.partial_chunks = $chunks
-    $parent = Split-Path -Path $dest -Parent
     $module.Result.free_bytes = if (Test-Path -LiteralPath ([System.IO.Path]::GetPathRoot($dest))) { Get-FreeByte -Path $dest } else { $null }
-    $module.Result.parent_exists = Test-Path -LiteralPath $parent -PathType Container
     if ($module.Params._prepare -and -not $module.CheckMode) {
         $null = New-Item -Path $chunkDir -ItemType Directory -Force
         $module.Result.changed = $true

@@ -180,7 +180,6 @@ RESULTS: dict[str, dict[str, dict[str, Any]]] = {
                                     "manifest.", "always", "dict"),
             "partial_chunks": _entry("Chunks in dest.partial\\chunks: name -> size, sha256.", "always", "dict"),
             "free_bytes": _entry("Free bytes of dest's volume, null when the drive is not there.", "always", "int"),
-            "parent_exists": _entry("dest's parent folder exists.", "always", "bool"),
             **_MEDIA_FACTS,
         },
         "stage": {

@@ -122,8 +122,6 @@ def _media_gather(ctx: ModuleContext, dest: str, chunk_dir: str) -> dict[str, An
         result["free_bytes"] = fs.free_bytes(dest)
     except WindowsError_:
         result["free_bytes"] = None
-    parent = dest.rsplit("\\", 1)[0]
-    result["parent_exists"] = fs.is_dir(parent if "\\" in parent else parent + "\\")
     if ctx.params.get("_prepare") and not ctx.check_mode:
         fs.mkdir(chunk_dir)
         result["changed"] = True
