@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from twin.host import Host, ScenarioError, load_host
-from twin.winrm import HostEndpoint, Listener
+from twin.winrm import HostEndpoint, Latency, Listener
 
 DEFAULT_HOST_FILE = Path(__file__).parent / "data" / "site_server.yml"
 USER = "Administrator"
@@ -93,9 +93,11 @@ class Fleet:
         *,
         distinct_addresses: bool = False,
         seed: int = 1,
+        latency: Latency | None = None,
     ) -> None:
         """base_port 0: each listener takes a free ephemeral port. distinct_addresses: host i listens on
-        127.0.0.(i+1) (all of 127.0.0.0/8 is loopback on Linux), on base_port (default 5985)."""
+        127.0.0.(i+1) (all of 127.0.0.0/8 is loopback on Linux), on base_port (default 5985). latency: the cost
+        of each WinRM command and byte (the benchmark's model, see Latency); None: loopback speed."""
         if size < 1:
             raise ValueError("a fleet needs at least one host")
         base = _load_yaml(host_file if host_file is not None else DEFAULT_HOST_FILE)
@@ -119,6 +121,7 @@ class Fleet:
             else:
                 address, port = "127.0.0.1", (base_port + index) if base_port else 0
             endpoint = HostEndpoint(self.hosts[name], USER, PASSWORD, address, port, index)
+            endpoint.latency = latency
             self.listeners[name] = Listener(endpoint)
 
     def start(self) -> Fleet:

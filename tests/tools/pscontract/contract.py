@@ -34,6 +34,9 @@ class ModuleContract:
     result_keys: frozenset[str]
     supports_diff: bool
     tolerated_keys: frozenset[str] = frozenset()
+    #: RETURN keys marked `returned: always` that the executor never sends (other collections only, see
+    #: NOT_FROM_THE_EXECUTOR): their absence from an executor's result is not a problem.
+    optional_keys: frozenset[str] = frozenset()
     #: This collection's executors: phase -> documented executor result (the executor protocol,
     #: plugins/plugin_utils/_service_window/protocol.py). Their RETURN documents what the action plugin returns.
     executor_results: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -50,7 +53,8 @@ class ModuleContract:
                 return [f"{self.name}: _phase {phase!r} is not part of the executor protocol "
                         f"({', '.join(sorted(self.executor_results))})"]
             return check_result(self.executor_results[phase], result, self.name, False)
-        return check_result(self.returns, result, self.name, self.supports_diff, self.tolerated_keys)
+        return check_result(self.returns, result, self.name, self.supports_diff, self.tolerated_keys,
+                            self.optional_keys)
 
 
 def load_module_contract(ps1_path: str | Path, py_path: str | Path | None = None) -> ModuleContract:
@@ -69,7 +73,17 @@ def _load_contract(ps1: Path, py: Path, _ps1_mtime: int, _py_mtime: int) -> Modu
                           returns=returns, result_keys=frozenset(result_keys(source)),
                           supports_diff=supports_diff(source),
                           tolerated_keys=frozenset() if own else code_keys(source),
+                          optional_keys=frozenset() if own else NOT_FROM_THE_EXECUTOR.get(ps1.stem, frozenset()),
                           executor_results=_executor_results(ps1.stem) if own else {})
+
+
+# Other collections' RETURN entries marked `returned: always` that their executor does not send, each with why.
+# win_command: `stdout_lines` / `stderr_lines` are added on the controller (ActionBase._execute_module splits
+# stdout and stderr into lines when the module did not), and win_command.ps1 sets `msg` only when it skips
+# (creates / removes) or fails; its RETURN's `msg` entry (type bool, "changed") was copied from another module.
+NOT_FROM_THE_EXECUTOR: dict[str, frozenset[str]] = {
+    "win_command": frozenset({"msg", "stdout_lines", "stderr_lines"}),
+}
 
 
 def _executor_results(module: str) -> Mapping[str, Mapping[str, Any]]:

@@ -21,19 +21,22 @@ _RETURN_TYPES: dict[str, tuple[type, ...]] = {
 
 
 def check_result(return_doc: Mapping[str, Any], result: Mapping[str, Any], module_name: str,
-                 supports_diff: bool = False, tolerated: frozenset[str] = frozenset()) -> list[str]:
+                 supports_diff: bool = False, tolerated: frozenset[str] = frozenset(),
+                 optional: frozenset[str] = frozenset()) -> list[str]:
     """Problems of `result` against RETURN: documented `returned: always` keys (and `returned: success` keys on
     a successful result) present, types as documented (None is accepted for any type: Ansible.Basic sends
     $null as null), nothing undocumented beyond COMMON_RESULT_KEYS (+ `diff` if `supports_diff`).
 
     `tolerated`: undocumented key names accepted anyway, at any depth. Only for modules of other collections,
     whose code returns keys their RETURN omits (ansible.windows win_service_info returns `win32_exit_code`);
-    see `code_keys`. This collection's modules get none: their RETURN must be complete."""
+    see `code_keys`. This collection's modules get none: their RETURN must be complete. `optional`: top-level
+    RETURN keys whose absence is accepted (other collections' keys the executor never sends)."""
     allowed = set(COMMON_RESULT_KEYS) | ({"diff"} if supports_diff else set()) | set(tolerated)
     success = not result.get("failed") and not result.get("skipped")
     problems = [f"{module_name}: result key {k!r} is not documented in RETURN"
                 for k in result if k not in return_doc and k not in allowed]
-    return problems + _check_returns(return_doc, result, module_name, [], success, tolerated)
+    doc = {k: v for k, v in return_doc.items() if k not in optional or k in result}
+    return problems + _check_returns(doc, result, module_name, [], success, tolerated)
 
 
 def _check_returns(doc: Mapping[str, Any], value: Mapping[str, Any], module: str, path: list[str],

@@ -376,3 +376,75 @@ def setup(ctx: ModuleContext) -> dict[str, Any]:
         "module_setup": True,
     }
     return {"changed": False, "ansible_facts": facts}
+
+
+# --- win_command (ansible.windows 3.3.0 win_command.ps1) ----------------------------------------------------------
+# Only what the benchmark's hand-written baseline runs (tests/bench/baseline_kb256202.yml): netsh advfirewall rules
+# (KB step 4 and 6) and SQL Server setup.exe from the local media (KB step 5), synchronously, as win_command waits
+# for its process. Every other program raises UnknownCommand naming it.
+
+def _c_quote(arg: str) -> str:
+    """ConvertTo-EscapedArgument (module_utils/Process.psm1): the C runtime's quoting of one argument."""
+    if arg and not any(c in arg for c in ' \t\n\v"'):
+        return arg
+    out, backslashes = ['"'], 0
+    for char in arg:
+        if char == "\\":
+            backslashes += 1
+            continue
+        if char == '"':
+            out.append("\\" * (backslashes * 2 + 1) + '"')
+        else:
+            out.append("\\" * backslashes + char)
+        backslashes = 0
+    out.append("\\" * (backslashes * 2) + '"')
+    return "".join(out)
+
+
+def _win_command_run(ctx: ModuleContext, line: str) -> tuple[int, str, str]:
+    from twin.emulation.sql_steps import setup_params, split_command_line  # noqa: PLC0415  (registers sql_steps)
+
+    args = split_command_line(line)
+    if not args:
+        raise ModuleFailed(f"Failed to run: '{line}': the command line is empty")
+    program = ntpath.basename(args[0]).lower()
+    if program in ("netsh", "netsh.exe"):
+        rc, out = ctx.host.net.netsh(args[1:])
+        return rc, out, ""
+    if program == "setup.exe" and ntpath.isabs(args[0]):
+        # setup.exe /Q waits for the whole upgrade; win_command waits for setup (Start-AnsibleWindowsProcess).
+        # A missing setup.exe: CreateProcess fails with ERROR_FILE_NOT_FOUND, win_command's rc is that code.
+        try:
+            code = ctx.host.sql.run_setup(ntpath.dirname(args[0]), setup_params(args[1:]))
+        except WindowsError_ as exc:
+            raise ModuleFailed(f"Failed to run: '{line}': {exc}", rc=exc.code, cmd=line) from exc
+        return code, "", ""
+    raise UnknownCommand(f"ansible.windows.win_command: program {args[0]!r} is not modelled by the twin "
+                         "(it models netsh advfirewall rules and SQL Server setup.exe)")
+
+
+@module("ansible.windows.win_command", supports_check_mode=False)
+def win_command(ctx: ModuleContext) -> dict[str, Any]:
+    opts = Options(ctx)
+    raw = opts.take("_raw_params")
+    cmd = opts.take("cmd")
+    argv = opts.take("argv")
+    opts.refuse("chdir", "creates", "removes", "stdin", "output_encoding_override")
+    opts.finish()
+    if cmd:
+        line = str(cmd)
+    elif raw:
+        line = str(raw).strip()
+    else:
+        line = " ".join(_c_quote(str(a)) for a in argv or [])
+    start = _utc(ctx.host.clock.now())
+    rc, stdout, stderr = _win_command_run(ctx, line)
+    end = _utc(ctx.host.clock.now())
+    delta = end - start
+    hours, rest = divmod(delta.total_seconds(), 3600)
+    result = {"changed": True, "cmd": line, "rc": rc, "stdout": stdout, "stderr": stderr,
+              "start": start.strftime("%Y-%m-%d %H:%M:%S.%f"), "end": end.strftime("%Y-%m-%d %H:%M:%S.%f"),
+              "delta": f"{int(hours)}:{int(rest // 60):02d}:{rest % 60:09.6f}"}
+    if rc != 0:
+        raise ModuleFailed("non-zero return code", **result)
+    return result

@@ -505,15 +505,23 @@ def watchdog_task(host: Host) -> dict[str, str] | None:
 
 
 def renew_lease(host: Host) -> dict[str, str] | None:
-    """Update-ServiceWindowLease: with an isolation recorded in a trusted journal and the watchdog registered, move
-    its time trigger to now + the recorded lease."""
+    """Update-ServiceWindowLease: with an open window recorded in a trusted journal and the watchdog registered,
+    move its time trigger to now + the recorded lease: the isolation's while isolated, else the window's own
+    (lease_minutes) while services or WMI are still to be put back."""
     text = read_journal(host)
     if text is None or journal_trust_problem(host):
         return None
-    network = json.loads(text).get("network")
-    if not network or network.get("status") != "isolated" or host.tasks.get(WATCHDOG_TASK) is None:
+    doc = json.loads(text)
+    network, services, wmi = doc.get("network"), doc.get("services"), doc.get("wmi")
+    minutes = 0
+    if network and network.get("status") == "isolated":
+        minutes = int(network["lease_minutes"])
+    elif "lease_minutes" in doc and ((services and services.get("status") == "quiesced")
+                                     or (wmi and wmi.get("status") != "enabled")):
+        minutes = int(doc["lease_minutes"])
+    if minutes <= 0 or host.tasks.get(WATCHDOG_TASK) is None:
         return None
-    host.tasks.register(WATCHDOG_TASK, int(network["lease_minutes"]), True, run_watchdog)
+    host.tasks.register(WATCHDOG_TASK, minutes, True, run_watchdog)
     return watchdog_task(host)
 
 
@@ -596,7 +604,14 @@ def run_watchdog(host: Host, trigger: str) -> bool:
     doc["watchdog"] = {"fired": now, "trigger": trigger, "result": said if len(said) <= 2000 else said[:1997] + "..."}
     doc["updated"] = now
     # ConvertTo-Json -Depth 8 (indentation differs from the controller's; the content is what counts).
-    write_file(host, path, json.dumps(doc, indent=4))
+    try:
+        write_file(host, path, json.dumps(doc, indent=4))
+    except WindowsError_:
+        # The script runs with $ErrorActionPreference = 'Continue': a failed WriteAllText / Replace (a full disk)
+        # is a statement-terminating error, written to the task's error stream, and the script goes on. The
+        # window is back on the host; the journal still says it is open, so a later restore finds every record
+        # as recorded and marks it so.
+        pass
     host.tasks.delete(WATCHDOG_TASK)
     script = watchdog_script_path(host)
     if host.fs.exists(script):

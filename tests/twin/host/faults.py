@@ -48,6 +48,28 @@ class Event:
                 "seconds": self.seconds}
 
 
+MODULE_FAULTS = ("drop", "lose_output", "disk_full")
+
+
+@dataclass
+class ModuleFault:
+    """A fault tied to what a command runs rather than to its number (the fault matrix of issue 17 puts each fault
+    at each step without counting commands): the `occurrence`-th command that runs `module` (a label as
+    Counters.ran records it, "configmgr.sql_upgrade.net_isolate:apply") meets it.
+
+    drop: the connection resets before that command runs, and the host stays unreachable (the network is gone
+    until a test brings it back); lose_output: the command runs to the end and the connection resets before its
+    output is read (once); disk_full: from that command on, every file write fails with ERROR_DISK_FULL (112)."""
+
+    module: str
+    action: str
+    occurrence: int = 1
+    seen: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"module": self.module, "do": self.action, "occurrence": self.occurrence}
+
+
 @dataclass
 class Faults:
     services: dict[str, ServiceFault] = field(default_factory=dict)  # key: lower-case service name
@@ -60,6 +82,17 @@ class Faults:
     unreachable: bool = False
     disk_full: bool = False  # every file write fails with ERROR_DISK_FULL (112)
     events: list[Event] = field(default_factory=list)
+    at_module: list[ModuleFault] = field(default_factory=list)
+
+    def module_fault(self, label: str) -> str | None:
+        """The fault due for a command that runs `label` now (each fires once), or None."""
+        for fault in self.at_module:
+            if fault.module.lower() == label.lower():
+                fault.seen += 1
+                if fault.seen == fault.occurrence:
+                    self.at_module.remove(fault)
+                    return fault.action
+        return None
 
     def due(self, *, at_command: int | None = None, after_op: int | None = None,
             after_op_for: str | None = None) -> list[Event]:
@@ -81,6 +114,7 @@ class Faults:
         if parsed.setup_exit_code is not None:
             self.setup_exit_code = parsed.setup_exit_code
         self.events.extend(parsed.events)
+        self.at_module.extend(parsed.at_module)
         self.disk_full = self.disk_full or parsed.disk_full
         self.reboot_hang = self.reboot_hang or parsed.reboot_hang
         self.unreachable = self.unreachable or parsed.unreachable
@@ -96,6 +130,7 @@ class Faults:
             "reboot": {"hang": self.reboot_hang},
             "unreachable": self.unreachable,
             "events": [e.as_dict() for e in self.events],
+            "at_module": [f.as_dict() for f in self.at_module],
             "disk": {"full": self.disk_full},
         }
 
@@ -105,7 +140,8 @@ def parse_faults(section: Any, path: str = "faults", service_names: set[str] | N
     if section is None:
         return faults
     data = expect_map(section, path)
-    expect_keys(data, ("services", "connection", "setup", "reboot", "unreachable", "events", "disk"), path)
+    expect_keys(data, ("services", "connection", "setup", "reboot", "unreachable", "events", "disk", "at_module"),
+                path)
     for name, spec in expect_map(data.get("services") or {}, f"{path}.services").items():
         spath = f"{path}.services.{name}"
         if service_names is not None and str(name).lower() not in service_names:
@@ -162,6 +198,13 @@ def parse_faults(section: Any, path: str = "faults", service_names: set[str] | N
         faults.disk_full = expect_bool(disk.get("full"), f"{path}.disk.full")
     for i, raw in enumerate(expect_list(data.get("events") or [], f"{path}.events")):
         faults.events.append(parse_event(raw, f"{path}.events[{i}]", service_names))
+    for i, raw in enumerate(expect_list(data.get("at_module") or [], f"{path}.at_module")):
+        item = expect_map(raw, f"{path}.at_module[{i}]")
+        expect_keys(item, ("module", "do", "occurrence"), f"{path}.at_module[{i}]", required=("module", "do"))
+        faults.at_module.append(ModuleFault(
+            expect_str(item["module"], f"{path}.at_module[{i}].module"),
+            expect_one_of(item["do"], MODULE_FAULTS, f"{path}.at_module[{i}].do"),
+            expect_int(item.get("occurrence", 1), f"{path}.at_module[{i}].occurrence", minimum=1)))
     return faults
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .clock import Clock, to_filetime
@@ -34,6 +34,11 @@ class Counters:
     winrm_commands: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    # What each command that reached the exec wrapper ran, in order: a module's name (with its executor phase,
+    # "configmgr.sql_upgrade.sql_setup:poll"), a wrapper action ("winrm_put_file.ps1"), or "raw" for a script
+    # without the wrapper. The benchmark counts setup's polls apart with it; the fault matrix finds each step's
+    # commands with it.
+    ran: list[str] = field(default_factory=list)
 
 
 class Host:

@@ -257,7 +257,63 @@ class Network:
         return self.inbound_allowed(client.address, RPC_ENDPOINT_MAPPER_PORT)
 
     def netsh(self, args: list[str]) -> tuple[int, str]:
-        raise Unmodelled(f"netsh {' '.join(args)} (the twin models net_isolate's firewall operations, not netsh)")
+        """netsh.exe's `advfirewall firewall add rule` and `delete rule` (what an administrator types by hand;
+        the benchmark's baseline playbook runs them with win_command). netsh's advfirewall context is a helper
+        (authfwcfg.dll) over the firewall service's own interface, not WMI, so it works in the WMI-free window.
+        Keywords are case-insensitive, `keyword=value` with no spaces around `=`. Returns (exit code, stdout);
+        anything else netsh can do raises Unmodelled."""
+        words = [a.lower() for a in args[:4]]
+        if words[:3] != ["advfirewall", "firewall", "add"] and words[:3] != ["advfirewall", "firewall", "delete"] \
+                or words[3:4] != ["rule"]:
+            raise Unmodelled(f"netsh {' '.join(args)} (the twin models `netsh advfirewall firewall add|delete rule`)")
+        values: dict[str, str] = {}
+        for arg in args[4:]:
+            key, sep, value = arg.partition("=")
+            if not sep or not key:
+                # netsh prints the context's usage and exits 1 on a malformed keyword.
+                return 1, f"A specified value is not valid.\r\nUsage: {' '.join(args[:4])} name=<string> ...\r\n"
+            values[key.lower()] = value
+        if words[2] == "delete":
+            return self._netsh_delete(values, args)
+        return self._netsh_add(values, args)
+
+    _NETSH_ADD = {"name", "dir", "action", "protocol", "localport", "remoteip", "enable"}
+
+    def _netsh_add(self, values: dict[str, str], args: list[str]) -> tuple[int, str]:
+        unknown = sorted(set(values) - self._NETSH_ADD)
+        if unknown:
+            raise Unmodelled(f"netsh {' '.join(args)}: keyword(s) {', '.join(unknown)}")
+        missing = [k for k in ("name", "dir", "action") if not values.get(k)]
+        direction = values.get("dir", "").lower()
+        action = values.get("action", "").lower()
+        protocol = values.get("protocol", "any").lower()
+        if missing or direction not in ("in", "out") or action not in ("allow", "block") \
+                or protocol not in ("any", "tcp", "udp") or ("localport" in values and protocol == "any"):
+            return 1, "A specified value is not valid.\r\n\r\n"
+        remote = values.get("remoteip", "any")
+        addresses = None if remote.lower() == "any" else [a.strip() for a in remote.split(",") if a.strip()]
+        try:
+            if addresses:
+                address_in("0.0.0.0", addresses)  # parses every item: a bad one is netsh's invalid value
+            ports = None if "localport" not in values else [int(p) for p in values["localport"].split(",")]
+        except ValueError:
+            return 1, "A specified value is not valid.\r\n\r\n"
+        self.firewall.rules.append(FirewallRule(
+            values["name"], direction, action, protocol, ports, addresses,
+            None, values.get("enable", "yes").lower() != "no"))
+        return 0, "Ok.\r\n\r\n"
+
+    def _netsh_delete(self, values: dict[str, str], args: list[str]) -> tuple[int, str]:
+        unknown = sorted(set(values) - {"name", "dir"})
+        if unknown or not values.get("name"):
+            raise Unmodelled(f"netsh {' '.join(args)} (delete rule by name [and dir] only)")
+        direction = values.get("dir", "").lower() or None
+        gone = [r for r in self.firewall.rules if r.name.lower() == values["name"].lower()
+                and (direction is None or r.direction == direction)]
+        if not gone:
+            return 1, "\r\nNo rules match the specified criteria.\r\n\r\n"
+        self.firewall.rules = [r for r in self.firewall.rules if r not in gone]
+        return 0, f"\r\nDeleted {len(gone)} rule(s).\r\nOk.\r\n\r\n"
 
     def snapshot(self) -> dict[str, Any]:
         return {

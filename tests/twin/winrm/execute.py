@@ -30,6 +30,10 @@ from twin.winrm.payload import (
 
 Result = tuple[int, bytes, bytes]
 
+
+class ConnectionFault(Exception):
+    """A fault at_module (faults.py, ModuleFault) resets the connection: the front end drops the request."""
+
 # Exec-wrapper actions Ansible may put before module_wrapper.ps1 that the twin does not model. Each is named
 # when refused, so a test cannot pass by the twin ignoring it.
 _UNMODELLED_WRAPPERS = {
@@ -54,6 +58,8 @@ def _failed(msg: str) -> Result:
 def execute(host: Host, command: str, arguments: str, stdin: bytes) -> Result:
     try:
         return _execute(host, command, arguments, stdin)
+    except ConnectionFault:
+        raise
     except Unmodelled as exc:
         # The host model met something it does not model (CONTRACT.md): a failed task naming it.
         return _failed(f"twin: not modelled by the host model: {exc}")
@@ -72,6 +78,8 @@ def execute_script(host: Host, script: str, stdin: bytes) -> Result:
         if script.startswith("type ") and not stdin:
             return _execute(host, "type", script[len("type "):], b"")
         return _script(host, script, stdin, psrp=True)
+    except ConnectionFault:
+        raise
     except Unmodelled as exc:
         return _failed(f"twin: not modelled by the host model: {exc}")
     except Exception as exc:  # noqa: BLE001  (a bug in the twin must fail the task loudly, never hang it)
@@ -99,12 +107,16 @@ def _execute(host: Host, command: str, arguments: str, stdin: bytes) -> Result:
 
 def _script(host: Host, script: str, stdin: bytes, psrp: bool = False) -> Result:
     if not is_bootstrap(script):
+        host.counters.ran.append("raw")
+        fault = _module_fault(host, "raw")
         if stdin:
             return 1, b"", b"twin: a raw PowerShell script with stdin input is not modelled\r\n"
         try:
             rc, out, err = run_raw(host, script)
         except UnknownCommand as exc:
             return 1, b"", f"twin: {exc}\r\n".encode()
+        if fault == "lose_output":
+            raise ConnectionFault("fault at_module lose_output of a raw command (it ran)")
         return rc, out.encode("utf-8"), err.encode("utf-8")
     try:
         boot = decode_bootstrap_input(stdin)
@@ -126,6 +138,8 @@ def _run_actions(host: Host, boot: Bootstrap, psrp: bool = False) -> Result:
         reason = _UNMODELLED_WRAPPERS.get(action.name)
         raise PayloadError(f"exec wrapper action {action.name}: {reason or 'not modelled by the twin'}")
     action = boot.actions[-1]
+    if action.name != "module_wrapper.ps1":
+        host.counters.ran.append(action.name)
     if action.name == "module_wrapper.ps1":
         return _module(host, action.params)
     if action.name == "winrm_put_file.ps1":
@@ -166,9 +180,28 @@ def _module(host: Host, params: dict[str, Any]) -> Result:
     args = next((v["Value"] for v in variables if v.get("Name") == "complex_args"), None)
     if not isinstance(args, dict):
         raise PayloadError(f"module {script}: no complex_args variable in the manifest")
-    result = run_module(host, module_fqcn(script), args)
+    fqcn = module_fqcn(script)
+    phase = args.get("_phase")
+    label = f"{fqcn}:{phase}" if isinstance(phase, str) else fqcn
+    host.counters.ran.append(label)
+    fault = _module_fault(host, label)
+    result = run_module(host, fqcn, args)
+    if fault == "lose_output":
+        raise ConnectionFault(f"fault at_module lose_output of {label} (it ran)")
     # Ansible.Basic ExitJson exits 0, FailJson exits 1; both write the JSON result on stdout.
     return (1 if result.get("failed") else 0), _json(result), b""
+
+
+def _module_fault(host: Host, label: str) -> str | None:
+    """A fault at_module due for this command: drop and disk_full act now; lose_output is left to the caller
+    (after the command ran)."""
+    fault = host.faults.module_fault(label)
+    if fault == "drop":
+        host.faults.unreachable = True  # the network to the host is gone: this request and every later one reset
+        raise ConnectionFault(f"fault at_module drop before {label}")
+    if fault == "disk_full":
+        host.faults.disk_full = True
+    return fault
 
 
 def _put_file(host: Host, path: str, data: bytes) -> Result:

@@ -15,17 +15,41 @@ import http.server
 import socket
 import struct
 import threading
+import time
 from typing import Any
 
 from twin.emulation.raw import fire_due_shutdown
 from twin.host import Host
 from twin.winrm import soap
-from twin.winrm.execute import execute
+from twin.winrm.execute import ConnectionFault, execute
 from twin.winrm.psrp import PSRP_RESOURCE, PsrpShell
 
 # The WinRM service's HTTP listener port on the modelled host (winrm quickconfig's default), whatever loopback
 # port the twin serves it on.
 WINRM_HTTP_PORT = 5985
+
+
+@dataclasses.dataclass(frozen=True)
+class Latency:
+    """What a real WinRM round trip costs that loopback does not (`make bench`, issue 17).
+
+    ``per_command``: seconds each WinRM Command costs before it runs - on a real server the start of a
+    powershell.exe (cmd shell) or of a pipeline in the runspace, with the profile and the exec wrapper loaded;
+    0.5 s is the default of the benchmark. ``per_byte``: seconds per byte of every SOAP request and answer (the
+    link; 8e-8 s is 100 Mbit/s). ``clock``: ``"twin"`` advances the host's model clock (the services, leases and
+    setup of the host see the time pass, the run does not wait), ``"wall"`` sleeps the request's thread (the
+    controller waits, as it would for a real server: makespans are measured this way).
+    """
+
+    per_command: float = 0.5
+    per_byte: float = 0.0
+    clock: str = "wall"
+
+    def __post_init__(self) -> None:
+        if self.clock not in ("twin", "wall"):
+            raise ValueError(f"latency clock must be 'twin' or 'wall', not {self.clock!r}")
+        if self.per_command < 0 or self.per_byte < 0:
+            raise ValueError("latency costs cannot be negative")
 
 
 class DropConnection(Exception):
@@ -65,6 +89,23 @@ class HostEndpoint:
         self._shells: dict[str, _Shell | PsrpShell] = {}
         # Set when fault connection.drop_after_commands fires: the network path to the host is gone.
         self.dropped = False
+        self.latency: Latency | None = None
+        # Wall-clock latency owed by the request being handled, slept after the host's lock is released (the
+        # host answers other connections meanwhile, as a real server does).
+        self.owed_seconds = 0.0
+
+    def _charge(self, seconds: float) -> None:
+        """Latency model: the cost of a request on the chosen clock (called with the lock held)."""
+        if seconds <= 0 or self.latency is None:
+            return
+        if self.latency.clock == "twin":
+            self.host.tick(seconds)
+        else:
+            self.owed_seconds += seconds
+
+    def take_owed(self) -> float:
+        owed, self.owed_seconds = self.owed_seconds, 0.0
+        return owed
 
     # -- connection level -------------------------------------------------------------------------------
     def accepts(self, client_ip: str) -> bool:
@@ -100,9 +141,13 @@ class HostEndpoint:
             req = soap.parse_request(body)
             message_id = req.message_id
             status, out = 200, self._dispatch(req)
+        except ConnectionFault as fault:
+            raise DropConnection(str(fault)) from fault
         except soap.SoapError as err:
             status, out = 500, soap.fault(message_id, self._ids.next(), err, self.host.name)
         self.host.counters.bytes_out += len(out)
+        if self.latency is not None:
+            self._charge((len(body) + len(out)) * self.latency.per_byte)
         return status, out
 
     def _drop_due(self) -> None:
@@ -171,6 +216,7 @@ class HostEndpoint:
         if req.action == soap.ACTION_COMMAND:
             self.host.counters.winrm_commands += 1
             self.host.tick()
+            self._charge(self.latency.per_command if self.latency else 0.0)
             self.host.fire_events(at_command=self.host.counters.winrm_commands)
             _command, arguments = soap.command_line(req)
             cid = shell.command(soap.command_id_attribute(req) or self._ids.next(), arguments,
@@ -214,6 +260,7 @@ class HostEndpoint:
     def _command(self, req: soap.Request, shell: _Shell) -> bytes:
         self.host.counters.winrm_commands += 1
         self.host.tick()  # time passes between commands (CONTRACT.md)
+        self._charge(self.latency.per_command if self.latency else 0.0)
         # Fault events: what happens on the host by itself before this command runs (between a gather and an apply).
         self.host.fire_events(at_command=self.host.counters.winrm_commands)
         command, arguments = soap.command_line(req)
@@ -231,7 +278,11 @@ class HostEndpoint:
             raise soap.SoapError("The WS-Management service cannot complete the operation within the time "
                                  "specified in OperationTimeout.", soap.WSMAN_OPERATION_TIMEOUT, "w:TimedOut")
         if cmd.result is None:
-            cmd.result = execute(self.host, cmd.command, cmd.arguments, bytes(cmd.stdin))
+            try:
+                cmd.result = execute(self.host, cmd.command, cmd.arguments, bytes(cmd.stdin))
+            except ConnectionFault:
+                shell.commands.pop(cmd.id, None)
+                raise
             if cmd.index == self.host.faults.lose_output_of_command:
                 # Fault connection.lose_output_of_command=N: the command ran (its changes are made), and the
                 # connection resets before its output reaches the controller. Only once: the network is back.
@@ -305,8 +356,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             try:
                 status, out = ep.handle(body)
             except DropConnection:
+                ep.take_owed()
                 self._drop()
                 return
+            owed = ep.take_owed()
+        if owed:
+            time.sleep(owed)  # latency model, wall clock: the answer arrives this much later
         self._reply(status, out, "application/soap+xml;charset=UTF-8")
 
     def _reply(self, status: int, body: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
