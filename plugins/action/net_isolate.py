@@ -73,7 +73,8 @@ class ActionModule(JournalAction):
         host_name = str(gathered.get("host_name") or "")
         existing = jr.network_record(journal)
         if opts["state"] == "restored":
-            plan = nw.plan_restore_network(fw, existing, bool(gathered.get("watchdog")))
+            plan = nw.plan_restore_network(fw, existing, bool(gathered.get("watchdog")),
+                                           keep_watchdog=jr.window_open_besides_network(journal))
             doc_after = None
             if journal is not None and existing is not None and existing["status"] != "restored":
                 doc_after = jr.dumps(jr.set_network(journal, {**existing, "status": "restored"}, host=host_name,
@@ -191,7 +192,8 @@ class ActionModule(JournalAction):
         network = record["network"]
         after = applied.get("firewall_after") or {}
         ops = nw.plan_restore_network(nw.FirewallFacts(after.get("profiles") or {}, after.get("rules") or {}),
-                                      network, watchdog_present=True).ops
+                                      network, watchdog_present=True,
+                                      keep_watchdog=jr.window_open_besides_network(record)).ops
         after = jr.dumps(jr.set_network(record, {**network, "status": "restored"}, host=record["host"],
                                         run_id=record["run_id"], now=record["updated"]))
         undone = self._execute_module(module_name=self.MODULE, module_args={

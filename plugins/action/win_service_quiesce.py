@@ -28,6 +28,11 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_win
     ServiceFact,
     processes_from_gather,
 )
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.network import WATCHDOG_TASK
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.ops import (
+    op_register_watchdog,
+    op_remove_watchdog,
+)
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.patterns import unmatched_patterns
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.processes import plan_processes
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.quiesce import (
@@ -130,8 +135,13 @@ class ActionModule(JournalAction):
         run_id = self._run.run_id
         doc_before = None
         if ops:
+            # The window's lease starts with its first change: should the controller go (killed, cancelled, the
+            # network lost) before net_isolate registers its own, the watchdog puts the services back.
+            if not gathered.get("watchdog"):
+                ops.insert(0, op_register_watchdog(WATCHDOG_TASK, opts["lease_minutes"]))
             doc = jr.merge_services(base, plan.records, host=host_name, run_id=run_id, now=now,
                                     owner=self._caller.owner)
+            doc = jr.set_lease(doc, int(doc.get("lease_minutes") or opts["lease_minutes"]))
             doc_before = jr.dumps(jr.add_processes(doc, end_ops, now))
         fields: dict[str, Any] = {"plan": [d.as_dict() for d in plan.decisions]}
         warnings = [
@@ -162,7 +172,8 @@ class ActionModule(JournalAction):
             fields["run_id"] = reported_run_id
         # A stop of a service stopped at gather only guards against a start before the apply: not a planned change.
         running_services = {f.name for f in facts if f.is_running}
-        summary = [op for op in ops if op["op"] != "stop" or op["name"] in running_services]
+        summary = [op for op in ops if (op["op"] != "stop" or op["name"] in running_services)
+                   and op["op"] != "register_watchdog"]
         ended = {f"{op['name']} (process id {op['process_id']})": op["reason"] for op in end_ops}
         return Planned(ops, doc_before, None, plan.diff_before, plan.diff_after, fields, summary_ops=summary,
                        processes_before={key: "running" for key in ended},
@@ -191,8 +202,16 @@ class ActionModule(JournalAction):
         plan = plan_restore(facts, jr.service_records(journal), protected_services(facts, opts["instance"]))
         now = str(gathered.get("host_time") or journal["updated"])
         doc_after = None
+        ops = list(plan.ops)
         if not plan.blocked and (plan.ops or journal["services"]["status"] != "restored"):
-            doc_after = jr.dumps(jr.mark_services_restored(journal, now))
+            restored = jr.mark_services_restored(journal, now)
+            doc_after = jr.dumps(restored)
+            network = jr.network_record(restored)
+            # The last of the window put back: its lease ends with it (unless the host is still isolated or WMI is
+            # still off, which the watchdog must still cover).
+            if gathered.get("watchdog") and not jr.window_open_besides_network(restored) and (
+                    not network or network["status"] != "isolated"):
+                ops.append(op_remove_watchdog(WATCHDOG_TASK))
         fields: dict[str, Any] = {"plan": plan.entries, "run_id": journal["run_id"]}
         if plan.refused:
             fields["warnings"] = [f"{name}: {why}" for name, why in plan.refused.items()]
@@ -202,5 +221,5 @@ class ActionModule(JournalAction):
             incomplete = (f"the restore is not finished: {listed}. Everything else was restored; the journal {path} "
                           "keeps every record, so running this task again finishes the job")
         # A restore tries every record: one stuck service must not leave every service after it stopped.
-        return Planned(plan.ops, None, doc_after, plan.diff_before, plan.diff_after, fields, continue_on_error=True,
+        return Planned(ops, None, doc_after, plan.diff_before, plan.diff_after, fields, continue_on_error=True,
                        incomplete=incomplete)

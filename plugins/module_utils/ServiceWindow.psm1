@@ -1243,9 +1243,11 @@ Function Unregister-Watchdog {
 Function Update-ServiceWindowLease {
     <#
     .SYNOPSIS
-    Every call of the collection's modules renews the lease: when the journal records an isolation and the
-    watchdog is registered, move its time trigger to now + the recorded lease. Returns the task (or $null).
-    Reads only data from the journal (ConvertFrom-Json), never code.
+    Every call of the collection's modules renews the lease: when the journal records an open window and the
+    watchdog is registered, move its time trigger to now + the recorded lease - the isolation's while the host
+    is isolated, else the window's own (lease_minutes, recorded by the first change, step 2) while services or
+    WMI are still to be put back. Returns the task (or $null). Reads only data from the journal
+    (ConvertFrom-Json), never code. journal.py and the twin (renew_lease) decide the same way.
     #>
     param (
         [Parameter(Mandatory = $true)][string]$JournalPath,
@@ -1256,13 +1258,23 @@ Function Update-ServiceWindowLease {
         return $null
     }
     $doc = ConvertFrom-Json -InputObject $text
-    if (-not ($doc.PSObject.Properties.Name -contains 'network') -or $doc.network.status -ne 'isolated') {
+    $keys = $doc.PSObject.Properties.Name
+    $minutes = 0
+    if ($keys -contains 'network' -and $doc.network.status -eq 'isolated') {
+        $minutes = [int]$doc.network.lease_minutes
+    }
+    elseif ($keys -contains 'lease_minutes' -and (
+            ($keys -contains 'services' -and $doc.services.status -eq 'quiesced') -or
+            ($keys -contains 'wmi' -and $doc.wmi.status -ne 'enabled'))) {
+        $minutes = [int]$doc.lease_minutes
+    }
+    if ($minutes -le 0) {
         return $null
     }
     if ($null -eq (Get-WatchdogTask -Name $Name)) {
         return $null
     }
-    $null = Register-Watchdog -Name $Name -Minutes ([int]$doc.network.lease_minutes) -JournalPath $JournalPath
+    $null = Register-Watchdog -Name $Name -Minutes $minutes -JournalPath $JournalPath
     return Get-WatchdogTask -Name $Name
 }
 

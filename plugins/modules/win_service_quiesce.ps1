@@ -30,6 +30,7 @@ $spec = @{
         sql_sessions = @{ type = 'list'; elements = 'dict'; default = @() }
         timeout = @{ type = 'int'; default = 120 }
         missing_journal_ok = @{ type = 'bool'; default = $false }
+        lease_minutes = @{ type = 'int'; default = 60 }
         run_id = @{ type = 'str' }
         takeover = @{ type = 'str' }
         _phase = @{ type = 'str'; default = 'gather'; choices = @('gather', 'apply') }
@@ -37,12 +38,16 @@ $spec = @{
             type = 'list'; elements = 'dict'; default = @()
             # The operation vocabulary: plugins/plugin_utils/_service_window/ops.py (MODULE_OPS, FIELDS).
             options = @{
-                op = @{ type = 'str'; required = $true; choices = @('set_mode', 'stop', 'start', 'end_process') }
+                op = @{
+                    type = 'str'; required = $true
+                    choices = @('register_watchdog', 'set_mode', 'stop', 'start', 'end_process', 'remove_watchdog')
+                }
                 name = @{ type = 'str'; required = $true }
                 start_mode = @{ type = 'str'; choices = @('auto', 'delayed', 'manual', 'disabled') }
                 process_id = @{ type = 'int' }
                 created = @{ type = 'raw' }
                 reason = @{ type = 'str' }
+                minutes = @{ type = 'int' }
             }
         }
         _journal_before = @{ type = 'str' }

@@ -93,6 +93,17 @@ options:
       - With O(state=restored) and no journal on the host, succeed without a change instead of failing.
     type: bool
     default: false
+  lease_minutes:
+    description:
+      - The window's lease. The quiesce that opens a window (its first change) registers the host's watchdog
+        task, which puts the services, WMI and the network back from the journal by itself this many minutes
+        after the last call of a live run (every call renews it), or at the next boot.
+      - So a controller that is killed, cancelled or cut off between step 2 and the isolation of step 4 leaves a
+        host that comes back by itself. M(configmgr.sql_upgrade.net_isolate) takes the lease over while the host
+        is isolated; the restore of the services (the last of the window) removes the watchdog.
+      - From 5 to 1440.
+    type: int
+    default: 60
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - configmgr.sql_upgrade.service_window

@@ -66,7 +66,14 @@ def _unknown(args: Mapping[str, Any], known: Sequence[str]) -> None:
 
 #: SQL Server's rule for instance names (setup's Instance Configuration page): at most 16 characters, the first
 #: a letter or underscore, the others letters, decimal digits, $ or _; no spaces, \\ , : ; ' & - or @.
-_INSTANCE = re.compile(r"[^\W\d][\w$]{0,15}")
+
+
+def valid_instance_name(name: str) -> bool:
+    """SQL Server's rule for an instance name: 1-16 characters, the first a letter or _, the rest letters,
+    decimal digits, _ or $ ("Letters as defined by the Unicode Standard 2.0"): so not a superscript or other
+    numeric character that Python's \\w would take."""
+    return (0 < len(name) <= 16 and (name[0].isalpha() or name[0] == "_")
+            and all(c.isalpha() or c.isdecimal() or c in "_$" for c in name[1:]))
 
 QUIESCE_OPTIONS = (
     "state",
@@ -78,6 +85,7 @@ QUIESCE_OPTIONS = (
     "sql_sessions",
     "timeout",
     "missing_journal_ok",
+    "lease_minutes",
     "run_id",
     "takeover",
 )
@@ -96,9 +104,9 @@ def _run_options(args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _instance(args: Mapping[str, Any]) -> str:
-    """The option instance, held to SQL Server's instance-name rule (_INSTANCE)."""
+    """The option instance, held to SQL Server's instance-name rule (valid_instance_name)."""
     instance = args.get("instance", "MSSQLSERVER")
-    if not isinstance(instance, str) or not _INSTANCE.fullmatch(instance):
+    if not isinstance(instance, str) or not valid_instance_name(instance):
         raise PlanError(
             f"option instance must be a SQL Server instance name (MSSQLSERVER for the default instance; a named "
             f"instance has 1-16 letters, digits, _ or $ and starts with a letter or _), got {instance!r}"
@@ -143,6 +151,7 @@ def validate_quiesce_args(args: Mapping[str, Any]) -> dict[str, Any]:
         "sql_sessions": [dict(s) for s in sessions],
         "timeout": _int("timeout", args.get("timeout", 120), 1, 86400),
         "missing_journal_ok": _bool("missing_journal_ok", args.get("missing_journal_ok", False)),
+        "lease_minutes": _int("lease_minutes", args.get("lease_minutes", 60), 5, 1440),
         **_run_options(args),
     }
 

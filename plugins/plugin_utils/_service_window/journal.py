@@ -49,7 +49,7 @@ MAX_NAME = 256
 _RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TOP_KEYS = {"schema", "run_id", "host", "created", "updated", "owner", "services", "wmi", "processes", "network",
-             "setup", "watchdog"}
+             "setup", "watchdog", "lease_minutes"}
 
 
 class JournalError(ValueError):
@@ -96,7 +96,7 @@ def _check_keys(where: str, value: Any, required: set, optional: set = frozenset
 def validate(doc: Any) -> dict[str, Any]:
     """Return doc unchanged when it is a valid schema-1 journal; raise JournalError naming the fault."""
     _check_keys("journal", doc, {"schema", "run_id", "host", "created", "updated"},
-                {"owner", "services", "wmi", "processes", "network", "setup", "watchdog"})
+                _TOP_KEYS - {"schema", "run_id", "host", "created", "updated"})
     if doc["schema"] != SCHEMA or isinstance(doc["schema"], bool):
         raise JournalError(f"journal schema is {doc['schema']!r}; this collection reads schema {SCHEMA}")
     if not isinstance(doc["run_id"], str) or not _RUN_ID.match(doc["run_id"]):
@@ -146,6 +146,8 @@ def validate(doc: Any) -> dict[str, Any]:
         _check_choice("journal setup.status", setup["status"], SETUP_STATUSES)
         _check_int("journal setup.process_id", setup["process_id"], 0, 2**32)
         _check_str("journal setup.started", setup["started"], 40)
+    if "lease_minutes" in doc:
+        _check_int("journal lease_minutes", doc["lease_minutes"], 1, 1440)
     if "watchdog" in doc:
         dog = _check_keys("journal watchdog", doc["watchdog"], {"fired", "trigger", "result"})
         _check_str("journal watchdog.fired", dog["fired"], 40)
@@ -278,6 +280,23 @@ def merge_services(
     result["services"] = {"status": "quiesced", "records": merged}
     result["updated"] = now
     return validate(result)
+
+
+def set_lease(doc: Mapping[str, Any], minutes: int) -> dict[str, Any]:
+    """The journal with the window's lease (minutes after the last call of a live run, the watchdog restores)."""
+    result = copy.deepcopy(dict(doc))
+    result["lease_minutes"] = minutes
+    return validate(result)
+
+
+def window_open_besides_network(doc: Mapping[str, Any] | None) -> bool:
+    """Whether services or WMI are still to be put back: the watchdog must stay while they are, also after the
+    network is back (its task is the window's lease, registered by the first change)."""
+    if not doc:
+        return False
+    services_open = "services" in doc and doc["services"]["status"] == "quiesced"
+    wmi_open = "wmi" in doc and doc["wmi"]["status"] != "enabled"
+    return services_open or wmi_open
 
 
 def mark_services_restored(doc: Mapping[str, Any], now: str) -> dict[str, Any]:

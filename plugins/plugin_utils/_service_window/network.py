@@ -298,9 +298,11 @@ def plan_isolate(facts: FirewallFacts, rules: Sequence[Rule], existing: Mapping[
 
 
 def plan_restore_network(facts: FirewallFacts, existing: Mapping[str, Any] | None,
-                         watchdog_present: bool) -> NetworkPlan:
+                         watchdog_present: bool, keep_watchdog: bool = False) -> NetworkPlan:
     """Remove the recorded rules (and any other isolation rule of this collection), put each profile back as
-    recorded, remove the watchdog. Nothing to do when that is already so."""
+    recorded, remove the watchdog - unless `keep_watchdog`: services or WMI are still to be put back, and the
+    watchdog is the whole window's lease (journal.window_open_besides_network). Nothing to do when that is
+    already so."""
     ops: list[Op] = []
     before: dict[str, Any] = {}
     after: dict[str, Any] = {}
@@ -315,7 +317,7 @@ def plan_restore_network(facts: FirewallFacts, existing: Mapping[str, Any] | Non
             ops.append(op_set_profile(name, bool(enabled)))
             before[f"profile {name}"] = "on" if not enabled else "off"
             after[f"profile {name}"] = "on" if enabled else "off"
-    if watchdog_present:
+    if watchdog_present and not keep_watchdog:
         ops.append(op_remove_watchdog(WATCHDOG_TASK))
         before["watchdog"] = "registered"
         after["watchdog"] = "removed"

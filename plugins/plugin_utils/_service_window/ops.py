@@ -69,7 +69,7 @@ FIELDS: dict[str, str] = {
 
 #: The operations each executor accepts (its ``_plan.op`` choices).
 MODULE_OPS: dict[str, tuple[str, ...]] = {
-    "win_service_quiesce": ("set_mode", "stop", "start", "end_process"),
+    "win_service_quiesce": ("register_watchdog", "set_mode", "stop", "start", "end_process", "remove_watchdog"),
     "wmi_disable": ("set_mode", "stop", "start", "expect_stopped"),
     "net_isolate": ("set_profile", "add_rule", "remove_rule", "register_watchdog", "remove_watchdog"),
 }

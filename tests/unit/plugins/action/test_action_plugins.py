@@ -77,6 +77,9 @@ def test_apply_sends_the_plan_and_a_valid_journal_first_and_reports_what_the_exe
     assert apply["_plan"] == calls[1]["module_args"]["_plan"]  # the same gather plans the same operations
     journal = json.loads(apply["_journal_before"])
     jsonschema.validate(journal, SCHEMA)
+    # The window's lease starts with its first change: the watchdog is registered before the first stop.
+    assert apply["_plan"][0] == {"op": "register_watchdog", "name": "\\configmgr.sql_upgrade\\watchdog", "minutes": 60}
+    assert journal["lease_minutes"] == 60
     assert journal["services"]["status"] == "quiesced"
     assert journal["services"]["records"]["SMS_EXECUTIVE"] == {"start_mode": "auto", "state": "running"}
     assert apply["_journal_after"] is None

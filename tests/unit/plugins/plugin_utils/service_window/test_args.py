@@ -25,6 +25,7 @@ def test_defaults() -> None:
         "sql_sessions": [],
         "timeout": 120,
         "missing_journal_ok": False,
+        "lease_minutes": 60,
         "run_id": None,
         "takeover": None,
     }

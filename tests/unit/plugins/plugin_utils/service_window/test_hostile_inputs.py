@@ -1,4 +1,4 @@
-"""Hostile inputs to the options of steps 1 and 5 and the preflight, generated: each is refused with a message
+"""Hostile inputs to the options of every step, generated (issue 17): each is refused with a message
 or taken as data (one argument of setup's command line), never spliced, and a secret never shows in a message."""
 
 from __future__ import annotations
@@ -10,8 +10,15 @@ from hypothesis import strategies as st
 
 from ansible_collections.configmgr.sql_upgrade.plugins.action.sql_media import validate_media_args
 from ansible_collections.configmgr.sql_upgrade.plugins.action.sql_setup import validate_setup_args
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import args as sw_args
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import journal as jr
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import setup as su
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.errors import PlanError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.patterns import (
+    matches,
+    validate_patterns,
+)
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.run import Caller, decide_run
 from twin.emulation.sql_steps import split_command_line  # CommandLineToArgvW's rules, as the twin's setup reads
 
 NASTY = st.one_of(
@@ -59,3 +66,71 @@ def test_media_options_refuse_hostile_values(dest: str, share: str, password: st
         return
     assert re.fullmatch(r"[A-Za-z]:\\[^\x00-\x1f]+", opts["dest"])
     assert opts["share_path"].startswith("\\\\") and ".." not in opts["dest"].split("\\")
+
+
+# --- steps 2 to 7: service names and patterns, process names, instance names, addresses, run ids, logins -------
+
+SERVICE_NAME = st.text(st.characters(blacklist_characters="/\\\x00", blacklist_categories=("Cs",)), min_size=1,
+                       max_size=256)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(NASTY, max_size=4), st.lists(NASTY, max_size=4), st.lists(NASTY, max_size=3), NASTY, NASTY)
+def test_quiesce_options_refuse_or_keep_hostile_values_as_data(keep: list[str], stop: list[str], processes: list[str],
+                                                               instance: str, run_id: str) -> None:
+    try:
+        opts = sw_args.validate_quiesce_args({"keep": keep, "stop": stop, "processes": processes,
+                                              "instance": instance, "run_id": run_id})
+    except PlanError as exc:
+        assert str(exc).startswith("option "), str(exc)  # names the option
+        return
+    # What is accepted goes to the host as JSON values, unchanged: nothing is rewritten, quoted or joined.
+    assert opts["keep"] == keep and opts["stop"] == stop and opts["processes"] == processes
+    name = opts["instance"]
+    assert 0 < len(name) <= 16 and (name[0].isalpha() or name[0] == "_")
+    assert all(c.isalpha() or c.isdecimal() or c in "_$" for c in name)
+    # A run id that is not one is refused before the host is read (decide_run), naming the option.
+    caller = Caller(opts["run_id"], None, "controller", "user")
+    try:
+        decided = decide_run(None, caller, "r-0123456789abcdef")
+    except PlanError as exc:
+        assert str(exc).startswith("option run_id")
+    else:
+        assert jr.valid_run_id(decided.run_id)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(SERVICE_NAME)
+def test_a_service_name_used_as_a_pattern_matches_itself_literally_unless_it_has_wildcards(name: str) -> None:
+    try:
+        [pattern] = validate_patterns("stop", [name])
+    except PlanError:
+        return
+    if not set(name) & set("*?["):
+        assert matches(name, pattern)
+        if name.isascii():
+            assert matches(name.upper(), pattern) and matches(name.lower(), pattern)  # as Windows compares
+        assert not matches(name + "x", pattern)  # no prefix match, no regex: $, (, ), ., + are plain characters
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(NASTY, min_size=1, max_size=3), st.lists(NASTY, max_size=2))
+def test_net_isolate_addresses_are_refused_unless_they_are_addresses(allow_from: list[str],
+                                                                     allow_to: list[str]) -> None:
+    try:
+        opts = sw_args.validate_net_args({"allow_from": allow_from, "allow_to": allow_to})
+    except PlanError as exc:
+        assert "allow_from" in str(exc) or "allow_to" in str(exc), str(exc)
+        return
+    for item in [*opts["allow_from"], *opts["allow_to"]]:
+        assert re.fullmatch(r"[0-9A-Fa-f:.%/]+", item), item  # what the journal accepts (schema pattern)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(NASTY, NASTY, NASTY)
+def test_a_sql_login_password_is_never_echoed(user: str, password: str, program: str) -> None:
+    try:
+        sw_args.validate_gate_args({"login_user": user, "login_password": password, "allowed_programs": [program]})
+    except PlanError as exc:
+        if len(password) >= 4 and password not in user + program + " login_password login_user allowed_programs":
+            assert password not in str(exc)

@@ -149,3 +149,19 @@ def test_run_ids_are_random_and_valid_and_the_owner_is_recorded() -> None:
     with pytest.raises(JournalError, match="journal owner lacks user"):
         jr.validate({**doc, "owner": {"controller": "x"}})
     assert jr.text_hash(None) == "" and len(jr.text_hash("{}")) == 64
+
+
+def test_the_window_lease_is_recorded_and_the_window_stays_open_until_services_and_wmi_are_back() -> None:
+    doc = jr.merge_services(None, {"SMS_EXECUTIVE": {"start_mode": "auto", "state": "running"}},
+                            host="CM01", run_id="r-1", now="2024-05-14T08:00:00Z")
+    leased = jr.set_lease(doc, 60)
+    assert leased["lease_minutes"] == 60 and "lease_minutes" not in doc
+    assert jr.window_open_besides_network(leased)
+    with pytest.raises(JournalError, match="lease_minutes must be an integer from 1 to 1440"):
+        jr.set_lease(doc, 0)
+    wmi = jr.set_wmi(jr.mark_services_restored(leased, "2024-05-14T09:00:00Z"),
+                     {"start_mode": "auto", "state": "running", "dependents": []}, "disabled",
+                     host="CM01", run_id="r-1", now="2024-05-14T09:00:00Z")
+    assert jr.window_open_besides_network(wmi)  # services back, WMI still off
+    assert not jr.window_open_besides_network(jr.mark_services_restored(leased, "2024-05-14T09:00:00Z"))
+    assert not jr.window_open_besides_network(None)

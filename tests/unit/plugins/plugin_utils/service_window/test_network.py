@@ -129,6 +129,10 @@ def test_isolate_then_isolate_again_then_restore() -> None:
         "remove_rule", "remove_rule", "set_profile", "set_profile", "set_profile", "remove_watchdog"]
     assert all(op["enabled"] is False for op in back.ops if op["op"] == "set_profile")
     assert nw.plan_restore_network(facts(enabled=False), first.record, watchdog_present=False).ops == []
+    # Services or WMI still to be put back: the watchdog is the whole window's lease and stays.
+    kept = nw.plan_restore_network(facts(rules=present), first.record, watchdog_present=True, keep_watchdog=True)
+    assert [op["op"] for op in kept.ops] == ["remove_rule", "remove_rule", "set_profile", "set_profile", "set_profile"]
+    assert "watchdog" not in kept.diff_after
 
 
 def test_the_controller_is_the_connected_address_that_is_its_own() -> None:
