@@ -34,7 +34,8 @@ def test_the_built_artifact_installs_offline_and_runs_against_a_twin_host(make_f
     assert "plugins/callback/window_account.py" in names and "docs/design.md" in names
     shipped_dev = [n for n in names if n.split("/")[0] in ("Makefile", "requirements", "pyproject.toml", "extensions",
                                                            ".ansible-lint", ".ci")
-                   or n.startswith(("tests/twin", "tests/unit", "tests/system", "tests/tools", "tests/bench"))]
+                   or n.startswith(("tests/twin", "tests/unit", "tests/system", "tests/tools", "tests/bench",
+                                    "tests/faults"))]
     assert shipped_dev == []
     assert "roles/site_sql_upgrade/tasks/step5_upgrade.yml" in names and "playbooks/rolling_sql_upgrade.yml" in names
     # The collection itself (seven modules, the role, three playbooks, docs) is about 250 KB compressed; the twin

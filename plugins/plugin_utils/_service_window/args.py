@@ -75,6 +75,7 @@ def valid_instance_name(name: str) -> bool:
     return (0 < len(name) <= 16 and (name[0].isalpha() or name[0] == "_")
             and all(c.isalpha() or c.isdecimal() or c in "_$" for c in name[1:]))
 
+
 QUIESCE_OPTIONS = (
     "state",
     "keep",

@@ -34,6 +34,7 @@ Result = tuple[int, bytes, bytes]
 class ConnectionFault(Exception):
     """A fault at_module (faults.py, ModuleFault) resets the connection: the front end drops the request."""
 
+
 # Exec-wrapper actions Ansible may put before module_wrapper.ps1 that the twin does not model. Each is named
 # when refused, so a test cannot pass by the twin ignoring it.
 _UNMODELLED_WRAPPERS = {
