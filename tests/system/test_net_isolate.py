@@ -246,3 +246,51 @@ def test_a_reboot_while_isolated_is_followed_by_the_watchdog(make_fleet: Any) ->
     host.reboot()
     assert firewall(host) == fw and journal(host)["watchdog"]["trigger"] == "boot"
     assert journal(host)["network"]["status"] == "restored"
+
+
+QUIESCE_30 = """      configmgr.sql_upgrade.win_service_quiesce:
+        state: quiesced
+        lease_minutes: 30
+"""
+SERVICES_BACK = """      configmgr.sql_upgrade.win_service_quiesce:
+        state: restored
+"""
+WATCHDOG = "\\configmgr.sql_upgrade\\watchdog"
+
+
+def test_the_lease_starts_with_the_quiesce_and_puts_the_services_back_before_any_isolation(make_fleet: Any) -> None:
+    """A controller lost between step 2 and step 4 (the fault matrix found it): the quiesce's watchdog restores."""
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    table = services(host)
+    res = runner.playbook(play(QUIESCE_30)).result(HOST)
+    assert not res.get("failed"), res.get("msg")
+    assert host.tasks.get(WATCHDOG) is not None and journal(host)["lease_minutes"] == 30
+    assert services(host)["SMS_EXECUTIVE"] == ("disabled", "stopped")
+    host.clock.advance(29 * 60)
+    assert host.tasks.run_due() == []
+    host.clock.advance(2 * 60)
+    assert host.tasks.run_due() == [WATCHDOG]  # nobody called for 30 minutes: the run is dead
+    assert services(host) == table and host.tasks.get(WATCHDOG) is None
+    assert journal(host)["watchdog"]["result"] == "services back as recorded"
+
+
+def test_the_network_restore_keeps_the_lease_while_services_are_out_and_their_restore_ends_it(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    table, fw = services(host), firewall(host)
+    for task in (QUIESCE_30, ISOLATE, RESTORE):
+        res = runner.playbook(play(task)).result(HOST)
+        assert not res.get("failed"), res.get("msg")
+    assert firewall(host) == fw
+    assert host.tasks.get(WATCHDOG) is not None  # the services are still out: the lease stays
+    fires = host.tasks.get(WATCHDOG).fires
+    host.clock.advance(10 * 60)
+    assert not runner.playbook(play(PING)).result(HOST).get("failed")
+    runner.playbook(play("""      configmgr.sql_upgrade.win_service_quiesce:
+        state: verified
+"""))
+    assert host.tasks.get(WATCHDOG).fires >= fires + 10 * 60  # a call of the live run renewed it (30 minutes)
+    back = runner.playbook(play(SERVICES_BACK)).result(HOST)
+    assert not back.get("failed"), back.get("msg")
+    assert services(host) == table and host.tasks.get(WATCHDOG) is None  # the window is closed: so is its lease
