@@ -61,6 +61,17 @@ class ActionModule(JournalAction):
             return self._verify(opts, facts, journal, path)
         return self._restore(opts, facts, journal, gathered, path)
 
+    def _after_apply(self, result: dict[str, Any], opts: dict[str, Any], planned: Planned, applied: dict[str, Any],
+                     task_vars: dict[str, Any], host: str) -> dict[str, Any]:
+        """Name every service whose own process was ended because it hung while stopping (end_hung_services)."""
+        for op in applied.get("applied") or []:
+            if op.get("op") == "stop" and op.get("result") == "ended_hung":
+                result.setdefault("warnings", []).append(
+                    f"{op['name']} did not stop within {opts['timeout']} seconds (hung in STOP_PENDING): its own "
+                    f"process (id {op.get('process_id')}) was ended; it is disabled for the window and the restore "
+                    "starts it as recorded")
+        return result
+
     def _read_only(self, opts: dict[str, Any]) -> bool:
         return bool(opts["state"] == "verified")
 

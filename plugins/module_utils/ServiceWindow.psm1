@@ -552,6 +552,74 @@ Function Stop-PlannedService {
     }
 }
 
+Function Stop-HungServiceProcess {
+    <#
+    .SYNOPSIS
+    A service that did not stop within the timeout and still reports StopPending: end its own process
+    (Process.Kill, TerminateProcess), then wait up to 30 seconds for the SCM to record it Stopped. Only a
+    SERVICE_WIN32_OWN_PROCESS service, whose process hosts nothing else; a service sharing its process (svchost)
+    throws, naming it. The id is the SCM's current one (QueryServiceStatusEx, through SCManager.Service), read
+    while the process still runs, so it cannot name a reused id. The SCM counts the end as a failure: recovery
+    actions would restart it, but the quiesce disabled it first, and StartService refuses a disabled service
+    (ERROR_SERVICE_DISABLED). Returns the process id ended, or 0 when the service is no longer StopPending.
+    #>
+    [OutputType([int])]
+    param ([Parameter(Mandatory = $true)][string]$Name)
+    $rights = [Ansible.Windows.SCManager.ServiceRights]'QueryConfig, QueryStatus'
+    $svc = New-Object -TypeName Ansible.Windows.SCManager.Service -ArgumentList @($Name, $rights)
+    try {
+        $state = $svc.State
+        $type = $svc.ServiceType
+        $processId = [int]$svc.ProcessId
+    }
+    finally {
+        $svc.Dispose()
+    }
+    if ($state -ne [Ansible.Windows.SCManager.ServiceStatus]::StopPending -or $processId -le 0) {
+        return 0
+    }
+    $own = [Ansible.Windows.SCManager.ServiceType]::Win32OwnProcess
+    $shared = [Ansible.Windows.SCManager.ServiceType]::Win32ShareProcess
+    if (-not ($type -band $own) -or ($type -band $shared)) {
+        throw "service $Name is still stopping and shares its process (id $processId) with other services; it is not ended. End it by hand or wait, then run the task again"
+    }
+    try {
+        $process = [System.Diagnostics.Process]::GetProcessById($processId)
+    }
+    catch [System.ArgumentException] {
+        $process = $null  # it exited between the read and now
+    }
+    if ($null -ne $process) {
+        try {
+            $process.Kill()
+            $null = $process.WaitForExit(30000)
+        }
+        catch {
+            $process.Refresh()
+            if (-not $process.HasExited) {
+                throw "service $Name is still stopping and its process (id $processId) could not be ended: $($_.Exception.Message)"
+            }
+        }
+        finally {
+            $process.Dispose()
+        }
+    }
+    $controller = New-Object -TypeName System.ServiceProcess.ServiceController -ArgumentList $Name
+    try {
+        $deadline = [System.DateTime]::UtcNow.AddSeconds(30)
+        while ((Get-FreshStatus -Controller $controller) -ne [System.ServiceProcess.ServiceControllerStatus]::Stopped) {
+            if ([System.DateTime]::UtcNow -gt $deadline) {
+                throw "service ${Name}: its process (id $processId) was ended, and the service is still $($controller.Status) 30 seconds later"
+            }
+            Start-Sleep -Milliseconds 250
+        }
+    }
+    finally {
+        $controller.Dispose()
+    }
+    return $processId
+}
+
 Function Start-PlannedService {
     <#
     .SYNOPSIS
@@ -622,7 +690,9 @@ Function Invoke-ServiceOp {
     #>
     param (
         [Parameter(Mandatory = $true)][System.Collections.IDictionary]$Op,
-        [Parameter(Mandatory = $true)][int]$TimeoutSeconds
+        [Parameter(Mandatory = $true)][int]$TimeoutSeconds,
+        # win_service_quiesce's end_hung_services: a stop that times out in StopPending ends the service's process.
+        [switch]$EndHung
     )
     $kind = [string]$Op['op']
     $name = [string]$Op['name']
@@ -655,7 +725,22 @@ Function Invoke-ServiceOp {
         }
     }
     elseif ($kind -eq 'stop') {
-        $Op['result'] = Stop-PlannedService -Name $name -TimeoutSeconds $TimeoutSeconds
+        try {
+            $Op['result'] = Stop-PlannedService -Name $name -TimeoutSeconds $TimeoutSeconds
+        }
+        catch {
+            $stopError = $_
+            if (-not $EndHung) {
+                throw $stopError
+            }
+            # Hung in StopPending past the timeout: end the service's own process (never a shared one).
+            $ended = Stop-HungServiceProcess -Name $name
+            if ($ended -le 0) {
+                throw $stopError
+            }
+            $Op['process_id'] = $ended
+            $Op['result'] = 'ended_hung'
+        }
         # The service's own process is not ended here by its old id: Windows reuses process ids, so the id
         # gathered before the stop may already name another process. Processes a stopped service leaves
         # behind are separate end_process operations, checked by id, name and creation time.
@@ -885,9 +970,11 @@ Function Invoke-PlanLocked {
         $Module.Result.changed = $true
     }
 
+    # Only win_service_quiesce has the option; the other executors' Params have no such key.
+    $endHung = $Module.Params.ContainsKey('end_hung_services') -and [bool]$Module.Params['end_hung_services']
     foreach ($op in $Module.Params._plan) {
         try {
-            Invoke-ServiceOp -Op $op -TimeoutSeconds $Module.Params.timeout
+            Invoke-ServiceOp -Op $op -TimeoutSeconds $Module.Params.timeout -EndHung:$endHung
         }
         catch {
             $what = "service $($op.name)"

@@ -31,6 +31,7 @@ $spec = @{
         timeout = @{ type = 'int'; default = 120 }
         missing_journal_ok = @{ type = 'bool'; default = $false }
         lease_minutes = @{ type = 'int'; default = 60 }
+        end_hung_services = @{ type = 'bool'; default = $true }
         run_id = @{ type = 'str' }
         takeover = @{ type = 'str' }
         _phase = @{ type = 'str'; default = 'gather'; choices = @('gather', 'apply') }

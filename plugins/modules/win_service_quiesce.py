@@ -93,6 +93,17 @@ options:
       - With O(state=restored) and no journal on the host, succeed without a change instead of failing.
     type: bool
     default: false
+  end_hung_services:
+    description:
+      - A service that has not stopped within O(timeout) and still reports STOP_PENDING (hung while stopping) has
+        its own process ended, as KB 256202 step 2 says to stop every process too, and the window goes on. Its
+        start mode was set to Disabled first, so its recovery actions cannot start it again. The restore starts
+        it as recorded, and the task warns, naming the service and the process id.
+      - Only a service that runs in its own process; one that shares its process with other services
+        (svchost) is never ended, and the stop fails naming it.
+      - With V(false), such a stop fails the task (and the role restores the host).
+    type: bool
+    default: true
   lease_minutes:
     description:
       - The window's lease. The quiesce that opens a window (its first change) registers the host's watchdog

@@ -112,7 +112,7 @@ def connection_cases() -> list[Case]:
 
 SPECIAL_CASES = [
     Case("stuck-stop", "2 services", "a service never leaves STOP_PENDING (VMTools)",
-         faults={"services": {"VMTools": {"stop": "stuck"}}}),
+         faults={"services": {"VMTools": {"stop": "stuck"}}}, fast=True),
     Case("protected-agent", "2 services", "a tamper-protected agent refuses to stop (SepMasterService)",
          faults={"services": {"SepMasterService": {"protected": True}}}, fast=True),
     Case("restore-start-fails", "7 services back", "a service fails to start again (zabbix Agent 2, 1067)",

@@ -86,6 +86,7 @@ QUIESCE_OPTIONS = (
     "sql_sessions",
     "timeout",
     "missing_journal_ok",
+    "end_hung_services",
     "lease_minutes",
     "run_id",
     "takeover",
@@ -152,6 +153,7 @@ def validate_quiesce_args(args: Mapping[str, Any]) -> dict[str, Any]:
         "sql_sessions": [dict(s) for s in sessions],
         "timeout": _int("timeout", args.get("timeout", 120), 1, 86400),
         "missing_journal_ok": _bool("missing_journal_ok", args.get("missing_journal_ok", False)),
+        "end_hung_services": _bool("end_hung_services", args.get("end_hung_services", True)),
         "lease_minutes": _int("lease_minutes", args.get("lease_minutes", 60), 5, 1440),
         **_run_options(args),
     }

@@ -92,7 +92,8 @@ _FIREWALL = {
 _APPLY = {
     "journal_path": _entry("Where the on-host journal is.", "always", "str"),
     "applied": _entry("The operations that finished, in order, as validated by the spec (absent fields null); "
-                      "an end_process carries result (ended or gone).", "always", "list", elements="dict"),
+                      "an end_process carries result (ended or gone); a stop that ended a hung service's own "
+                      "process carries result ended_hung and its process_id.", "always", "list", elements="dict"),
     "after": _entry(
         "The verification read: start mode and state of every service the plan acted on, read after the last "
         "operation (state missing when the service no longer exists).", "when the apply ran to its end", "list",

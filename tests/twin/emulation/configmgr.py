@@ -216,7 +216,7 @@ def _op_set_mode(host: Host, op: dict[str, Any], timeout: int) -> None:
     op["result"] = "changed"
 
 
-def _op_stop(host: Host, op: dict[str, Any], timeout: int) -> None:
+def _op_stop(host: Host, op: dict[str, Any], timeout: int, end_hung: bool = False) -> None:
     name = str(op.get("name"))
     svc = host.scm.get(name)  # new ServiceController(name): 1060 if it does not exist
     # Act on the state at apply time: stopped now is done; started since the gather is stopped like the others.
@@ -235,9 +235,33 @@ def _op_stop(host: Host, op: dict[str, Any], timeout: int) -> None:
         if svc.state != "stop_pending":
             # Stop-PlannedService: ControlService(SERVICE_CONTROL_STOP), which never stops a dependent.
             host.scm.stop(name, force=False)
-        _wait_stopped(host, name, timeout)
+        try:
+            _wait_stopped(host, name, timeout)
+        except _OpError:
+            if not end_hung:
+                raise
+            pid = _end_hung(host, name)
+            if pid <= 0:
+                raise
+            op["process_id"] = pid
+            op["result"] = "ended_hung"
     # The service's own process ends with the service in the model; the executor does not end a
     # lingering one by its old id (ids are reused). Its helpers are separate end_process operations.
+
+
+def _end_hung(host: Host, name: str) -> int:
+    """Stop-HungServiceProcess: a service still STOP_PENDING has its own process ended (never a shared one); the SCM
+    records it stopped (a crash: recovery actions do not start a disabled service). 0 when no longer stopping."""
+    svc = host.scm.get(name)
+    if svc.state != "stop_pending" or svc.process_id <= 0:
+        return 0
+    pid = svc.process_id
+    if svc.service_type != "win32_own_process":
+        raise _OpError(f"service {name} is still stopping and shares its process (id {pid}) with other services; it "
+                       "is not ended. End it by hand or wait, then run the task again")
+    host.scm.kill_process(pid)
+    _wait_stopped(host, name, 30)
+    return pid
 
 
 def _op_start(host: Host, op: dict[str, Any], timeout: int) -> None:
@@ -397,9 +421,14 @@ def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
                                **result) from err
         result["changed"] = True
     failures: list[dict[str, Any]] = []
+    # Invoke-JournaledPlan: only win_service_quiesce has end_hung_services.
+    end_hung = bool(params.get("end_hung_services"))
     for op in params.get("_plan") or []:
         try:
-            run_op(host, op, int(params["timeout"]))
+            if op.get("op") == "stop":
+                _op_stop(host, op, int(params["timeout"]), end_hung)
+            else:
+                run_op(host, op, int(params["timeout"]))
         except (WindowsError_, _OpError) as err:
             what = _what(op)
             failures.append({"op": op.get("op"), "name": op.get("name"),

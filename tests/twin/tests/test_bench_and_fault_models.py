@@ -93,3 +93,20 @@ def test_a_fault_at_a_module_fires_at_its_occurrence_only_once(host):
     assert _module_fault(host, "raw") == "disk_full" and host.faults.disk_full
     with pytest.raises(ScenarioError, match="at_module"):
         parse_faults({"at_module": [{"module": "x", "do": "explode"}]})
+
+
+def test_a_hung_stop_ends_only_a_service_in_its_own_process(host):
+    from twin.emulation.configmgr import _end_hung, _OpError  # noqa: PLC0415
+
+    host.faults.update({"services": {"VMTools": {"stop": "stuck"}, "W32Time": {"stop": "stuck"}}})
+    host.scm.set_start_mode("VMTools", "disabled")
+    pid = host.scm.get("VMTools").process_id
+    host.scm.stop("VMTools")
+    assert host.scm.get("VMTools").state == "stop_pending"
+    assert _end_hung(host, "VMTools") == pid
+    assert host.scm.get("VMTools").state == "stopped"  # the SCM saw its process end; disabled: no recovery start
+    host.scm.stop("W32Time")
+    with pytest.raises(_OpError, match="shares its process"):
+        _end_hung(host, "W32Time")
+    assert host.scm.get("W32Time").state == "stop_pending"
+    assert _end_hung(host, "Spooler") == 0  # not stopping: nothing to end

@@ -25,6 +25,7 @@ def test_defaults() -> None:
         "sql_sessions": [],
         "timeout": 120,
         "missing_journal_ok": False,
+        "end_hung_services": True,
         "lease_minutes": 60,
         "run_id": None,
         "takeover": None,
