@@ -152,7 +152,7 @@ class ActionModule(JournalAction):
                 ops.insert(0, op_register_watchdog(WATCHDOG_TASK, opts["lease_minutes"]))
             doc = jr.merge_services(base, plan.records, host=host_name, run_id=run_id, now=now,
                                     owner=self._caller.owner)
-            doc = jr.set_lease(doc, int(doc.get("lease_minutes") or opts["lease_minutes"]))
+            doc = jr.set_lease(doc, opts["lease_minutes"])
             doc_before = jr.dumps(jr.add_processes(doc, end_ops, now))
         fields: dict[str, Any] = {"plan": [d.as_dict() for d in plan.decisions]}
         warnings = [

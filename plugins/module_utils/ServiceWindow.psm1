@@ -578,9 +578,9 @@ Function Stop-HungServiceProcess {
     if ($state -ne [Ansible.Windows.SCManager.ServiceStatus]::StopPending -or $processId -le 0) {
         return 0
     }
-    $own = [Ansible.Windows.SCManager.ServiceType]::Win32OwnProcess
-    $shared = [Ansible.Windows.SCManager.ServiceType]::Win32ShareProcess
-    if (-not ($type -band $own) -or ($type -band $shared)) {
+    # dwServiceType bits as integers (SERVICE_WIN32_OWN_PROCESS 0x10, SERVICE_WIN32_SHARE_PROCESS 0x20), not enum truth.
+    $bits = [uint32]$type
+    if (($bits -band 0x10) -eq 0 -or ($bits -band 0x20) -ne 0) {
         throw "service $Name is still stopping and shares its process (id $processId) with other services; it is not ended. End it by hand or wait, then run the task again"
     }
     try {

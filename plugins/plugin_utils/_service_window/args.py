@@ -64,14 +64,11 @@ def _unknown(args: Mapping[str, Any], known: Sequence[str]) -> None:
         raise PlanError(f"unsupported option(s) {', '.join(unknown)}; supported: {', '.join(sorted(known))}")
 
 
-#: SQL Server's rule for instance names (setup's Instance Configuration page): at most 16 characters, the first
-#: a letter or underscore, the others letters, decimal digits, $ or _; no spaces, \\ , : ; ' & - or @.
-
-
 def valid_instance_name(name: str) -> bool:
-    """SQL Server's rule for an instance name: 1-16 characters, the first a letter or _, the rest letters,
-    decimal digits, _ or $ ("Letters as defined by the Unicode Standard 2.0"): so not a superscript or other
-    numeric character that Python's \\w would take."""
+    """SQL Server's rule for instance names (setup's Instance Configuration page): at most 16 characters, the
+    first a letter ("Letters as defined by the Unicode Standard 2.0") or underscore, the others letters, decimal
+    digits, $ or _; no spaces, \\ , : ; ' & - or @. So not a superscript or other numeric character, which
+    Python's \\w would take."""
     return (0 < len(name) <= 16 and (name[0].isalpha() or name[0] == "_")
             and all(c.isalpha() or c.isdecimal() or c in "_$" for c in name[1:]))
 
