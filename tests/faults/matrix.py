@@ -10,7 +10,8 @@ moved past the lease, so the on-host watchdog puts back whatever the controller 
 - exactly as it was before the window (version, every service's start mode and state, winmgmt, firewall),
 
 and in every case: never left isolated, never with WMI disabled, no SMS service disabled without a journal record
-of it, the site database ONLINE and MULTI_USER.
+of it, the site database ONLINE and MULTI_USER, and the product key (given as a secret) nowhere in the output, the
+report or the files the collection leaves on the host.
 
     python tests/faults/matrix.py            # every case (`make faults`): the summary table, exit 1 on a failure
     python tests/faults/matrix.py --fast     # the subset `make test` runs (tests/system/test_fault_matrix.py)
@@ -51,6 +52,10 @@ JOURNAL = r"C:\ProgramData\configmgr.sql_upgrade\journal.json"
 WATCHDOG = "\\configmgr.sql_upgrade\\watchdog"
 LEASE_MINUTES = 60  # the role's default site_sql_upgrade_lease_minutes
 SITE_DB = "CM_P01"
+# A product key given as a secret (no_log) to every host of the matrix: it must never appear in the output, the
+# report or any file the collection leaves on the host, whatever fault struck.
+SECRET_KEY = "QWERT-YUIOP-ASDFG-HJKLZ-XCVBN"
+JOURNAL_FOLDER = r"C:\ProgramData\configmgr.sql_upgrade"
 M = "configmgr.sql_upgrade."
 
 
@@ -215,6 +220,11 @@ def always_problems(host: Host, after: dict[str, Any]) -> list[str]:
         out.append(f"site database {SITE_DB} {db.get('state', 'ONLINE')}/{db.get('user_access')}")
     if instance.single_user:
         out.append(f"the instance is left in single-user mode (held by {instance.single_user_owner})")
+    if host.fs.is_dir(JOURNAL_FOLDER):
+        leaked = [name for name in host.fs.walk_files(JOURNAL_FOLDER)
+                  if SECRET_KEY.encode() in host.fs.read(JOURNAL_FOLDER + "\\" + name)]
+        if leaked:
+            out.append("the product key is written on the host: " + ", ".join(leaked))
     return out
 
 
@@ -259,7 +269,19 @@ def judge(case: Case, host: Host, before: dict[str, Any], rc: int | None, note: 
 def _env(tmp: Path) -> dict[str, str]:
     return dict(os.environ, NO_PROXY="127.0.0.0/8,localhost", ANSIBLE_NOCOLOR="1", ANSIBLE_FORKS="10",
                 ANSIBLE_LOCAL_TEMP=str(tmp / "ansible-local"), ANSIBLE_HOME=str(tmp / "home"),
-                ANSIBLE_DISPLAY_SKIPPED_HOSTS="0", ANSIBLE_DISPLAY_OK_HOSTS="0", ANSIBLE_HOST_KEY_CHECKING="0")
+                ANSIBLE_DISPLAY_SKIPPED_HOSTS="0", ANSIBLE_DISPLAY_OK_HOSTS="0", ANSIBLE_HOST_KEY_CHECKING="0",
+                ANSIBLE_CALLBACKS_ENABLED="configmgr.sql_upgrade.upgrade_report",
+                CONFIGMGR_SQL_UPGRADE_REPORT_DIR=str(tmp / "report"))
+
+
+def leaked_secret(tmp: Path, output: str) -> list[str]:
+    """Where the product key shows on the controller: the run's output, or a file of the report."""
+    places = ["the playbook output"] if SECRET_KEY in output else []
+    report = tmp / "report"
+    if report.is_dir():
+        places += [f"the report ({p.name})" for p in sorted(report.iterdir())
+                   if SECRET_KEY in p.read_text(encoding="utf-8", errors="replace")]
+    return places
 
 
 def _inventories(fleet: Fleet, tmp: Path, cases: dict[str, Case]) -> list[str]:
@@ -278,6 +300,7 @@ def _inventories(fleet: Fleet, tmp: Path, cases: dict[str, Case]) -> list[str]:
         "vars": {"site_sql_upgrade_target_version": TARGET, "site_sql_upgrade_media_src": str(iso),
                  "site_sql_upgrade_media_checksum": hashlib.sha256(iso.read_bytes()).hexdigest(),
                  "site_sql_upgrade_media_dest": "C:\\SQLMedia\\SQL2019", "site_sql_upgrade_poll_interval": 1,
+                 "site_sql_upgrade_product_key": SECRET_KEY,
                  # Bounded waits: a host that is gone (a drop, a hung reboot) fails its step within seconds.
                  "site_sql_upgrade_gate_timeout": 5, "site_sql_upgrade_reboot_timeout": 30,
                  "site_sql_upgrade_setup_timeout": 120}}}), encoding="utf-8")
@@ -316,7 +339,13 @@ def run_host_cases(cases: list[Case], tmp: Path, log: Callable[[str], None]) -> 
                               timeout=1200)
         (tmp / "host-cases.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
         walk_away(fleet)
-        return [judge(case, fleet.host(name), before[name], proc.returncode) for name, case in by_host.items()]
+        leaked = leaked_secret(tmp, proc.stdout + proc.stderr)
+        outcomes = [judge(case, fleet.host(name), before[name], proc.returncode) for name, case in by_host.items()]
+        for outcome in outcomes if leaked else []:
+            outcome.passed = False
+            outcome.details = "; ".join(x for x in (outcome.details, "the product key shows in " + ", ".join(leaked))
+                                        if x)
+        return outcomes
 
 
 def _window_open(host: Host) -> bool:
@@ -381,7 +410,13 @@ def run_process_case(case: Case, tmp: Path, log: Callable[[str], None]) -> Outco
         out.close()
         rc = first.returncode
         walk_away(fleet)
+        outputs = "".join(p.read_text(encoding="utf-8", errors="replace") for p in tmp.glob("*.log"))
+        leaked = leaked_secret(tmp, outputs) + leaked_secret(tmp / "second", "")
+        if leaked:
+            note = "; ".join(x for x in (note, "the product key shows in " + ", ".join(leaked)) if x)
         result = judge(case, host, before, rc, note)
+        if leaked:
+            result.passed = False
         if note and result.passed and case.process == "second":
             result.passed = False
         return result

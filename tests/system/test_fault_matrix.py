@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faults.matrix import Outcome, all_cases, run_matrix, summary
+from faults.matrix import SECRET_KEY, Outcome, all_cases, leaked_secret, run_matrix, summary
 
 FAST = [c for c in all_cases() if c.fast]
 
@@ -45,3 +45,11 @@ def test_the_summary_lists_every_case_and_its_failures(tmp_path: Path) -> None:
     text = summary([good, bad])
     assert text.startswith("Fault matrix: 2 cases run, 1 passed, 1 failed.")
     assert f"- {case.id}: WMI left DISABLED" in text
+
+
+def test_a_product_key_in_the_output_or_the_report_is_caught(tmp_path: Path) -> None:
+    assert leaked_secret(tmp_path, "ok: [site01]") == []
+    assert leaked_secret(tmp_path, f"PID={SECRET_KEY}") == ["the playbook output"]
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "report.json").write_text(f'{{"key": "{SECRET_KEY}"}}', encoding="utf-8")
+    assert leaked_secret(tmp_path, "") == ["the report (report.json)"]
