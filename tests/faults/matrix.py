@@ -126,6 +126,14 @@ SPECIAL_CASES = [
          host_vars={"site_sql_upgrade_wmi_during_setup": "stopped"}, fast=True),
     Case("setup-race", "5 setup", "SMS_EXECUTIVE kept running: the single-user race (the gate refuses)",
          host_vars={"site_sql_upgrade_keep": ["SMS_EXECUTIVE"], "site_sql_upgrade_gate_timeout": 2}),
+    # Setup of SQL Server 2012 and later restarts the engine with -m"SqlSetup": only setup's own connection gets
+    # in (other logins get 18401), so a client that comes back after the gate cannot win the race (docs/twin.md
+    # 2.7); plain -m, the KB's era, would lose it with 18461. The case proves the window survives it.
+    Case("setup-race-after-gate", "5 setup", "after the gate, someone re-enables and starts SMS_EXECUTIVE while "
+         "setup starts (modern setup's -m\"SqlSetup\" still admits only setup)",
+         faults={"events": [{"service": "SMS_EXECUTIVE", "do": "set_mode", "start_mode": "auto",
+                             "at_module": M + "sql_setup:start"},
+                            {"service": "SMS_EXECUTIVE", "do": "start", "at_module": M + "sql_setup:start"}]}),
     Case("setup-exit-code", "5 setup", "setup ends with exit code 0x84B40000 (-2068578304)",
          faults={"setup": {"exit_code": -2068578304}}),
     Case("reboot-hang", "8 reboot", "the reboot never returns",

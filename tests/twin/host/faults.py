@@ -39,12 +39,14 @@ class Event:
     at_command: int | None = None
     after_op: int | None = None
     after_op_for: str | None = None  # after the apply's operation on this service (or process) name
+    at_module: str | None = None  # before the first command that runs this (Counters.ran label) runs
     start_mode: str | None = None  # for set_mode
     seconds: int | None = None  # for start_slow: START_PENDING this long, then running
 
     def as_dict(self) -> dict[str, Any]:
         return {"service": self.service, "do": self.action, "at_command": self.at_command,
-                "after_op": self.after_op, "after_op_for": self.after_op_for, "start_mode": self.start_mode,
+                "after_op": self.after_op, "after_op_for": self.after_op_for, "at_module": self.at_module,
+                "start_mode": self.start_mode,
                 "seconds": self.seconds}
 
 
@@ -95,11 +97,12 @@ class Faults:
         return None
 
     def due(self, *, at_command: int | None = None, after_op: int | None = None,
-            after_op_for: str | None = None) -> list[Event]:
+            after_op_for: str | None = None, at_module: str | None = None) -> list[Event]:
         """The events due at this moment, removed from the list (each fires once)."""
         now = [e for e in self.events if (at_command is not None and e.at_command == at_command)
                or (after_op is not None and e.after_op == after_op)
-               or (after_op_for is not None and (e.after_op_for or "").lower() == after_op_for.lower())]
+               or (after_op_for is not None and (e.after_op_for or "").lower() == after_op_for.lower())
+               or (at_module is not None and (e.at_module or "").lower() == at_module.lower())]
         self.events = [e for e in self.events if e not in now]
         return now
 
@@ -211,7 +214,8 @@ def parse_faults(section: Any, path: str = "faults", service_names: set[str] | N
 def parse_event(raw: Any, path: str, service_names: set[str] | None = None) -> Event:
     """One `events` entry: {service, do: start|stop|set_mode, start_mode (set_mode), at_command | after_op}."""
     item = expect_map(raw, path)
-    expect_keys(item, ("service", "do", "start_mode", "seconds", "at_command", "after_op", "after_op_for"), path,
+    expect_keys(item, ("service", "do", "start_mode", "seconds", "at_command", "after_op", "after_op_for",
+                       "at_module"), path,
                 required=("service", "do"))
     service = expect_str(item["service"], f"{path}.service")
     if service_names is not None and service.lower() not in service_names:
@@ -227,11 +231,14 @@ def parse_event(raw: Any, path: str, service_names: set[str] | None = None) -> E
         seconds = expect_int(item.get("seconds"), f"{path}.seconds", minimum=1)
     elif "seconds" in item:
         raise ScenarioError(f"{path}.seconds", "only valid with do: start_slow")
-    when = [k for k in ("at_command", "after_op", "after_op_for") if k in item]
+    when = [k for k in ("at_command", "after_op", "after_op_for", "at_module") if k in item]
     if len(when) != 1:
         raise ScenarioError(path, "give exactly one of at_command (before the N-th WinRM command), after_op "
-                                  "(after the K-th operation of an apply) or after_op_for (after the apply's "
-                                  "operation on that name)")
+                                  "(after the K-th operation of an apply), after_op_for (after the apply's "
+                                  "operation on that name) or at_module (before the first command that runs it)")
+    if when[0] == "at_module":
+        return Event(service, action, at_module=expect_str(item["at_module"], f"{path}.at_module"),
+                     start_mode=mode, seconds=seconds)
     if when[0] == "after_op_for":
         return Event(service, action, after_op_for=expect_str(item["after_op_for"], f"{path}.after_op_for"),
                      start_mode=mode, seconds=seconds)

@@ -180,10 +180,11 @@ class Host:
 
     # -- events (faults.events) ------------------------------------------------------------------------
     def fire_events(self, *, at_command: int | None = None, after_op: int | None = None,
-                    after_op_for: str | None = None) -> None:
+                    after_op_for: str | None = None, at_module: str | None = None) -> None:
         """Run the fault events due now: a service started, stopped or reconfigured by something other than
         the module (the SCM's rules apply: starting a disabled service fails with 1058, as it would)."""
-        for event in self.faults.due(at_command=at_command, after_op=after_op, after_op_for=after_op_for):
+        for event in self.faults.due(at_command=at_command, after_op=after_op, after_op_for=after_op_for,
+                                     at_module=at_module):
             if event.action == "set_mode":
                 self.scm.set_start_mode(event.service, str(event.start_mode))
             elif event.action == "start":

@@ -110,3 +110,12 @@ def test_a_hung_stop_ends_only_a_service_in_its_own_process(host):
         _end_hung(host, "W32Time")
     assert host.scm.get("W32Time").state == "stop_pending"
     assert _end_hung(host, "Spooler") == 0  # not stopping: nothing to end
+
+
+def test_an_event_at_a_module_fires_just_before_that_command_runs(host):
+    host.faults.update({"events": [{"service": "SMS_EXECUTIVE", "do": "stop",
+                                    "at_module": "configmgr.sql_upgrade.sql_setup:start"}]})
+    host.fire_events(at_module="configmgr.sql_upgrade.sql_setup:gather")
+    assert host.scm.get("SMS_EXECUTIVE").state == "running"
+    host.fire_events(at_module="configmgr.sql_upgrade.sql_setup:start")
+    assert host.scm.get("SMS_EXECUTIVE").state == "stopped" and host.faults.events == []

@@ -186,6 +186,8 @@ def _module(host: Host, params: dict[str, Any]) -> Result:
     label = f"{fqcn}:{phase}" if isinstance(phase, str) else fqcn
     host.counters.ran.append(label)
     fault = _module_fault(host, label)
+    # Fault events at_module: what happens on the host by itself just before this command runs.
+    host.fire_events(at_module=label)
     result = run_module(host, fqcn, args)
     if fault == "lose_output":
         raise ConnectionFault(f"fault at_module lose_output of {label} (it ran)")
