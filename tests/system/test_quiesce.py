@@ -114,11 +114,26 @@ def test_check_mode_returns_the_plan_and_changes_nothing(make_fleet: Any) -> Non
     assert not host.fs.exists(journal_path(host))
 
 
+def test_a_hung_service_has_its_own_process_ended_and_the_restore_starts_it(make_fleet: Any) -> None:
+    runner = make_fleet(1, {"faults": {"services": {"SMS_EXECUTIVE": {"stop": "stuck"}}}})
+    host = runner.fleet.host(HOST)
+    before = services(host)
+    pid = host.scm.get("SMS_EXECUTIVE").process_id
+    res = quiesce(runner, "        timeout: 5\n")
+    assert not res.get("failed"), res.get("msg")
+    assert "SMS_EXECUTIVE" in res["stopped"] and host.scm.get("SMS_EXECUTIVE").state == "stopped"
+    assert any(w.startswith(f"{HOST}: SMS_EXECUTIVE did not stop within 5 seconds") and f"(id {pid})" in w
+               for w in res["warnings"])
+    res = restore(runner)
+    assert not res.get("failed"), res.get("msg")
+    assert services(host) == before
+
+
 def test_stuck_service_fails_by_name_and_restore_gives_back_the_table(make_fleet: Any) -> None:
     runner = make_fleet(1, {"faults": {"services": {"SMS_EXECUTIVE": {"stop": "stuck"}}}})
     host = runner.fleet.host(HOST)
     before = services(host)
-    res = quiesce(runner, "        timeout: 5\n")
+    res = quiesce(runner, "        timeout: 5\n        end_hung_services: false\n")
     assert res["failed"] is True
     assert "SMS_EXECUTIVE" in res["msg"] and HOST in res["msg"] and "state=restored" in res["msg"]
     assert res["failed_op"]["name"] == "SMS_EXECUTIVE"
