@@ -101,6 +101,8 @@ options:
         it as recorded, and the task warns, naming the service and the process id.
       - Only a service that runs in its own process; one that shares its process with other services
         (svchost) is never ended, and the stop fails naming it.
+      - Windows does the same to services still running at shutdown after C(WaitToKillServiceTimeout). A service
+        that is only slow is ended too; give a longer O(timeout) for one you know to be slow.
       - With V(false), such a stop fails the task (and the role restores the host).
     type: bool
     default: true

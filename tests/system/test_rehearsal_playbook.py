@@ -68,19 +68,20 @@ def test_a_batch_over_the_failure_threshold_stops_the_rollout(make_fleet: Any) -
     assert tables(runner) == before
 
 
-def test_a_service_slower_than_the_timeout_fails_the_host_and_the_rescue_puts_it_back(make_fleet: Any) -> None:
-    # SMS_EXECUTIVE takes 150 model seconds to stop; the quiesce waits 120 (its default timeout) and fails,
-    # naming it. The rescue's restore waits for the stop to finish and starts it again.
+def test_a_service_still_stopping_after_the_timeout_is_ended_and_the_window_goes_on(make_fleet: Any) -> None:
+    # SMS_EXECUTIVE takes 150 model seconds to stop; the quiesce waits 120 (its default timeout), then ends its own
+    # process (end_hung_services, as Windows' own shutdown does past WaitToKillServiceTimeout), warns naming it,
+    # and the rehearsal goes on; its restore starts it again.
     slow = {"faults": {"services": {"SMS_EXECUTIVE": {"stop": "slow", "seconds": 150}}}}
     runner = make_fleet(2, {"hosts": {"site02": slow}})
     before = tables(runner)
 
     run = rehearse(runner, "-e", "sql_upgrade_batch_size=2", "-e", "sql_upgrade_max_fail_percentage=50")
 
-    assert run.stats["site01"]["failures"] == 0
-    assert run.stats["site02"]["failures"] == 1 and run.stats["site02"]["rescued"] == 1
-    failed = [r for r in results_of(run, "site02") if r.get("failed")]
-    assert "SMS_EXECUTIVE did not stop within 120 seconds" in failed[0]["msg"]
+    assert run.rc == 0
+    assert run.stats["site01"]["failures"] == 0 and run.stats["site02"]["failures"] == 0
+    warned = [w for r in results_of(run, "site02") for w in r.get("warnings") or []]
+    assert any("SMS_EXECUTIVE did not stop within 120 seconds (hung in STOP_PENDING)" in w for w in warned), warned
     restored = [r for r in results_of(run, "site02") if "SMS_EXECUTIVE" in (r.get("started") or [])]
-    assert restored, "the rescue's restore did not start SMS_EXECUTIVE again"
+    assert restored, "the restore did not start SMS_EXECUTIVE again"
     assert tables(runner) == before
