@@ -133,6 +133,50 @@ foreach ($case in $cases) {
     }
 }
 
+# --- a service hung in STOP_PENDING (end_hung_services): a service of our own whose OnStop never returns --------
+# Compiled here (PowerShell 5.1's Add-Type writes an .exe with -OutputType WindowsApplication); ServiceBase reports
+# STOP_PENDING before it calls OnStop, which blocks for ever, so the SCM shows the service stopping until its
+# process ends. Proves Stop-HungServiceProcess against the real SCM: the current process id, Process.Kill of a
+# LocalSystem service process from this session, and the SCM recording the service Stopped.
+$hung = 'configmgrUtilsHung' + [System.Guid]::NewGuid().ToString('N').Substring(0, 6)
+$hungDir = Join-Path -Path $env:ProgramData -ChildPath ('configmgr-utils-' + [System.Guid]::NewGuid().ToString('N'))
+$hungExe = Join-Path -Path $hungDir -ChildPath 'hung.exe'
+$source = @'
+using System.ServiceProcess;
+using System.Threading;
+public class HungOnStop : ServiceBase
+{
+    public HungOnStop() { CanStop = true; }
+    protected override void OnStop() { Thread.Sleep(Timeout.Infinite); }
+    public static void Main() { ServiceBase.Run(new HungOnStop()); }
+}
+'@
+$null = New-Item -Path $hungDir -ItemType Directory -Force
+try {
+    Add-Type -TypeDefinition $source -ReferencedAssemblies 'System.ServiceProcess' -OutputAssembly $hungExe -OutputType WindowsApplication
+    $null = New-Service -Name $hung -BinaryPathName ('"' + $hungExe + '"') -StartupType Manual -DisplayName 'configmgr.sql_upgrade utils test (hangs on stop)'
+    Start-Service -Name $hung
+    $op = @{ op = 'stop'; name = $hung }
+    $threw = $false
+    try {
+        Invoke-ServiceOp -Op $op -TimeoutSeconds 5
+    }
+    catch {
+        $threw = $true
+    }
+    $state = (Get-Service -Name $hung).Status
+    Test-That 'a stop that times out throws without EndHung and leaves the service StopPending' ($threw -and $state -eq 'StopPending') "threw $threw, $state"
+    $op = @{ op = 'stop'; name = $hung }
+    Invoke-ServiceOp -Op $op -TimeoutSeconds 5 -EndHung
+    $state = (Get-Service -Name $hung).Status
+    Test-That 'with EndHung the hung service own process is ended and the service is Stopped' ($op['result'] -eq 'ended_hung' -and [int]$op['process_id'] -gt 0 -and $state -eq 'Stopped') "$($op['result']), $($op['process_id']), $state"
+    Test-That 'Stop-HungServiceProcess does nothing to a stopped service' ((Stop-HungServiceProcess -Name $hung) -eq 0) 'not 0'
+}
+finally {
+    $null = & "$env:SystemRoot\System32\sc.exe" delete $hung
+    Remove-Item -LiteralPath $hungDir -Recurse -Force -ErrorAction SilentlyContinue
+}
+
 # --- start and stop of a real, harmless service (SNMP Trap: demand start, stopped by default) -----------------
 $trap = Get-Service -Name 'SNMPTRAP' -ErrorAction SilentlyContinue
 if ($null -ne $trap -and $trap.Status -eq 'Stopped' -and $trap.StartType -ne 'Disabled') {
