@@ -146,13 +146,14 @@ using System.ServiceProcess;
 using System.Threading;
 public class HungOnStop : ServiceBase
 {
-    public HungOnStop() { CanStop = true; }
+    public HungOnStop() { ServiceName = "__NAME__"; CanStop = true; }
     protected override void OnStop() { Thread.Sleep(Timeout.Infinite); }
     public static void Main() { ServiceBase.Run(new HungOnStop()); }
 }
 '@
 $null = New-Item -Path $hungDir -ItemType Directory -Force
 try {
+    $source = $source.Replace('__NAME__', $hung)
     Add-Type -TypeDefinition $source -ReferencedAssemblies 'System.ServiceProcess' -OutputAssembly $hungExe -OutputType WindowsApplication
     $null = New-Service -Name $hung -BinaryPathName ('"' + $hungExe + '"') -StartupType Manual -DisplayName 'configmgr.sql_upgrade utils test (hangs on stop)'
     Start-Service -Name $hung
