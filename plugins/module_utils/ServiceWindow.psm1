@@ -604,18 +604,12 @@ Function Stop-HungServiceProcess {
             $process.Dispose()
         }
     }
-    $controller = New-Object -TypeName System.ServiceProcess.ServiceController -ArgumentList $Name
+    # Stop-PlannedService only waits for a StopPending service (no second control): the SCM's record of the end.
     try {
-        $deadline = [System.DateTime]::UtcNow.AddSeconds(30)
-        while ((Get-FreshStatus -Controller $controller) -ne [System.ServiceProcess.ServiceControllerStatus]::Stopped) {
-            if ([System.DateTime]::UtcNow -gt $deadline) {
-                throw "service ${Name}: its process (id $processId) was ended, and the service is still $($controller.Status) 30 seconds later"
-            }
-            Start-Sleep -Milliseconds 250
-        }
+        $null = Stop-PlannedService -Name $Name -TimeoutSeconds 30
     }
-    finally {
-        $controller.Dispose()
+    catch {
+        throw "service ${Name}: its process (id $processId) was ended, but: $($_.Exception.Message)"
     }
     return $processId
 }
@@ -1334,7 +1328,7 @@ Function Update-ServiceWindowLease {
     watchdog is registered, move its time trigger to now + the recorded lease - the isolation's while the host
     is isolated, else the window's own (lease_minutes, recorded by the first change, step 2) while services or
     WMI are still to be put back. Returns the task (or $null). Reads only data from the journal
-    (ConvertFrom-Json), never code. journal.py and the twin (renew_lease) decide the same way.
+    (ConvertFrom-Json), never code. The twin's renew_lease decides the same way.
     #>
     param (
         [Parameter(Mandatory = $true)][string]$JournalPath,
