@@ -258,6 +258,8 @@ SERVICES_BACK = """      configmgr.sql_upgrade.win_service_quiesce:
 WATCHDOG = "\\configmgr.sql_upgrade\\watchdog"
 
 
+# The lease's logic, not the connection plugin, is under test: over winrm only (the suite's time).
+@pytest.mark.parametrize("make_fleet", ["winrm"], indirect=True)
 def test_the_lease_starts_with_the_quiesce_and_puts_the_services_back_before_any_isolation(make_fleet: Any) -> None:
     """A controller lost between step 2 and step 4 (the fault matrix found it): the quiesce's watchdog restores."""
     runner = make_fleet(1)
@@ -275,6 +277,7 @@ def test_the_lease_starts_with_the_quiesce_and_puts_the_services_back_before_any
     assert journal(host)["watchdog"]["result"] == "services back as recorded"
 
 
+@pytest.mark.parametrize("make_fleet", ["winrm"], indirect=True)
 def test_the_network_restore_keeps_the_lease_while_services_are_out_and_their_restore_ends_it(make_fleet: Any) -> None:
     runner = make_fleet(1)
     host = runner.fleet.host(HOST)
