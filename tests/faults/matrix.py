@@ -28,7 +28,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -432,8 +431,7 @@ def run_process_case(case: Case, tmp: Path, log: Callable[[str], None]) -> Outco
 
 def run_matrix(cases: Iterable[Case], workdir: Path, log: Callable[[str], None] = print) -> list[Outcome]:
     cases = list(cases)
-    outcomes = run_host_cases([c for c in cases if c.process is None], workdir / "hosts", log) \
-        if any(c.process is None for c in cases) else []
+    outcomes = run_host_cases([c for c in cases if c.process is None], workdir / "hosts", log)
     for case in cases:
         if case.process is not None:
             outcomes.append(run_process_case(case, workdir / case.id, log))
@@ -481,5 +479,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    threading.current_thread().name = "matrix"
     sys.exit(main())

@@ -370,9 +370,12 @@ OP_HANDLERS: dict[str, Callable[[Host, dict[str, Any], int], None]] = {
 }
 
 
-def run_op(host: Host, op: dict[str, Any], timeout: int) -> None:
+def run_op(host: Host, op: dict[str, Any], timeout: int, end_hung: bool = False) -> None:
     """Invoke-ServiceOp: one planned operation (Ansible.Basic already refused an op outside the spec's
-    choices; the last branch is the executor's own guard)."""
+    choices; the last branch is the executor's own guard). end_hung: its -EndHung switch, for a stop."""
+    if op.get("op") == "stop":
+        _op_stop(host, op, timeout, end_hung)
+        return
     handler = OP_HANDLERS.get(str(op.get("op")))
     if handler is None:
         raise _OpError(f"unknown operation '{op.get('op')}' for service {op.get('name')}")
@@ -425,10 +428,7 @@ def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
     end_hung = bool(params.get("end_hung_services"))
     for op in params.get("_plan") or []:
         try:
-            if op.get("op") == "stop":
-                _op_stop(host, op, int(params["timeout"]), end_hung)
-            else:
-                run_op(host, op, int(params["timeout"]))
+            run_op(host, op, int(params["timeout"]), end_hung)
         except (WindowsError_, _OpError) as err:
             what = _what(op)
             failures.append({"op": op.get("op"), "name": op.get("name"),
