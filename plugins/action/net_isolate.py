@@ -1,9 +1,9 @@
 # Copyright: configmgr.sql_upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin of net_isolate (KB 256202 steps 4 and 6): validate on the controller, gather in one module
-call, plan with plugin_utils/_service_window/network.py, apply in one module call (none in check mode), then
+call, plan with plugin_utils/_window/network.py, apply in one module call (none in check mode), then
 prove the channel with a new connection and undo the isolation at once if that fails. The run itself is
-_service_window/action.py, shared with win_service_quiesce and wmi_disable."""
+_action/base.py, shared with win_service_quiesce and wmi_disable."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from typing import Any
 
 from ansible.errors import AnsibleError
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import journal as jr
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import network as nw
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.action import (
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.base import (
     JournalAction,
     Planned,
 )
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.args import validate_net_args
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.facts import ServiceFact
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import validate_net_args
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window import journal as jr
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window import network as nw
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.facts import ServiceFact
 
 RULE_KEYS = ("name", "direction", "protocol", "remote_addresses", "remote_ports")
 

@@ -1,7 +1,7 @@
 # Copyright: configmgr.sql_upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin of site_preflight: one read on the host, every check decided with
-plugin_utils/_service_window/preflight.py, every refusal listed at once (a host is refused before any change)."""
+plugin_utils/_sql/preflight.py, every refusal listed at once (a host is refused before any change)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,19 @@ from typing import Any
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import journal as jr
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import preflight as pf
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import setup as su
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.args import (
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import (
     _bool,
     _instance,
     _int,
     _run_options,
     _unknown,
 )
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.errors import PlanError
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.journal import JournalError
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.run import (
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.errors import PlanError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql import preflight as pf
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql import setup as su
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window import journal as jr
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.journal import JournalError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.run import (
     caller,
     decide_run,
     process_run_id,

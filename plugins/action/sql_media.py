@@ -1,7 +1,7 @@
 # Copyright: configmgr.sql_upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin of sql_media (KB 256202 step 1): validate, gather what dest holds, decide with
-plugin_utils/_service_window/media.py whether the media there can be used as it is, and otherwise stage it:
+plugin_utils/_sql/media.py whether the media there can be used as it is, and otherwise stage it:
 controller files in chunks (only the chunks the host does not hold yet), or a URL / share the host reads itself;
 then prove the hashes and only then let the host move the media to dest."""
 
@@ -18,10 +18,10 @@ from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import media as md
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import setup as su
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.args import _bool, _int, _unknown
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.errors import PlanError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import _bool, _int, _unknown
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.errors import PlanError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql import media as md
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql import setup as su
 
 MODULE = "configmgr.sql_upgrade.sql_media"
 OPTIONS = ("dest", "src", "url", "url_username", "url_password", "validate_certs", "share_path", "share_user",

@@ -1,7 +1,7 @@
 # Copyright: configmgr.sql_upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin of sql_setup (KB 256202 step 5): validate, gather, decide with
-plugin_utils/_service_window/setup.py whether and how setup runs, start it on the host as a task of its own,
+plugin_utils/_sql/setup.py whether and how setup runs, start it on the host as a task of its own,
 poll it (a dropped connection only delays the next poll), record its end, read Summary.txt and prove the upgraded
 instance. A re-run picks up a setup that is still running or that ended unseen instead of starting another."""
 
@@ -14,10 +14,8 @@ from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import journal as jr
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import setup as su
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.action import host_warnings
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.args import (
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.base import host_warnings
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import (
     _bool,
     _choice,
     _instance,
@@ -25,9 +23,11 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_win
     _run_options,
     _unknown,
 )
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.errors import PlanError
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.journal import JournalError
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.run import (
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.errors import PlanError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql import setup as su
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window import journal as jr
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.journal import JournalError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.run import (
     caller,
     decide_run,
     lease_expired,

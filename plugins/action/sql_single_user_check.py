@@ -1,7 +1,7 @@
 # Copyright: configmgr.sql_upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin of sql_single_user_check (the gate before KB 256202 step 5): validate on the controller,
-read the sessions with the executor (one module call per poll), decide with plugin_utils/_service_window/gate.py
+read the sessions with the executor (one module call per poll), decide with plugin_utils/_sql/gate.py
 which sessions block, and wait for them to go up to wait_timeout."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.args import validate_gate_args
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.errors import PlanError
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.gate import (
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import validate_gate_args
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.errors import PlanError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql.gate import (
     blocking_sessions,
     check_instance,
     describe,

@@ -2,40 +2,40 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin of win_service_quiesce (KB 256202 step 2 and its undo): validate on the controller, gather
 in one module call, plan with plugin_utils/_service_window/ (classify.py, quiesce.py, processes.py), apply
-in one module call (none in check mode). The run itself is _service_window/action.py, shared with
+in one module call (none in check mode). The run itself is _action/base.py, shared with
 wmi_disable."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import journal as jr
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.action import (
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.base import (
     JournalAction,
     Planned,
     failure,
 )
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.args import validate_quiesce_args
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.classify import (
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import validate_quiesce_args
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.errors import PlanError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window import journal as jr
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.classify import (
     QuiesceOptions,
     local_sessions,
     protected_services,
     sql_instance_services,
     windows_evidence,
 )
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.errors import PlanError
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.facts import (
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.facts import (
     ServiceFact,
     processes_from_gather,
 )
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.network import WATCHDOG_TASK
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.ops import (
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.network import WATCHDOG_TASK
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.ops import (
     op_register_watchdog,
     op_remove_watchdog,
 )
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.patterns import unmatched_patterns
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.processes import plan_processes
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.quiesce import (
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.patterns import unmatched_patterns
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.processes import plan_processes
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.quiesce import (
     plan_quiesce,
     plan_restore,
     window_drift,

@@ -1,27 +1,27 @@
 # Copyright: configmgr.sql_upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin of wmi_disable (KB 256202 steps 3 and 7): validate, gather (one module call), plan winmgmt
-and its dependents with plugin_utils/_service_window/wmi.py, apply (one module call; none in check mode or
-when nothing changes). The run itself is _service_window/action.py, shared with win_service_quiesce."""
+and its dependents with plugin_utils/_window/wmi.py, apply (one module call; none in check mode or
+when nothing changes). The run itself is _action/base.py, shared with win_service_quiesce."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import journal as jr
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.action import (
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.base import (
     JournalAction,
     Planned,
     corrupt_journal,
 )
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.args import validate_wmi_args
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.facts import ServiceFact
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.journal import JournalError
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.ops import (
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import validate_wmi_args
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window import journal as jr
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.facts import ServiceFact
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.journal import JournalError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.ops import (
     op_expect_stopped,
     summarize,
 )
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.wmi import (
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.wmi import (
     WINMGMT,
     plan_wmi_disable,
     plan_wmi_enable,

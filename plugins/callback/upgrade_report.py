@@ -41,7 +41,7 @@ from typing import Any
 
 from ansible.plugins.callback import CallbackBase
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import report
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._fleet import report
 
 _WAVE = re.compile(r"^Wave \d+ - (.*?)(?: \(|$)")
 _ACCOUNT = "site_sql_upgrade_account"

@@ -44,7 +44,7 @@ from typing import Any
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window import account
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window import account
 
 _PREFIX = "configmgr.sql_upgrade."
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.hierarchy import plan_waves
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._fleet.hierarchy import plan_waves
 
 
 def upgrade_waves(hostvars: Any, hosts: list[str]) -> dict[str, Any]:

@@ -4,7 +4,7 @@
 #
 # Host-side helpers of the service window (KB 256202 steps 2, 3 and 7), shared by win_service_quiesce and
 # wmi_disable: gather the service table, read and write the on-host journal, and run an explicit list of
-# operations (the vocabulary is plugins/plugin_utils/_service_window/ops.py; Invoke-ServiceOp has one
+# operations (the vocabulary is plugins/plugin_utils/_window/ops.py; Invoke-ServiceOp has one
 # branch per operation). No decisions here: the action plugins plan in Python (plugins/plugin_utils/
 # _service_window/). The executor protocol is described in docs/executor-protocol.md. Runs inside the WMI-free window
 # (winmgmt stopped and disabled), so only the SCM (System.ServiceProcess.ServiceController and
@@ -44,7 +44,7 @@ Function Get-JournalPath {
     <#
     .SYNOPSIS
     %ProgramData%\configmgr.sql_upgrade\journal.json: one journal per host, shared by both modules. Its
-    location and content are the schema plugins/plugin_utils/_service_window/journal.schema.json
+    location and content are the schema plugins/plugin_utils/_window/journal.schema.json
     (x-location); this module only stores and returns the text, the controller validates it.
     #>
     [OutputType([string])]
@@ -57,7 +57,7 @@ Function Read-JournalText {
     <#
     .SYNOPSIS
     The journal file's text, or $null when there is none. It is returned as text: the controller validates
-    it (plugins/plugin_utils/_service_window/journal.py) before anything acts on it.
+    it (plugins/plugin_utils/_window/journal.py) before anything acts on it.
     #>
     [OutputType([string])]
     param ([Parameter(Mandatory = $true)][string]$Path)

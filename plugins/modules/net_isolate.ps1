@@ -35,7 +35,7 @@ $spec = @{
         _winrm_port = @{ type = 'int'; default = 5985 }
         _plan = @{
             type = 'list'; elements = 'dict'; default = @()
-            # The operation vocabulary: plugins/plugin_utils/_service_window/ops.py (MODULE_OPS, FIELDS).
+            # The operation vocabulary: plugins/plugin_utils/_window/ops.py (MODULE_OPS, FIELDS).
             options = @{
                 op = @{
                     type = 'str'; required = $true

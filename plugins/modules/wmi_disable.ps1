@@ -27,7 +27,7 @@ $spec = @{
         _phase = @{ type = 'str'; default = 'gather'; choices = @('gather', 'apply') }
         _plan = @{
             type = 'list'; elements = 'dict'; default = @()
-            # The operation vocabulary: plugins/plugin_utils/_service_window/ops.py (MODULE_OPS, FIELDS).
+            # The operation vocabulary: plugins/plugin_utils/_window/ops.py (MODULE_OPS, FIELDS).
             options = @{
                 op = @{ type = 'str'; required = $true; choices = @('set_mode', 'stop', 'start', 'expect_stopped') }
                 name = @{ type = 'str'; required = $true }

@@ -95,7 +95,7 @@ def test_a_rescue_whose_restore_fails_still_reports_what_is_left_and_counts_the_
     assert run.rc == 2
     assert run.stats["site01"]["failures"] == 1 and run.stats["site01"]["changed"] >= 1
     report = results_of(run, "site01")[-1]
-    assert report["failed"] is True and 'failed at "KB step 2' in report["msg"]
+    assert report["failed"] is True and 'failed at Step 2 ("Step 2 - ' in report["msg"]
     assert "NOT everything was put back - left behind: SMS_EXECUTIVE not put back: start of service SMS_EXECUTIVE " \
            "failed" in report["msg"]
     account = account_task(run, "site01")

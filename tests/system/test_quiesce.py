@@ -12,8 +12,8 @@ from typing import Any
 
 from conftest import play, services
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.catalog import CONFIGMGR, SQL_SERVER
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.patterns import first_match
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.catalog import CONFIGMGR, SQL_SERVER
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.patterns import first_match
 from twin import emulation
 
 # Importing twin.emulation.configmgr registers the collection's executors with the twin.

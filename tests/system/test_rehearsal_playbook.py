@@ -47,7 +47,7 @@ def test_rolling_rehearsal_puts_every_host_back_and_names_the_failed_one(make_fl
     assert run.stats["site02"]["failures"] == 1 and run.stats["site02"]["rescued"] == 1
     failed = [r for r in results_of(run, "site02") if r.get("failed")]
     assert "WinRM" in failed[0]["msg"]  # the quiesce names the service it refuses to stop
-    assert 'failed at "KB step 2' in failed[-1]["msg"] and "put back" in failed[-1]["msg"]
+    assert 'failed at Step 2 ("Step 2 - ' in failed[-1]["msg"] and "put back" in failed[-1]["msg"]
     # Inside the window the quiesce stopped SMS_EXECUTIVE on the healthy hosts ...
     stopped = [r for r in results_of(run, "site01") if "stopped" in r and r.get("changed")]
     assert "SMS_EXECUTIVE" in stopped[0]["stopped"]

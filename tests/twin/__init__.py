@@ -1,7 +1,7 @@
 """Digital twin of an SMS / Configuration Manager site server (see CONTRACT.md for the layers and their API).
 
 The twin reads the collection's own contracts (the operation vocabulary of
-``plugins/plugin_utils/_service_window/ops.py``, the PowerShell contract checks of ``tests/tools/pscontract``)
+``plugins/plugin_utils/_window/ops.py``, the PowerShell contract checks of ``tests/tools/pscontract``)
 instead of copying them, so it puts the repository's ``ansible_collections`` layout (``make venv`` creates
 ``.build/collections``) and ``tests/tools`` on ``sys.path`` when they are not there yet.
 """

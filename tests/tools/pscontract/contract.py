@@ -38,7 +38,7 @@ class ModuleContract:
     #: NOT_FROM_THE_EXECUTOR): their absence from an executor's result is not a problem.
     optional_keys: frozenset[str] = frozenset()
     #: This collection's executors: phase -> documented executor result (the executor protocol,
-    #: plugins/plugin_utils/_service_window/protocol.py). Their RETURN documents what the action plugin returns.
+    #: plugins/plugin_utils/_window/protocol.py). Their RETURN documents what the action plugin returns.
     executor_results: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def validate_args(self, args: Mapping[str, Any], module_name: str | None = None,
@@ -88,13 +88,13 @@ NOT_FROM_THE_EXECUTOR: dict[str, frozenset[str]] = {
 
 def _executor_results(module: str) -> Mapping[str, Mapping[str, Any]]:
     """The executor protocol of one of this collection's modules (empty when it has none), read from
-    plugins/plugin_utils/_service_window/protocol.py by path (it imports nothing of the collection)."""
+    plugins/plugin_utils/_window/protocol.py by path (it imports nothing of the collection)."""
     return _protocol().RESULTS.get(module, {})
 
 
 @lru_cache(maxsize=1)
 def _protocol() -> Any:
-    path = REPO / "plugins" / "plugin_utils" / "_service_window" / "protocol.py"
+    path = REPO / "plugins" / "plugin_utils" / "_window" / "protocol.py"
     loaded = importlib.util.spec_from_file_location("_configmgr_executor_protocol", path)
     if loaded is None or loaded.loader is None:
         raise SpecError(f"the executor protocol {path} cannot be loaded")

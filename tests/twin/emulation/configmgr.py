@@ -16,7 +16,7 @@ from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.ops import (
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.ops import (
     NO_CHANGE_RESULTS,
     SETTABLE_START_MODES,
 )
@@ -32,7 +32,7 @@ from twin.host.sql import INSTANCE_NAMES_KEY, login_for
 
 # Where the journal lives: the schema's x-location (the same file the controller validates against).
 JOURNAL_SCHEMA = json.loads(files(
-    "ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window"
+    "ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window"
 ).joinpath("journal.schema.json").read_text(encoding="utf-8"))
 JOURNAL_FOLDER = JOURNAL_SCHEMA["x-location"]["folder"]
 JOURNAL_FILE = JOURNAL_SCHEMA["x-location"]["file"]
@@ -304,7 +304,7 @@ def _op_end_process(host: Host, op: dict[str, Any], timeout: int) -> None:
     op["result"] = _end_process(host, op, timeout)
 
 
-#: Invoke-ServiceOp's branches, one per operation of the vocabulary (_service_window/ops.py OPS); a test
+#: Invoke-ServiceOp's branches, one per operation of the vocabulary (_window/ops.py OPS); a test
 #: holds the two to the same names.
 
 # --- net_isolate's operations (ServiceWindow.psm1: Set-FirewallProfileState, Add-IsolationRule, Remove-IsolationRule,

@@ -1,7 +1,7 @@
 """Emulation of this collection's executors of KB 256202 steps 1 and 5: sql_media.ps1 and sql_setup.ps1.
 
 Each phase follows its PowerShell (plugins/modules/sql_media.ps1, sql_setup.ps1) against the host model and returns
-the same keys (the executor protocol in plugin_utils/_service_window/protocol.py). Setup itself is the host model's
+the same keys (the executor protocol in plugin_utils/_window/protocol.py). Setup itself is the host model's
 (twin/host/sql.py, setup_steps): the setup task started by sql_setup runs it on the host's clock, one step each
 time the Task Scheduler looks at it, so that the controller's polls see it running, then ended.
 """

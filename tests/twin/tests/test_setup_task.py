@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._service_window.setup import (
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql.setup import (
     command_line,
     quote_argument,
 )

@@ -17,7 +17,7 @@ from ansible_collections.configmgr.sql_upgrade.plugins.action import win_service
 from pscontract import check_result, contract_for
 
 DATA = Path(__file__).parent / "test_data"
-SCHEMA = json.loads((Path(__file__).resolve().parents[4] / "plugins" / "plugin_utils" / "_service_window"
+SCHEMA = json.loads((Path(__file__).resolve().parents[4] / "plugins" / "plugin_utils" / "_window"
                      / "journal.schema.json").read_text(encoding="utf-8"))
 PLUGINS = {"win_service_quiesce": win_service_quiesce.ActionModule, "wmi_disable": wmi_disable.ActionModule}
 
