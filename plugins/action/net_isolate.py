@@ -14,13 +14,13 @@ from typing import Any
 from ansible.errors import AnsibleError
 
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.base import (
+    Call,
     JournalAction,
     Planned,
+    Window,
 )
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import validate_net_args
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window import journal as jr
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window import network as nw
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.facts import ServiceFact
 
 RULE_KEYS = ("name", "direction", "protocol", "remote_addresses", "remote_ports")
 
@@ -41,17 +41,36 @@ def own_address(remote: str, port: int) -> str | None:
         return None
 
 
+def firewall_problems(rules: list[nw.Rule], ops: list[dict[str, Any]], applied: dict[str, Any]) -> list[str]:
+    """The firewall as the apply read it back against the plan: each planned rule present, enabled and the same; no
+    isolation rule left after a restore (no rules planned); every profile on while isolated."""
+    after = applied.get("firewall_after")
+    if not [op for op in ops if op["op"] in ("add_rule", "remove_rule", "set_profile")]:
+        return []
+    if not isinstance(after, dict):
+        return ["the executor returned no read of the firewall after the apply"]
+    read_rules = after.get("rules") or {}
+    problems: list[str] = []
+    for rule in rules:
+        read = read_rules.get(rule.name)
+        if read is None or not nw.same_rule(read, rule):
+            problems.append(f"firewall rule '{rule.name}' is {'missing' if read is None else 'not as planned'}")
+    if not rules:
+        problems += [f"firewall rule '{name}' is still there" for name in read_rules if nw.is_isolation_rule(name)]
+    else:
+        problems += [f"the {name} firewall profile is off" for name, profile in (after.get("profiles") or {}).items()
+                     if not profile.get("enabled")]
+    return problems
+
+
 class ActionModule(JournalAction):
-    MODULE = "configmgr.sql_upgrade.net_isolate"
+    MODULE = "net_isolate"
     CORRUPT_ADVICE = ("Inspect it; remove the firewall rules named configmgr.sql_upgrade isolation (...) by hand "
                       "if needed")
     UNDO = ("The host's watchdog puts the network back when its lease ends; when the host answers again, run "
             "net_isolate with state=restored")
 
-    def _validate(self, args: dict[str, Any]) -> dict[str, Any]:
-        return validate_net_args(args)
-
-    def _summary(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
+    def summary(self, ops: list[dict[str, Any]], opts: dict[str, Any]) -> dict[str, Any]:
         return {}  # no services: the result lists rules and profiles instead (RETURN)
 
     def _port(self) -> int:
@@ -60,17 +79,14 @@ class ActionModule(JournalAction):
         except (KeyError, AnsibleError, TypeError, ValueError):
             return 5985
 
-    def _gather_args(self, task_vars: dict[str, Any]) -> dict[str, Any]:
+    def gather_args(self, call: Call) -> dict[str, Any]:
         return {"_winrm_port": self._port()}
 
-    def _plan(
-        self, opts: dict[str, Any], facts: list[ServiceFact], journal: dict[str, Any] | None,
-        gathered: dict[str, Any], path: str
-    ) -> Planned | dict[str, Any]:
+    def plan(self, opts: dict[str, Any], window: Window) -> Planned:
+        journal, gathered = window.journal, window.gathered
         firewall = gathered.get("firewall") or {}
         fw = nw.FirewallFacts(firewall.get("profiles") or {}, firewall.get("rules") or {})
-        now = str(gathered.get("host_time") or "")
-        host_name = str(gathered.get("host_name") or "")
+        now, host_name = window.host_time, window.host_name
         existing = jr.network_record(journal)
         if opts["state"] == "restored":
             plan = nw.plan_restore_network(fw, existing, bool(gathered.get("watchdog")),
@@ -85,9 +101,9 @@ class ActionModule(JournalAction):
                 fields["profiles"] = dict(existing["profiles"])
             if journal is not None:
                 fields["run_id"] = journal["run_id"]
-            self._planned_rules = []
-            return Planned(plan.ops, None, doc_after, plan.diff_before, plan.diff_after, fields,
-                           continue_on_error=True)
+            return Planned(ops=plan.ops, journal_after=doc_after, diff_before=plan.diff_before,
+                           diff_after=plan.diff_after, fields=fields, continue_on_error=True,
+                           broken=lambda applied: firewall_problems([], plan.ops, applied))
 
         port = self._port()
         if opts["allow_from"] is not None:
@@ -106,9 +122,8 @@ class ActionModule(JournalAction):
         doc_before = None
         if plan.record is not None:
             base = None if jr.is_finished(journal) else journal
-            doc_before = jr.dumps(jr.set_network(base, plan.record, host=host_name, run_id=self._run.run_id, now=now,
-                                                 owner=self._caller.owner))
-        self._planned_rules = rules
+            doc_before = jr.dumps(jr.set_network(base, plan.record, host=host_name, run_id=window.run.run_id,
+                                                 now=now, owner=window.caller.owner))
         fields: dict[str, Any] = {
             "allow_from": allow_from,
             "allow_from_source": source,
@@ -117,34 +132,13 @@ class ActionModule(JournalAction):
             "profiles": dict((plan.record or existing or {}).get("profiles") or {}),
         }
         if plan.ops or (journal and not jr.is_finished(journal)):
-            fields["run_id"] = self._run.run_id
-        return Planned(plan.ops, doc_before, None, plan.diff_before, plan.diff_after, fields)
+            fields["run_id"] = window.run.run_id
+        return Planned(ops=plan.ops, journal_before=doc_before, diff_before=plan.diff_before,
+                       diff_after=plan.diff_after, fields=fields,
+                       broken=lambda applied: firewall_problems(rules, plan.ops, applied))
 
-    def _broken(self, planned: Planned, applied: dict[str, Any]) -> list[str]:
-        """The firewall as read back after the apply against the plan: each planned rule present, enabled and
-        the same; no isolation rule left after a restore; every profile on while isolated."""
-        after = applied.get("firewall_after")
-        touched = [op for op in planned.ops if op["op"] in ("add_rule", "remove_rule", "set_profile")]
-        if not touched:
-            return []
-        if not isinstance(after, dict):
-            return ["the executor returned no read of the firewall after the apply"]
-        rules = after.get("rules") or {}
-        problems: list[str] = []
-        for rule in self._planned_rules:
-            read = rules.get(rule.name)
-            if read is None or not nw.same_rule(read, rule):
-                problems.append(f"firewall rule '{rule.name}' is {'missing' if read is None else 'not as planned'}")
-        if not self._planned_rules:
-            problems += [f"firewall rule '{name}' is still there" for name in rules if nw.is_isolation_rule(name)]
-        else:
-            for name, profile in (after.get("profiles") or {}).items():
-                if not profile.get("enabled"):
-                    problems.append(f"the {name} firewall profile is off")
-        return problems
-
-    def _after_apply(self, result: dict[str, Any], opts: dict[str, Any], planned: Planned, applied: dict[str, Any],
-                     task_vars: dict[str, Any], host: str) -> dict[str, Any]:
+    def after_apply(self, result: dict[str, Any], opts: dict[str, Any], planned: Planned, applied: dict[str, Any],
+                    call: Call) -> dict[str, Any]:
         if applied.get("watchdog"):
             result["lease"] = dict(applied["watchdog"])
         if opts["state"] != "isolated" or not planned.ops:
@@ -152,17 +146,17 @@ class ActionModule(JournalAction):
         # The firewall changed: prove that a new connection from the controller still gets in (a domain
         # account's logon is validated by a domain controller on every new connection).
         try:
-            confirmed = self._over_new_connection(opts, task_vars)
+            confirmed = self._over_new_connection(opts, call)
         except AnsibleError as exc:
-            return self._undo_at_once(result, opts, planned, applied, task_vars, host, str(exc))
+            return self._undo_at_once(result, opts, planned, applied, call, str(exc))
         if confirmed.get("failed"):
-            return self._undo_at_once(result, opts, planned, applied, task_vars, host, str(confirmed.get("msg")))
+            return self._undo_at_once(result, opts, planned, applied, call, str(confirmed.get("msg")))
         result["confirmed"] = True
         if confirmed.get("watchdog"):
             result["lease"] = dict(confirmed["watchdog"])
         return result
 
-    def _over_new_connection(self, opts: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
+    def _over_new_connection(self, opts: dict[str, Any], call: Call) -> dict[str, Any]:
         """The confirm phase over a second instance of the task's connection plugin: a new TCP connection
         and a new logon, as the next task would make, while this task's own connection stays open."""
         current = self._connection
@@ -172,8 +166,7 @@ class ActionModule(JournalAction):
         fresh._origins = dict(getattr(current, "_origins", {}))
         self._connection = fresh
         try:
-            return self._execute_module(module_name=self.MODULE, module_args={**opts, "_phase": "confirm"},
-                                        task_vars=task_vars)
+            return call.executor("confirm", opts)
         finally:
             self._connection = current
             try:
@@ -181,8 +174,9 @@ class ActionModule(JournalAction):
             except (AnsibleError, OSError):
                 pass
 
-    def _undo_at_once(self, result: dict[str, Any], opts: dict[str, Any], planned: Planned, applied: dict[str, Any],
-                      task_vars: dict[str, Any], host: str, why: str) -> dict[str, Any]:
+    @staticmethod
+    def _undo_at_once(result: dict[str, Any], opts: dict[str, Any], planned: Planned, applied: dict[str, Any],
+                      call: Call, why: str) -> dict[str, Any]:
         """A new connection failed after the isolation: remove it now, over the connection this task still
         has, so the host is not left isolated until the watchdog's probation ends. The undo is state=restored's
         own plan, made from the firewall as the apply read it back."""
@@ -196,21 +190,19 @@ class ActionModule(JournalAction):
                                       keep_watchdog=jr.window_open_besides_network(record)).ops
         after = jr.dumps(jr.set_network(record, {**network, "status": "restored"}, host=record["host"],
                                         run_id=record["run_id"], now=record["updated"]))
-        undone = self._execute_module(module_name=self.MODULE, module_args={
-            **opts, "_phase": "apply", "_plan": ops, "_journal_before": None, "_journal_after": after,
-            "_continue_on_error": True, "_journal_expected": jr.text_hash(planned.journal_before),
-        }, task_vars=task_vars)
+        undone = call.executor("apply", opts, _plan=ops, _journal_before=None, _journal_after=after,
+                               _continue_on_error=True, _journal_expected=jr.text_hash(planned.journal_before))
         hint = ("the connection's account is a domain account: keep domain_controllers at its default (the domain "
                 "controllers stay reachable for authentication) or name them" if opts["domain_controllers"] == [] else
                 "check allow_from and domain_controllers")
         result.update({"failed": True, "changed": True, "confirmed": False})
         result.pop("lease", None)
         if undone.get("failed"):
-            result["msg"] = (f"{host}: after the isolation a new connection from the controller failed ({why}), and "
+            result["msg"] = (f"after the isolation a new connection from the controller failed ({why}), and "
                              f"undoing it failed too ({undone.get('msg')}). The host's watchdog removes the isolation "
                              f"when its probation of {opts['probation_seconds']} seconds ends; then run net_isolate "
                              "with state=restored")
         else:
-            result["msg"] = (f"{host}: after the isolation a new connection from the controller failed ({why}); the "
+            result["msg"] = (f"after the isolation a new connection from the controller failed ({why}); the "
                              f"isolation was removed at once and the network is as before. {hint[0].upper()}{hint[1:]}")
         return result

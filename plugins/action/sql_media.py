@@ -12,63 +12,39 @@ import ntpath
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ansible.errors import AnsibleError
-from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import _bool, _int, _unknown
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.base import Call, ExecutorAction, Failed
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.errors import PlanError
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql import media as md
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql import setup as su
 
-MODULE = "configmgr.sql_upgrade.sql_media"
-OPTIONS = ("dest", "src", "url", "url_username", "url_password", "validate_certs", "share_path", "share_user",
-           "share_password", "checksum", "checksum_file", "chunk_size_mib", "force")
 display = Display()
+SOURCES = (("controller", "src"), ("url", "url"), ("share", "share_path"))
 
 
-def _text(args: dict[str, Any], name: str) -> str | None:
-    value = args.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        hint = " (quote it in YAML: an unquoted value of digits is read as a number)" if isinstance(value, int) else ""
-        raise PlanError(f"option {name} must be a non-empty string{hint}")
-    return value
+@dataclass(frozen=True)
+class Source:
+    """Where the media comes from: kind (controller, url, share), location, the relative file names, and for the
+    controller the folder the names are relative to and their hashes."""
+
+    kind: str
+    location: str
+    names: list[str]
+    root: str = ""
+    hashes: dict[str, str] = field(default_factory=dict)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.root, *name.split("\\"))
 
 
-def validate_media_args(args: dict[str, Any]) -> dict[str, Any]:
-    """The options with defaults applied; PlanError names the first bad one (nothing is sent to the host)."""
-    _unknown(args, OPTIONS)
-    sources = [name for name in ("src", "url", "share_path") if args.get(name) is not None]
-    if len(sources) != 1:
-        raise PlanError("give exactly one of src (a file or folder on the controller), url (the host downloads it) "
-                        f"and share_path (the host copies it with share_user / share_password); got "
-                        f"{', '.join(sources) or 'none'}")
-    opts: dict[str, Any] = {name: _text(args, name) for name in OPTIONS if name not in
-                            ("validate_certs", "chunk_size_mib", "force")}
-    opts["dest"] = md.validate_dest(args.get("dest"))
-    opts["validate_certs"] = _bool("validate_certs", args.get("validate_certs", True))
-    opts["force"] = _bool("force", args.get("force", False))
-    opts["chunk_size_mib"] = _int("chunk_size_mib", args.get("chunk_size_mib", md.DEFAULT_CHUNK_MIB), 1, 1024)
-    if opts["url"] is not None:
-        md.validate_url(opts["url"])
-    elif opts["url_username"] or opts["url_password"]:
-        raise PlanError("options url_username and url_password are for url")
-    if opts["share_path"] is not None:
-        opts["share_path"] = md.validate_share_path(opts["share_path"])
-        if bool(opts["share_user"]) != bool(opts["share_password"]):
-            raise PlanError("options share_user and share_password go together: a WinRM session cannot hand the "
-                            "connection's own credentials to a share (the double hop)")
-    elif opts["share_user"] or opts["share_password"]:
-        raise PlanError("options share_user and share_password are for share_path")
-    if opts["checksum"] is not None:
-        opts["checksum"] = md.parse_checksum(opts["checksum"])
-    if opts["checksum"] and opts["checksum_file"]:
-        raise PlanError("options checksum and checksum_file are mutually exclusive")
-    return opts
+def _keys(result: dict[str, Any], **more: Any) -> dict[str, Any]:
+    """The result keys a failure keeps (its own changed and msg are the failure's)."""
+    return {**{k: v for k, v in result.items() if k not in ("changed", "msg")}, **more}
 
 
 def _sha256_file(path: str) -> str:
@@ -87,55 +63,39 @@ def _reader(path: str) -> Callable[[int, int], bytes]:
     return read
 
 
-class ActionModule(ActionBase):
+class ActionModule(ExecutorAction):
     TRANSFERS_FILES = False  # the chunks go to dest.partial, not to a remote temp folder
-    _requires_connection = True
+    MODULE = "sql_media"
 
-    def _call(self, phase: str, opts: dict[str, Any], task_vars: dict[str, Any], **internal: Any) -> dict[str, Any]:
-        return self._execute_module(module_name=MODULE, module_args={**opts, "_phase": phase, **internal},
-                                    task_vars=task_vars)
+    def always(self, args: Any) -> dict[str, Any]:
+        given = [(kind, args.get(name)) for kind, name in SOURCES if args.get(name) is not None]
+        return {"dest": str(args.get("dest")), "source": given[0][0] if given else "",
+                "location": str(given[0][1]) if given else ""}
 
-    def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
-        task_vars = task_vars or {}
-        result = super().run(tmp, task_vars)
-        host = str(task_vars.get("inventory_hostname", "?"))
-        args = dict(self._task.args)
-        kinds = (("controller", "src"), ("url", "url"), ("share", "share_path"))
-        given = [(kind, args.get(name)) for kind, name in kinds if args.get(name) is not None]
-        result.update({"dest": str(args.get("dest")), "source": given[0][0] if given else "",
-                       "location": str(given[0][1]) if given else ""})
+    def work(self, opts: dict[str, Any], call: Call) -> dict[str, Any]:
         try:
-            opts = validate_media_args(args)
-            local = self._local_source(opts)
+            source = self._local_source(opts) or self._remote_source(opts)
             checksum_map = self._checksum_map(opts)
+            expected = md.expected_hashes(source.names, opts["checksum"], checksum_map) if source.names else {}
         except (PlanError, AnsibleError) as exc:
-            return {**result, "failed": True, "changed": False,
-                    "msg": f"{host}: sql_media: {exc}; nothing was sent to the host"}
-        kind, location, names = local if local else self._remote_source(opts)
-        try:
-            expected = md.expected_hashes(names, opts["checksum"], checksum_map) if names else {}
-        except PlanError as exc:
-            return {**result, "failed": True, "changed": False,
-                    "msg": f"{host}: sql_media: {exc}; nothing was sent to the host"}
-        if kind != "controller" and not names and checksum_map:
+            raise Failed(f"sql_media: {exc}; nothing was sent to the host") from None
+        if source.kind != "controller" and not source.names and checksum_map:
             expected = checksum_map
-        result.update({"dest": opts["dest"], "source": kind, "location": location})
-        if kind == "controller":
+        result = {"dest": opts["dest"], "source": source.kind, "location": source.location}
+        if source.kind == "controller":
             # Controller media is proven against its checksum before the host is contacted at all.
-            self._local_hashes = {name: _sha256_file(os.path.join(self._local_root, *name.split("\\")))
-                                  for name in names}
-            bad = md.hash_problems(expected, self._local_hashes)
+            source = Source(source.kind, source.location, source.names, source.root,
+                            {name: _sha256_file(source.path(name)) for name in source.names})
+            bad = md.hash_problems(expected, source.hashes)
             if bad:
-                return {**result, "failed": True, "changed": False,
-                        "msg": f"{host}: the source on the controller does not match its checksum: {'; '.join(bad)}; "
-                               "nothing was sent to the host"}
-        outcome = self._stage(host, opts, kind, location, names, expected, task_vars)
-        result.update(outcome)
+                raise Failed(f"the source on the controller does not match its checksum: {'; '.join(bad)}; nothing "
+                             "was sent to the host", **result)
+        result.update(self._stage(opts, source, expected, call))
         return result
 
     # -- sources ---------------------------------------------------------------------------------------------
-    def _local_source(self, opts: dict[str, Any]) -> tuple[str, str, list[str]] | None:
-        """('controller', absolute path, relative file names) for src; None for the host's own sources."""
+    def _local_source(self, opts: dict[str, Any]) -> Source | None:
+        """The controller's src, or None for the host's own sources."""
         if opts["src"] is None:
             return None
         path = self._find_needle("files", opts["src"])
@@ -148,19 +108,17 @@ class ActionModule(ActionBase):
                     names.append(md.normalize_relative(rel, "src"))
             if not names:
                 raise PlanError(f"src {path} holds no file")
-            self._local_root = path
-            return "controller", path, names
-        self._local_root = os.path.dirname(path)
-        return "controller", path, [os.path.basename(path)]
+            return Source("controller", path, names, path)
+        return Source("controller", path, [os.path.basename(path)], os.path.dirname(path))
 
     @staticmethod
-    def _remote_source(opts: dict[str, Any]) -> tuple[str, str, list[str]]:
+    def _remote_source(opts: dict[str, Any]) -> Source:
         if opts["url"] is not None:
             name = opts["url"].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "media.iso"
-            return "url", opts["url"], [md.normalize_relative(name, "url")]
+            return Source("url", opts["url"], [md.normalize_relative(name, "url")])
         path = opts["share_path"]
         base = ntpath.basename(path)
-        return "share", path, [base] if md.is_iso(base) else []
+        return Source("share", path, [base] if md.is_iso(base) else [])
 
     def _checksum_map(self, opts: dict[str, Any]) -> dict[str, str] | None:
         if opts["checksum_file"] is None:
@@ -170,17 +128,14 @@ class ActionModule(ActionBase):
             return md.parse_checksum_file(handle.read(), f"checksum_file {path}")
 
     # -- the run ---------------------------------------------------------------------------------------------
-    def _stage(self, host: str, opts: dict[str, Any], kind: str, location: str, names: list[str],
-               expected: dict[str, str], task_vars: dict[str, Any]) -> dict[str, Any]:
+    def _stage(self, opts: dict[str, Any], source: Source, expected: dict[str, str], call: Call) -> dict[str, Any]:
         dest = opts["dest"]
-        gathered = self._call("gather", opts, task_vars)
+        gathered = call.executor("gather", opts)
         if gathered.get("failed"):
-            return {"failed": True, "changed": False, "msg": f"{host}: reading {dest} failed: {gathered.get('msg')}"}
+            raise Failed(f"reading {dest} failed: {gathered.get('msg')}")
         if gathered.get("free_bytes") is None:
-            return {"failed": True, "changed": False,
-                    "msg": f"{host}: the drive of {dest} is not there; nothing was staged. Choose another dest"}
-        why_not = md.staged_matches(gathered.get("marker_text"), kind, location, expected)
-        restaging: str | None = None
+            raise Failed(f"the drive of {dest} is not there; nothing was staged. Choose another dest")
+        why_not = md.staged_matches(gathered.get("marker_text"), source.kind, source.location, expected)
         manifest = md.parse_manifest(gathered.get("manifest_text"))
         staged = dict(gathered.get("staged_hashes") or {})
         if why_not is None:
@@ -192,57 +147,50 @@ class ActionModule(ActionBase):
                 return self._report(gathered, changed=False, msg=f"{dest} already holds this media, verified "
                                     f"({len(manifest)} files)")
             why_not = "it does not hash as it did when staged: " + "; ".join(broken[:3])
-            restaging = f"{dest}: {why_not}; staging it again"
+            call.warnings.append(f"{dest}: {why_not}; staging it again")
         elif gathered.get("dest_exists") and not gathered.get("dest_empty"):
             if gathered.get("marker_text") is None:
-                return {"failed": True, "changed": False,
-                        "msg": f"{host}: {dest} holds files that this collection did not stage; nothing was "
-                               "changed. Choose an empty or new folder as dest (files of yours are never replaced)"}
+                raise Failed(f"{dest} holds files that this collection did not stage; nothing was changed. Choose an "
+                             "empty or new folder as dest (files of yours are never replaced)")
             if not opts["force"]:
-                return {"failed": True, "changed": False,
-                        "msg": f"{host}: {dest} holds other SQL Server media ({why_not}); nothing was changed. Set "
-                               "force=true to replace it, or choose another dest"}
-        result: dict[str, Any] = {"changed": True, "msg": f"{dest} would be staged from {kind} {location}"}
-        if restaging:
-            result["warnings"] = [f"{host}: {restaging}"]
-        iso = len(names) == 1 and md.is_iso(names[0])
-        if kind == "controller":
-            return self._from_controller(host, opts, names, expected, iso, gathered, task_vars, result, location)
-        if self._task.check_mode:
+                raise Failed(f"{dest} holds other SQL Server media ({why_not}); nothing was changed. Set force=true "
+                             "to replace it, or choose another dest")
+        result: dict[str, Any] = {"changed": True, "msg": f"{dest} would be staged from {source.kind} "
+                                                          f"{source.location}"}
+        iso = len(source.names) == 1 and md.is_iso(source.names[0])
+        if source.kind == "controller":
+            return self._from_controller(opts, source, expected, iso, gathered, result, call)
+        if call.check_mode:
             return result
-        needed = 2 if (iso or kind == "url") else 1
-        staged_out = self._call("stage", opts, task_vars, _source=kind, _file_name=names[0] if names else None,
-                                _space_needed=needed)
-        return self._finish(host, opts, kind, location, expected, iso or (kind == "url" and md.is_iso(names[0])),
-                            staged_out, task_vars, result, None)
+        needed = 2 if (iso or source.kind == "url") else 1
+        staged_out = call.executor("stage", opts, _source=source.kind,
+                                   _file_name=source.names[0] if source.names else None, _space_needed=needed)
+        iso = iso or (source.kind == "url" and md.is_iso(source.names[0]))
+        return self._finish(opts, source, expected, iso, staged_out, result, call)
 
-    def _from_controller(self, host: str, opts: dict[str, Any], names: list[str], expected: dict[str, str], iso: bool,
-                         gathered: dict[str, Any], task_vars: dict[str, Any], result: dict[str, Any],
-                         location: str) -> dict[str, Any]:
+    def _from_controller(self, opts: dict[str, Any], source: Source, expected: dict[str, str], iso: bool,
+                         gathered: dict[str, Any], result: dict[str, Any], call: Call) -> dict[str, Any]:
         dest = opts["dest"]
-        root = self._local_root
-        paths = [os.path.join(root, *name.split("\\")) for name in names]
+        paths = [source.path(name) for name in source.names]
         total = sum(os.path.getsize(p) for p in paths)
         problem = md.space_problem(md.space_needed(total, iso), gathered.get("free_bytes"), dest)
         if problem:
-            return {"failed": True, "changed": False, "msg": f"{host}: {problem}; nothing was copied"}
+            raise Failed(f"{problem}; nothing was copied")
         chunk_bytes = opts["chunk_size_mib"] * 1024 * 1024
-        local_hashes = self._local_hashes
         files, todo = [], []
-        for index, (name, path) in enumerate(zip(names, paths, strict=True)):
+        for index, (name, path) in enumerate(zip(source.names, paths, strict=True)):
             chunks = md.chunks_of(_reader(path), index, os.path.getsize(path), chunk_bytes)
             files.append({"name": name, "chunks": [c.name for c in chunks]})
             todo += [(path, c) for c in md.chunks_to_send(chunks, gathered.get("partial_chunks") or {})]
         all_chunks = sum(len(f["chunks"]) for f in files)
         result.update({"bytes": total, "chunks_sent": len(todo), "chunks_resumed": all_chunks - len(todo),
-                       "sha256": local_hashes})
-        if self._task.check_mode:
+                       "sha256": source.hashes})
+        if call.check_mode:
             return result
         if not gathered.get("partial_chunks"):
-            prepared = self._call("gather", opts, task_vars, _prepare=True)
+            prepared = call.executor("gather", opts, _prepare=True)
             if prepared.get("failed"):
-                return {"failed": True, "changed": False,
-                        "msg": f"{host}: preparing {dest}{md.PARTIAL_SUFFIX} failed: {prepared.get('msg')}"}
+                raise Failed(f"preparing {dest}{md.PARTIAL_SUFFIX} failed: {prepared.get('msg')}")
         remote_dir = dest + md.PARTIAL_SUFFIX + "\\chunks\\"
         step = max(1, len(todo) // 10)
         with tempfile.TemporaryDirectory(prefix="sql_media-") as scratch:
@@ -254,50 +202,43 @@ class ActionModule(ActionBase):
                 try:
                     self._connection.put_file(piece, remote_dir + chunk.name)
                 except (AnsibleError, OSError) as exc:
-                    return {**result, "failed": True, "changed": True, "chunks_sent": number - 1,
-                            "msg": f"{host}: copying chunk {number} of {len(todo)} to {remote_dir} failed ({exc}). "
-                                   f"Nothing reached {dest}; run the task again to resume with the chunks that "
-                                   "arrived"}
+                    raise Failed(f"copying chunk {number} of {len(todo)} to {remote_dir} failed ({exc}). Nothing "
+                                 f"reached {dest}; run the task again to resume with the chunks that arrived",
+                                 changed=True, **_keys(result, chunks_sent=number - 1)) from None
                 os.remove(piece)
                 if number % step == 0 or number == len(todo):
-                    display.display(f"{host}: sql_media: {number}/{len(todo)} chunks sent to {remote_dir}")
-        staged_out = self._call("stage", opts, task_vars, _source="controller", _files=files)
-        return self._finish(host, opts, "controller", location, expected or local_hashes, iso, staged_out, task_vars,
-                            result, local_hashes)
+                    display.display(f"{call.host}: sql_media: {number}/{len(todo)} chunks sent to {remote_dir}")
+        staged_out = call.executor("stage", opts, _source="controller", _files=files)
+        return self._finish(opts, source, expected or source.hashes, iso, staged_out, result, call)
 
-    def _finish(self, host: str, opts: dict[str, Any], kind: str, location: str, expected: dict[str, str], iso: bool,
-                staged_out: dict[str, Any], task_vars: dict[str, Any], result: dict[str, Any],
-                local_hashes: dict[str, str] | None) -> dict[str, Any]:
-        dest = opts["dest"]
+    def _finish(self, opts: dict[str, Any], source: Source, expected: dict[str, str], iso: bool,
+                staged_out: dict[str, Any], result: dict[str, Any], call: Call) -> dict[str, Any]:
+        dest, kind, location = opts["dest"], source.kind, source.location
         if staged_out.get("failed"):
-            self._call("discard", opts, task_vars)
+            call.executor("discard", opts)
             hint = ""
             if kind == "share" and not opts["share_user"]:
                 hint = (". Without share_user and share_password the host reaches the share with no credentials: a "
                         "WinRM session cannot pass the connection's own on (the double hop)")
-            return {**result, "failed": True, "changed": False,
-                    "msg": f"{host}: staging from {kind} {location} failed: {staged_out.get('msg')}; nothing reached "
-                           f"{dest} ({dest}{md.PARTIAL_SUFFIX} was removed){hint}"}
+            raise Failed(f"staging from {kind} {location} failed: {staged_out.get('msg')}; nothing reached {dest} "
+                         f"({dest}{md.PARTIAL_SUFFIX} was removed){hint}", **_keys(result))
         hashes = {str(k): str(v) for k, v in dict(staged_out.get("hashes") or {}).items()}
         bad = md.hash_problems(expected, hashes)
         if bad:
-            self._call("discard", opts, task_vars)
-            return {**result, "failed": True, "changed": False, "sha256": hashes,
-                    "msg": f"{host}: the media from {kind} {location} does not match its checksum: {'; '.join(bad)}. "
-                           f"It was removed; nothing reached {dest}"}
+            call.executor("discard", opts)
+            raise Failed(f"the media from {kind} {location} does not match its checksum: {'; '.join(bad)}. It was "
+                         f"removed; nothing reached {dest}", **_keys(result, sha256=hashes))
         record = md.source_record(kind, location, expected or hashes)
-        committed = self._call("commit", opts, task_vars, _iso=iso, _marker=record)
+        committed = call.executor("commit", opts, _iso=iso, _marker=record)
         if committed.get("failed"):
-            self._call("discard", opts, task_vars)
-            return {**result, "failed": True, "changed": True,
-                    "msg": f"{host}: the media was fetched and verified but could not be put in {dest}: "
-                           f"{committed.get('msg')}. Nothing is in {dest} that a later step could take for media"}
+            call.executor("discard", opts)
+            raise Failed(f"the media was fetched and verified but could not be put in {dest}: {committed.get('msg')}. "
+                         f"Nothing is in {dest} that a later step could take for media", changed=True, **_keys(result))
         result.update({"sha256": hashes, "bytes": staged_out.get("bytes", result.get("bytes")),
                        "msg": f"{dest} staged from {kind} {location}"})
         if not expected:
-            result.setdefault("warnings", []).append(
-                f"{host}: the media from {location} was staged without a checksum to prove it; give checksum or "
-                "checksum_file")
+            call.warnings.append(f"the media from {location} was staged without a checksum to prove it; give "
+                                 "checksum or checksum_file")
         return {**result, **self._report(committed, changed=True, msg=result["msg"])}
 
     @staticmethod

@@ -11,169 +11,91 @@ import time
 from typing import Any
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
-from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.base import host_warnings
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import (
-    _bool,
-    _choice,
-    _instance,
-    _int,
-    _run_options,
-    _unknown,
-)
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.base import Call, ExecutorAction, Failed
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.errors import PlanError
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql import setup as su
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window import journal as jr
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.journal import JournalError
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.run import (
+    Caller,
     caller,
     decide_run,
     lease_expired,
     process_run_id,
 )
 
-MODULE = "configmgr.sql_upgrade.sql_setup"
-GATE = "configmgr.sql_upgrade.sql_single_user_check"
-OPTIONS = ("media_path", "instance", "product_key", "evaluation", "target_version", "extra_args", "wmi_during_setup",
-           "state", "wait_timeout", "poll_interval", "login_user", "login_password", "run_id", "takeover")
-#: Consecutive polls that may fail to connect before the task gives up waiting (setup keeps running either way).
 display = Display()
 
 
-def validate_setup_args(args: dict[str, Any]) -> dict[str, Any]:
-    _unknown(args, OPTIONS)
-    media = args.get("media_path")
-    if not isinstance(media, str) or not media.strip() or any(c in media for c in '*?"<>|\x00\r\n'):
-        raise PlanError(f"option media_path must be the local folder of the media (sql_media's dest), got {media!r}")
-    target = args.get("target_version")
-    if target is not None:
-        try:
-            su.parse_version(target)
-        except ValueError as exc:
-            raise PlanError(f"option target_version: {exc}") from None
-    key = args.get("product_key")
-    if key is not None and not su.valid_product_key(key):
-        raise PlanError("option product_key must be a SQL Server product key of five groups of five letters or "
-                        "digits separated by '-' (the value is not shown)")
-    user, password = args.get("login_user"), args.get("login_password")
-    if password is not None and not user:
-        raise PlanError("option login_password needs login_user")
-    return {
-        "media_path": media.rstrip("\\"),
-        "instance": _instance(args),
-        "product_key": key,
-        "evaluation": _bool("evaluation", args.get("evaluation", False)),
-        "target_version": target,
-        "extra_args": su.validate_extra_args(args.get("extra_args")),
-        "wmi_during_setup": _choice("wmi_during_setup", args.get("wmi_during_setup", "auto"), su.WMI_DURING_SETUP),
-        "state": _choice("state", args.get("state", "upgraded"), ("upgraded", "verified")),
-        "wait_timeout": _int("wait_timeout", args.get("wait_timeout", 14400), 0, 259200),
-        "poll_interval": _int("poll_interval", args.get("poll_interval", 30), 1, 3600),
-        "login_user": user,
-        "login_password": password,
-        **_run_options(args),
-    }
+class ActionModule(ExecutorAction):
+    MODULE = "sql_setup"
+
+    def always(self, args: Any) -> dict[str, Any]:
+        return {"instance": str(args.get("instance", "MSSQLSERVER"))}
 
 
-class _Failed(Exception):
-    def __init__(self, msg: str, **extra: Any) -> None:
-        super().__init__(msg)
-        self.msg = msg
-        self.extra = extra
-
-
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = True
-
-    def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
-        task_vars = task_vars or {}
-        self._vars = task_vars
-        result = super().run(tmp, task_vars)
-        host = str(task_vars.get("inventory_hostname", "?"))
-        self._warnings: list[str] = []
-        try:
-            opts = validate_setup_args(dict(self._task.args))
-        except PlanError as exc:
-            return {"failed": True, "changed": False, "instance": str(self._task.args.get("instance", "MSSQLSERVER")),
-                    "msg": f"{host}: sql_setup: {exc}; nothing was sent to the host"}
-        self._opts = opts
-        result["instance"] = opts["instance"]
-        try:
-            result.update(self._run_setup(opts))
-        except _Failed as failed:
-            result.update({"failed": True, "changed": False, **failed.extra, "msg": f"{host}: {failed.msg}"})
-        if self._warnings:
-            result["warnings"] = host_warnings(host, self._warnings)
-        return result
-
-    # -- module calls -----------------------------------------------------------------------------------------
-    def _module_args(self) -> dict[str, Any]:
-        return dict(self._opts)
-
-    def _call(self, phase: str, **internal: Any) -> dict[str, Any]:
-        out = self._execute_module(module_name=MODULE, module_args={**self._module_args(), "_phase": phase, **internal},
-                                   task_vars=self._vars)
+    @staticmethod
+    def _call(call: Call, opts: dict[str, Any], phase: str, **internal: Any) -> dict[str, Any]:
+        out = call.executor(phase, opts, **internal)
         if out.get("failed"):
-            raise _Failed(f"sql_setup ({phase}) failed on the host: {out.get('msg')}", changed=phase != "gather")
+            raise Failed(f"sql_setup ({phase}) failed on the host: {out.get('msg')}", changed=phase != "gather")
         return out
 
     # -- the run ----------------------------------------------------------------------------------------------
-    def _run_setup(self, opts: dict[str, Any]) -> dict[str, Any]:
-        gathered = self._call("gather")
+    def work(self, opts: dict[str, Any], call: Call) -> dict[str, Any]:
+        gathered = self._call(call, opts, "gather")
         journal = self._journal(gathered)
+        who = caller(opts["run_id"], opts["takeover"])
         instance_id = gathered.get("instance_id")
         if not instance_id:
             found = ", ".join(gathered.get("instances") or []) or "none"
-            raise _Failed(f"SQL Server instance {opts['instance']} is not on this host (instances found in the "
+            raise Failed(f"SQL Server instance {opts['instance']} is not on this host (instances found in the "
                           f"registry: {found}); nothing was changed")
         version_before = gathered.get("version")
         media_version = gathered.get("setup_version")
         out: dict[str, Any] = {"instance": opts["instance"], "instance_id": instance_id,
                                "version_before": version_before, "media_version": media_version}
         if opts["state"] == "verified":
-            self._services_before = {}
             target = opts["target_version"] or media_version or version_before
-            verified = self._verify(gathered, str(target), None)
+            verified = self._verify(opts, call, gathered, str(target), None, {})
             return {**out, **verified, "changed": False,
                     "msg": f"instance {opts['instance']} verified at {verified['verification']['version']} (target "
                            f"{target})"}
-        self._services_before: dict[str, Any] = {}
         running = self._running_setup(gathered, journal)
         if running is not None:
-            out["run_id"] = self._decide_run(journal, gathered)
-            if self._task.check_mode:
+            out["run_id"] = self._decide_run(journal, gathered, who, call)
+            if call.check_mode:
                 return {**out, "changed": False, "msg": f"a setup started earlier is {running}"}
-            self._warnings.append(f"a setup started earlier is {running}: this task waits for it instead of "
-                                  "starting another")
-            return {**out, **self._wait_and_finish(gathered, journal, resumed=True)}
-        self._services_before = dict(gathered.get("services") or {})
-        if not media_version and self._task.check_mode and opts["target_version"]:
+            call.warnings.append(f"a setup started earlier is {running}: this task waits for it instead of "
+                                 "starting another")
+            return {**out, **self._wait_and_finish(opts, call, gathered, journal, resumed=True, services_before={})}
+        services_before = dict(gathered.get("services") or {})
+        if not media_version and call.check_mode and opts["target_version"]:
             # Check mode through a whole procedure: step 1 stages the media only in a real run. Show the command line
             # setup would get; the checks that need the media (its key, its WMI rule) run when it is there.
             arguments = su.setup_arguments(opts["instance"], str(instance_id), opts["product_key"], opts["extra_args"])
-            self._warnings.append(f"{opts['media_path']} holds no media yet (step 1 stages it in a real run): the "
+            call.warnings.append(f"{opts['media_path']} holds no media yet (step 1 stages it in a real run): the "
                                   "product key in the media and the WMI rule of its setup are checked then")
             return {**out, "changed": True, "version_target": opts["target_version"],
                     "command_line": su.command_line(su.masked([f"{opts['media_path']}\\setup.exe", *arguments])),
                     "msg": f"setup would upgrade {opts['instance']} from {version_before} to {opts['target_version']} "
                            "once the media is staged"}
         if not media_version:
-            raise _Failed(f"{opts['media_path']} holds no SQL Server setup.exe with a version (stage the media with "
+            raise Failed(f"{opts['media_path']} holds no SQL Server setup.exe with a version (stage the media with "
                           "sql_media first); nothing was changed")
         target = opts["target_version"] or media_version
         out["version_target"] = target
         if not version_before:
-            raise _Failed(f"the version of instance {opts['instance']} cannot be read from the registry; nothing was "
+            raise Failed(f"the version of instance {opts['instance']} cannot be read from the registry; nothing was "
                           "changed")
         if su.compare_versions(version_before, target) >= 0:
             return {**out, "changed": False, "version_after": version_before,
                     "msg": f"instance {opts['instance']} is at {version_before}, already at or above {target}: setup "
                            "was not run"}
         if su.parse_version(media_version)[0] <= su.parse_version(version_before)[0]:
-            raise _Failed(f"the media is {su.product_name(media_version)} ({media_version}) and the instance is at "
+            raise Failed(f"the media is {su.product_name(media_version)} ({media_version}) and the instance is at "
                           f"{version_before}: /ACTION=Upgrade needs media of a newer major version (updates within a "
                           "version are cumulative updates, not this module); nothing was changed")
         try:
@@ -181,19 +103,19 @@ class ActionModule(ActionBase):
                                             opts["evaluation"])
             wmi = su.decide_wmi(opts["wmi_during_setup"], media_version)
         except PlanError as exc:
-            raise _Failed(f"{exc}; nothing was changed") from None
+            raise Failed(f"{exc}; nothing was changed") from None
         if wmi.warning:
-            self._warnings.append(wmi.warning)
+            call.warnings.append(wmi.warning)
         if wmi.running and gathered.get("winmgmt") != "running":
-            raise _Failed(f"{wmi.reason}, and Winmgmt is {gathered.get('winmgmt')}: start it for setup with "
+            raise Failed(f"{wmi.reason}, and Winmgmt is {gathered.get('winmgmt')}: start it for setup with "
                           "wmi_disable state=running_for_setup (it keeps the SMS services stopped and the start mode "
                           "off automatic), or set wmi_during_setup; nothing was changed")
         arguments = su.setup_arguments(opts["instance"], str(instance_id), edition.product_key, opts["extra_args"])
         out.update({"command_line": su.command_line(su.masked([f"{opts['media_path']}\\setup.exe", *arguments])),
                     "product_key_source": edition.source, "wmi_running": gathered.get("winmgmt") == "running"})
-        decision = self._decide_run(journal, gathered)
+        decision = self._decide_run(journal, gathered, who, call)
         out["run_id"] = decision
-        if self._task.check_mode:
+        if call.check_mode:
             return {**out, "changed": True, "msg": f"setup would upgrade {opts['instance']} from {version_before} "
                                                    f"to {target}"}
         now = str(gathered.get("host_time"))
@@ -201,41 +123,43 @@ class ActionModule(ActionBase):
         base = None if jr.is_finished(journal) else journal
         before = jr.dumps(jr.set_setup(base, {"status": "running", "process_id": 0, "started": now},
                                        host=str(gathered.get("host_name")), run_id=decision, now=now,
-                                       owner=self._caller.owner))
+                                       owner=who.owner))
         try:
-            started = self._call("start", _journal_before=before, _arguments=su.command_line(arguments),
+            started = self._call(call, opts, "start", _journal_before=before, _arguments=su.command_line(arguments),
                                  _journal_expected=jr.text_hash(gathered.get("journal_text")))
         except (AnsibleConnectionFailure, OSError) as exc:
             # The start may have run in full with its answer lost: setup may be running on the host by itself.
-            raise _Failed(f"the connection dropped while setup was being started ({exc}). Setup may be running on "
+            raise Failed(f"the connection dropped while setup was being started ({exc}). Setup may be running on "
                           "the host by itself (the task \\configmgr.sql_upgrade\\sql_setup); the journal records it. "
                           "Run this task again: it waits for a setup it finds running and records its result, and "
                           "never starts a second one", changed=True, **out) from None
         state = started.get("run_state") or {}
         if state.get("error"):
-            self._finish_journal(started)
-            raise _Failed(f"the setup task could not start {opts['media_path']}\\setup.exe: {state['error']}",
+            self._finish_journal(call, opts, started)
+            raise Failed(f"the setup task could not start {opts['media_path']}\\setup.exe: {state['error']}",
                           changed=True)
-        return {**out, **self._wait_and_finish(started, jr.parse(started.get("journal_text")), resumed=False)}
+        return {**out, **self._wait_and_finish(opts, call, started, jr.parse(started.get("journal_text")),
+                                               resumed=False, services_before=services_before)}
 
-    def _journal(self, gathered: dict[str, Any]) -> dict[str, Any] | None:
+    @staticmethod
+    def _journal(gathered: dict[str, Any]) -> dict[str, Any] | None:
         path = gathered.get("journal_path", jr.JOURNAL_PATH)
         if gathered.get("journal_untrusted"):
-            raise _Failed(f"the journal {path} cannot be trusted: {gathered['journal_untrusted']}; nothing was changed")
+            raise Failed(f"the journal {path} cannot be trusted: {gathered['journal_untrusted']}; nothing was changed")
         try:
             return jr.parse(gathered.get("journal_text"))
         except JournalError as exc:
-            raise _Failed(f"the journal {path} is corrupt or was tampered with ({exc}); nothing was changed") from None
+            raise Failed(f"the journal {path} is corrupt or was tampered with ({exc}); nothing was changed") from None
 
-    def _decide_run(self, journal: dict[str, Any] | None, gathered: dict[str, Any]) -> str:
-        self._caller = caller(self._opts["run_id"], self._opts["takeover"])
+    @staticmethod
+    def _decide_run(journal: dict[str, Any] | None, gathered: dict[str, Any], who: Caller, call: Call) -> str:
         try:
-            decision = decide_run(journal, self._caller, process_run_id(), bool(self._task.check_mode),
+            decision = decide_run(journal, who, process_run_id(), call.check_mode,
                                   lease_expired=lease_expired(journal, gathered.get("watchdog")))
         except PlanError as exc:
-            raise _Failed(str(exc)) from None
+            raise Failed(str(exc)) from None
         if decision.warning:
-            self._warnings.append(decision.warning)
+            call.warnings.append(decision.warning)
         return decision.run_id
 
     @staticmethod
@@ -248,8 +172,9 @@ class ActionModule(ActionBase):
             return "over, its end not yet recorded"
         return None
 
-    def _wait_and_finish(self, last: dict[str, Any], journal: dict[str, Any] | None, resumed: bool) -> dict[str, Any]:
-        opts = self._opts
+    def _wait_and_finish(self, opts: dict[str, Any], call: Call, last: dict[str, Any],
+                         journal: dict[str, Any] | None, resumed: bool, services_before: dict[str, Any]
+                         ) -> dict[str, Any]:
         deadline = time.monotonic() + opts["wait_timeout"]
         polls, drops = 0, 0
         state = last.get("run_state") or {}
@@ -264,7 +189,7 @@ class ActionModule(ActionBase):
         read = last
         while state.get("ended") is None and (state or last.get("task")):
             if polls and time.monotonic() + opts["poll_interval"] > deadline:
-                raise _Failed(f"setup still runs after {opts['wait_timeout']} seconds ({polls} polls); it goes on by "
+                raise Failed(f"setup still runs after {opts['wait_timeout']} seconds ({polls} polls); it goes on by "
                               "itself (a task of its own on the host). Run this task again to wait for it and record "
                               "its "
                               "result; the window stays as it is until then", changed=True, polls=polls,
@@ -272,30 +197,27 @@ class ActionModule(ActionBase):
             if polls:
                 time.sleep(opts["poll_interval"])
             try:
-                read = self._execute_module(
-                    module_name=MODULE,
-                    module_args={**self._module_args(), "_phase": "poll",
-                                 **({"_journal_after": pending, "_journal_expected": expected} if pending else {})},
-                    task_vars=self._vars)
+                read = call.executor("poll", opts, **({"_journal_after": pending, "_journal_expected": expected}
+                                                      if pending else {}))
             except (AnsibleConnectionFailure, OSError) as exc:
                 # Setup runs on the host by itself: a lost connection only delays the next look.
                 drops += 1
                 polls += 1
-                display.warning(f"sql_setup: poll {polls} could not reach the host ({exc}); setup goes on, trying "
-                                "again")
+                display.warning(f"{call.host}: sql_setup: poll {polls} could not reach the host ({exc}); setup goes "
+                                "on, trying again")
                 self._reset_connection()
                 continue
             polls += 1
             if read.get("failed"):
-                raise _Failed(f"polling setup failed: {read.get('msg')}", changed=True, polls=polls)
+                raise Failed(f"polling setup failed: {read.get('msg')}", changed=True, polls=polls)
             if pending:
                 pending = None
             state = read.get("run_state") or {}
             if state.get("ended") is None and state.get("process_id") and not read.get("process_alive"):
-                raise _Failed(f"setup's process {state.get('process_id')} is gone but its runner recorded no end "
+                raise Failed(f"setup's process {state.get('process_id')} is gone but its runner recorded no end "
                               "(the host restarted, or the runner was stopped): read Summary.txt on the host, then "
                               "run this task again", changed=True, polls=polls, reconnects=drops)
-        return self._finish(read, polls, drops, resumed)
+        return self._finish(opts, call, read, polls, drops, resumed, services_before)
 
     def _reset_connection(self) -> None:
         try:
@@ -303,7 +225,7 @@ class ActionModule(ActionBase):
         except (AnsibleError, OSError, AttributeError, NotImplementedError):
             pass
 
-    def _finish_journal(self, read: dict[str, Any]) -> dict[str, Any]:
+    def _finish_journal(self, call: Call, opts: dict[str, Any], read: dict[str, Any]) -> dict[str, Any]:
         journal = jr.parse(read.get("journal_text"))
         record = jr.setup_record(journal)
         after = None
@@ -314,14 +236,15 @@ class ActionModule(ActionBase):
         internal: dict[str, Any] = {}
         if after is not None:
             internal = {"_journal_after": after, "_journal_expected": jr.text_hash(read.get("journal_text"))}
-        return self._call("finish", **internal)
+        return self._call(call, opts, "finish", **internal)
 
-    def _finish(self, read: dict[str, Any], polls: int, drops: int, resumed: bool) -> dict[str, Any]:
+    def _finish(self, opts: dict[str, Any], call: Call, read: dict[str, Any], polls: int, drops: int, resumed: bool,
+                services_before: dict[str, Any]) -> dict[str, Any]:
         state = read.get("run_state") or {}
-        finished = self._finish_journal(read)
+        finished = self._finish_journal(call, opts, read)
         summary = su.parse_summary(finished.get("summary_text") or read.get("summary_text"))
         if not state:
-            raise _Failed("the journal records a setup that nothing on the host reports on any more (no runner state, "
+            raise Failed("the journal records a setup that nothing on the host reports on any more (no runner state, "
                           "no task): its outcome is unknown. Its end is now recorded, so the window can be put back; "
                           "read Summary.txt on the host before you run setup again", changed=True, summary=summary)
         out: dict[str, Any] = {"changed": True, "polls": polls, "reconnects": drops, "resumed": resumed,
@@ -329,41 +252,42 @@ class ActionModule(ActionBase):
                                "edition": finished.get("edition"),
                                "started": state.get("started"), "ended": state.get("ended")}
         if state.get("error"):
-            raise _Failed(f"the setup task could not start setup: {state['error']}", **out)
+            raise Failed(f"the setup task could not start setup: {state['error']}", **out)
         code = su.interpret_exit_code(int(state.get("exit_code") if state.get("exit_code") is not None else -1))
         out.update({"exit_code": code.code, "exit_code_hex": code.hex, "outcome": code.outcome,
                     "reboot_required": code.outcome == "reboot_required"})
         if code.outcome == "failed":
-            raise _Failed(f"SQL Server setup failed: {su.setup_failure_text(code, summary)}. Setup leaves the "
+            raise Failed(f"SQL Server setup failed: {su.setup_failure_text(code, summary)}. Setup leaves the "
                           "instance as it was when it stops at its rules; read Summary.txt and Detail.txt in the "
                           "Setup Bootstrap\\Log folder, then put the window back (restore)", **out)
-        target = self._opts["target_version"] or read.get("setup_version") or ""
+        target = opts["target_version"] or read.get("setup_version") or ""
         if not target:
-            gathered = self._call("gather")
+            gathered = self._call(call, opts, "gather")
             target = str(gathered.get("setup_version") or "")
-        verified = self._verify(finished, target, summary)
+        verified = self._verify(opts, call, finished, target, summary, services_before)
         out.update(verified)
         if code.outcome == "reboot_required":
-            self._warnings.append("setup succeeded and asks for a restart (3010): reboot once WMI is back (KB 256202 "
+            call.warnings.append("setup succeeded and asks for a restart (3010): reboot once WMI is back (KB 256202 "
                                   "step 8)")
-        out["msg"] = (f"instance {self._opts['instance']} upgraded to {finished.get('version')}"
+        out["msg"] = (f"instance {opts['instance']} upgraded to {finished.get('version')}"
                       + (" (reboot required)" if code.outcome == "reboot_required" else ""))
         return out
 
-    def _verify(self, read: dict[str, Any], target: str, summary: dict[str, Any] | None) -> dict[str, Any]:
+    @staticmethod
+    def _verify(opts: dict[str, Any], call: Call, read: dict[str, Any], target: str, summary: dict[str, Any] | None,
+                services_before: dict[str, Any]) -> dict[str, Any]:
         """Post-upgrade verification: the gate's read of the instance (version, databases), the services."""
-        opts = self._opts
-        gate_args = {"instance": opts["instance"], "_phase": "read"}
+        gate_args = {"instance": opts["instance"]}
         if opts["login_user"]:
             gate_args.update({"login_user": opts["login_user"], "login_password": opts["login_password"]})
-        seen = self._execute_module(module_name=GATE, module_args=gate_args, task_vars=self._vars)
+        seen = call.executor("read", gate_args, module="sql_single_user_check")
         if seen.get("failed"):
-            raise _Failed(f"reading the upgraded instance failed: {seen.get('msg')}", changed=summary is not None)
+            raise Failed(f"reading the upgraded instance failed: {seen.get('msg')}", changed=summary is not None)
         engine = "MSSQLSERVER" if opts["instance"] == "MSSQLSERVER" else f"MSSQL${opts['instance']}"
         agent = "SQLSERVERAGENT" if opts["instance"] == "MSSQLSERVER" else f"SQLAgent${opts['instance']}"
         services = dict(read.get("services") or {})
         problems = su.verification_problems({**seen, "agent_state": services.get(agent)}, target,
-                                            agent_was_running=self._services_before.get(agent) == "running",
+                                            agent_was_running=services_before.get(agent) == "running",
                                             agent_service=agent)
         if services.get(engine) not in (None, "running"):
             problems.append(f"the service {engine} is {services.get(engine)}")
@@ -371,6 +295,6 @@ class ActionModule(ActionBase):
                 "edition": (seen.get("instance") or {}).get("edition"),
                 "databases": list(seen.get("databases") or []), "problems": problems}
         if problems:
-            raise _Failed(f"the instance does not show a finished upgrade to {target}: {'; '.join(problems)}",
+            raise Failed(f"the instance does not show a finished upgrade to {target}: {'; '.join(problems)}",
                           changed=summary is not None, verification=view)
         return {"verification": view}

@@ -9,9 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ansible.plugins.action import ActionBase
-
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import validate_gate_args
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.base import Call, ExecutorAction, Failed
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.errors import PlanError
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql.gate import (
     blocking_sessions,
@@ -20,37 +18,26 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql.gate im
     session_view,
 )
 
-MODULE = "configmgr.sql_upgrade.sql_single_user_check"
 
+class ActionModule(ExecutorAction):
+    MODULE = "sql_single_user_check"
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = True
+    def refused(self, args: Any, reason: str) -> dict[str, Any]:
+        return {"polls": 0}
 
-    def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
-        task_vars = task_vars or {}
-        result = super().run(tmp, task_vars)
-        host = str(task_vars.get("inventory_hostname", "?"))
-        try:
-            opts = validate_gate_args(self._task.args)
-        except PlanError as exc:
-            return {"failed": True, "changed": False, "polls": 0,
-                    "msg": f"{host}: sql_single_user_check: {exc}; nothing was sent to the host"}
+    def work(self, opts: dict[str, Any], call: Call) -> dict[str, Any]:
         deadline = time.monotonic() + opts["wait_timeout"]
         polls = 0
         while True:
-            read = self._execute_module(module_name=MODULE, module_args={**opts, "_phase": "read"},
-                                        task_vars=task_vars)
+            read = call.executor("read", opts)
             polls += 1
             if read.get("failed"):
-                return {"failed": True, "changed": False, "polls": polls,
-                        "msg": f"{host}: reading the sessions failed: {read.get('msg')}"}
+                raise Failed(f"reading the sessions failed: {read.get('msg')}", polls=polls)
             instance = dict(read.get("instance") or {})
             try:
                 check_instance(opts["instance"], list(read.get("instances") or []))
             except PlanError as exc:
-                return {"failed": True, "changed": False, "polls": polls, "instance": instance,
-                        "msg": f"{host}: {exc}"}
+                raise Failed(str(exc), polls=polls, instance=instance) from None
             sessions = [session_view(s) for s in read.get("sessions") or []]
             blocking = blocking_sessions(sessions, opts["allowed_programs"])
             answered = bool(read.get("connected"))
@@ -58,8 +45,8 @@ class ActionModule(ActionBase):
             if ready or time.monotonic() + opts["poll_interval"] > deadline:
                 break
             time.sleep(opts["poll_interval"])
-        result.update({"changed": False, "ready": ready, "blocking_sessions": blocking, "instance": instance,
-                       "polls": polls})
+        result: dict[str, Any] = {"changed": False, "ready": ready, "blocking_sessions": blocking,
+                                  "instance": instance, "polls": polls}
         if answered:
             result.update({"sessions": sessions, "databases": list(read.get("databases") or [])})
         else:
@@ -69,13 +56,9 @@ class ActionModule(ActionBase):
             return result
         waited = f" after waiting {opts['wait_timeout']} seconds ({polls} reads)" if opts["wait_timeout"] else ""
         if not answered:
-            result.update({"failed": True, "msg": f"{host}: instance {opts['instance']} did not answer{waited}: "
-                           f"{result['connect_error']}. The gate cannot prove that setup will get the single-user "
-                           "connection"})
-            return result
-        result.update({"failed": True, "msg": f"{host}: instance {opts['instance']} is not ready for its upgrade"
-                       f"{waited}: {len(blocking)} session(s) would race SQL Server setup for the single-user "
-                       f"connection - {describe(blocking)}. Stop them (KB 256202 step 2: win_service_quiesce with "
-                       "these sessions as sql_sessions; step 4 for remote ones), or name an accepted program in "
-                       "allowed_programs"})
-        return result
+            raise Failed(f"instance {opts['instance']} did not answer{waited}: {result['connect_error']}. The gate "
+                         "cannot prove that setup will get the single-user connection", **result)
+        raise Failed(f"instance {opts['instance']} is not ready for its upgrade{waited}: {len(blocking)} session(s) "
+                     f"would race SQL Server setup for the single-user connection - {describe(blocking)}. Stop them "
+                     "(KB 256202 step 2: win_service_quiesce with these sessions as sql_sessions; step 4 for remote "
+                     "ones), or name an accepted program in allowed_programs", **result)

@@ -1,20 +1,21 @@
 # Copyright: configmgr.sql_upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin of win_service_quiesce (KB 256202 step 2 and its undo): validate on the controller, gather
-in one module call, plan with plugin_utils/_service_window/ (classify.py, quiesce.py, processes.py), apply
-in one module call (none in check mode). The run itself is _action/base.py, shared with
-wmi_disable."""
+in one module call, plan with plugin_utils/_window/ (classify.py, quiesce.py, processes.py), apply
+in one module call (none in check mode). The run itself is _action/base.py (JournalAction), shared with
+wmi_disable and net_isolate."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.base import (
+    Call,
+    Failed,
     JournalAction,
     Planned,
-    failure,
+    Window,
 )
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import validate_quiesce_args
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.errors import PlanError
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window import journal as jr
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.classify import (
@@ -24,10 +25,7 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.clas
     sql_instance_services,
     windows_evidence,
 )
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.facts import (
-    ServiceFact,
-    processes_from_gather,
-)
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.facts import processes_from_gather
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.network import WATCHDOG_TASK
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.ops import (
     op_register_watchdog,
@@ -43,26 +41,20 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.quie
 
 
 class ActionModule(JournalAction):
-    MODULE = "configmgr.sql_upgrade.win_service_quiesce"
+    MODULE = "win_service_quiesce"
     CORRUPT_ADVICE = "Inspect it, restore the services by hand or remove the file, then run again"
     UNDO = ("When the host answers again, run win_service_quiesce with state=restored to put it back (or this "
             "task again to finish it)")
 
-    def _validate(self, args: dict[str, Any]) -> dict[str, Any]:
-        return validate_quiesce_args(args)
-
-    def _plan(
-        self, opts: dict[str, Any], facts: list[ServiceFact], journal: dict[str, Any] | None,
-        gathered: dict[str, Any], path: str
-    ) -> Planned | dict[str, Any]:
+    def plan(self, opts: dict[str, Any], window: Window) -> Planned:
         if opts["state"] == "quiesced":
-            return self._quiesce(opts, facts, journal, gathered)
+            return self._quiesce(opts, window)
         if opts["state"] == "verified":
-            return self._verify(opts, facts, journal, path)
-        return self._restore(opts, facts, journal, gathered, path)
+            return self._verify(opts, window)
+        return self._restore(opts, window)
 
-    def _after_apply(self, result: dict[str, Any], opts: dict[str, Any], planned: Planned, applied: dict[str, Any],
-                     task_vars: dict[str, Any], host: str) -> dict[str, Any]:
+    def after_apply(self, result: dict[str, Any], opts: dict[str, Any], planned: Planned, applied: dict[str, Any],
+                    call: Call) -> dict[str, Any]:
         """Name every service whose own process was ended because it hung while stopping (end_hung_services)."""
         for op in applied.get("applied") or []:
             if op.get("op") == "stop" and op.get("result") == "ended_hung":
@@ -72,45 +64,42 @@ class ActionModule(JournalAction):
                     "starts it as recorded")
         return result
 
-    def _read_only(self, opts: dict[str, Any]) -> bool:
+    def read_only(self, opts: dict[str, Any]) -> bool:
         return bool(opts["state"] == "verified")
 
-    def _no_journal_in_check_mode(self, path: str, what: str) -> Planned:
+    @staticmethod
+    def _no_journal_in_check_mode(path: str, what: str) -> Planned:
         """Check mode after a check-mode quiesce: that quiesce wrote nothing, so there is nothing to read yet."""
-        return Planned([], None, None, {}, {}, {
+        return Planned(fields={
             "plan": [],
             "msg": f"check mode: there is no open service window in the journal at {path} (a quiesce in check mode "
-                   "writes none), "
-                   f"so {what}",
+                   f"writes none), so {what}",
         })
 
-    def _verify(
-        self, opts: dict[str, Any], facts: list[ServiceFact], journal: dict[str, Any] | None, path: str
-    ) -> Planned | dict[str, Any]:
+    def _verify(self, opts: dict[str, Any], window: Window) -> Planned:
+        facts, journal, path = window.facts, window.journal, window.path
         open_window = journal is not None and "services" in journal and journal["services"]["status"] == "quiesced"
-        if not open_window and self._task.check_mode:
+        if not open_window and window.call.check_mode:
             return self._no_journal_in_check_mode(path, "a real run verifies the window its quiesce records")
         if journal is None or "services" not in journal:
-            return failure(f"no service journal at {path}, so there is no service window to verify; run "
-                           "win_service_quiesce with state=quiesced first", journal_path=path)
+            raise Failed(f"no service journal at {path}, so there is no service window to verify; run "
+                         "win_service_quiesce with state=quiesced first", journal_path=path)
         if journal["services"]["status"] != "quiesced":
-            return failure(f"the service window recorded in {path} (run {journal['run_id']}) was already restored; "
-                           "there is no window to verify", journal_path=path, run_id=journal["run_id"])
+            raise Failed(f"the service window recorded in {path} (run {journal['run_id']}) was already restored; "
+                         "there is no window to verify", journal_path=path, run_id=journal["run_id"])
         records = jr.service_records(journal)
         drift = window_drift(facts, records, opts["disable"], jr.wmi_record(journal))
         fields: dict[str, Any] = {"plan": [], "run_id": journal["run_id"], "drift": drift,
                                   "checked": sorted(records, key=str.casefold)}
         if drift:
             listed = "; ".join(f"{d['name']} is {d['actual']} (the window needs it {d['expected']})" for d in drift)
-            return failure(f"the service window does not hold: {listed}. Something started or changed them after "
-                           "the quiesce (a recovery action, a client health task, an operator): find it, then run "
-                           "state=quiesced again", journal_path=path, **fields)
-        return Planned([], None, None, {}, {}, fields)
+            raise Failed(f"the service window does not hold: {listed}. Something started or changed them after the "
+                         "quiesce (a recovery action, a client health task, an operator): find it, then run "
+                         "state=quiesced again", journal_path=path, **fields)
+        return Planned(fields=fields)
 
-    def _quiesce(
-        self, opts: dict[str, Any], facts: list[ServiceFact], journal: dict[str, Any] | None,
-        gathered: dict[str, Any]
-    ) -> Planned:
+    def _quiesce(self, opts: dict[str, Any], window: Window) -> Planned:
+        facts, journal, gathered = window.facts, window.journal, window.gathered
         options = QuiesceOptions(
             keep=tuple(opts["keep"]),
             stop=tuple(opts["stop"]),
@@ -128,8 +117,8 @@ class ActionModule(JournalAction):
         base = None if jr.is_finished(journal) else journal
         base_wmi = jr.wmi_record(base)
         # Winmgmt's dependents that wmi_disable stopped in this window were running before it.
-        window = base_wmi["dependents"] if base_wmi and base_wmi["status"] in ("disabled", "setup") else []
-        plan = plan_quiesce(facts, options, window)
+        wmi_dependents = base_wmi["dependents"] if base_wmi and base_wmi["status"] in ("disabled", "setup") else []
+        plan = plan_quiesce(facts, options, wmi_dependents)
         now = str(gathered.get("host_time") or "")
         host_name = str(gathered.get("host_name") or "")
         # After every service stopped: the processes they leave behind and the named ones (Windows does
@@ -143,7 +132,7 @@ class ActionModule(JournalAction):
             jr.process_records(base),
         )
         ops = list(plan.ops) + end_ops
-        run_id = self._run.run_id
+        run_id = window.run.run_id
         doc_before = None
         if ops:
             # The window's lease starts with its first change: should the controller go (killed, cancelled, the
@@ -151,7 +140,7 @@ class ActionModule(JournalAction):
             if not gathered.get("watchdog"):
                 ops.insert(0, op_register_watchdog(WATCHDOG_TASK, opts["lease_minutes"]))
             doc = jr.merge_services(base, plan.records, host=host_name, run_id=run_id, now=now,
-                                    owner=self._caller.owner)
+                                    owner=window.caller.owner)
             doc = jr.set_lease(doc, opts["lease_minutes"])
             doc_before = jr.dumps(jr.add_processes(doc, end_ops, now))
         fields: dict[str, Any] = {"plan": [d.as_dict() for d in plan.decisions]}
@@ -186,25 +175,19 @@ class ActionModule(JournalAction):
         summary = [op for op in ops if (op["op"] != "stop" or op["name"] in running_services)
                    and op["op"] != "register_watchdog"]
         ended = {f"{op['name']} (process id {op['process_id']})": op["reason"] for op in end_ops}
-        return Planned(ops, doc_before, None, plan.diff_before, plan.diff_after, fields, summary_ops=summary,
-                       processes_before={key: "running" for key in ended},
+        return Planned(ops=ops, journal_before=doc_before, diff_before=plan.diff_before, diff_after=plan.diff_after,
+                       fields=fields, summary_ops=summary, processes_before={key: "running" for key in ended},
                        processes_after={key: f"ended, not restored ({why})" for key, why in ended.items()})
 
-    def _restore(
-        self,
-        opts: dict[str, Any],
-        facts: list[ServiceFact],
-        journal: dict[str, Any] | None,
-        gathered: dict[str, Any],
-        path: str,
-    ) -> Planned | dict[str, Any]:
+    def _restore(self, opts: dict[str, Any], window: Window) -> Planned:
+        facts, journal, gathered, path = window.facts, window.journal, window.gathered, window.path
         if journal is None or "services" not in journal:
-            if self._task.check_mode:
+            if window.call.check_mode:
                 return self._no_journal_in_check_mode(path, "there is nothing recorded to restore; a real run "
                                                       "restores exactly what its quiesce records")
             if opts["missing_journal_ok"]:
-                return Planned([], None, None, {}, {}, {"plan": [], "msg": f"no journal at {path}: nothing to restore"})
-            return failure(
+                return Planned(fields={"plan": [], "msg": f"no journal at {path}: nothing to restore"})
+            raise Failed(
                 f"no service journal at {path}, so there is nothing recorded to restore. Run "
                 "win_service_quiesce with state=quiesced first, or set missing_journal_ok=true if a missing "
                 "journal is expected",
@@ -232,5 +215,5 @@ class ActionModule(JournalAction):
             incomplete = (f"the restore is not finished: {listed}. Everything else was restored; the journal {path} "
                           "keeps every record, so running this task again finishes the job")
         # A restore tries every record: one stuck service must not leave every service after it stopped.
-        return Planned(ops, None, doc_after, plan.diff_before, plan.diff_after, fields, continue_on_error=True,
-                       incomplete=incomplete)
+        return Planned(ops=ops, journal_after=doc_after, diff_before=plan.diff_before, diff_after=plan.diff_after,
+                       fields=fields, continue_on_error=True, incomplete=incomplete)

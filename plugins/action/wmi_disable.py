@@ -11,11 +11,9 @@ from typing import Any
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.base import (
     JournalAction,
     Planned,
-    corrupt_journal,
+    Window,
 )
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import validate_wmi_args
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window import journal as jr
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.facts import ServiceFact
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.journal import JournalError
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.ops import (
     op_expect_stopped,
@@ -30,27 +28,20 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.wmi 
 
 
 class ActionModule(JournalAction):
-    MODULE = "configmgr.sql_upgrade.wmi_disable"
+    MODULE = "wmi_disable"
     CORRUPT_ADVICE = "Inspect it, or remove it and set Winmgmt's start mode by hand"
     UNDO = "When the host answers again, run wmi_disable with state=enabled to put WMI back"
 
-    def _validate(self, args: dict[str, Any]) -> dict[str, Any]:
-        return validate_wmi_args(args)
-
-    def _summary(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
+    def summary(self, ops: list[dict[str, Any]], opts: dict[str, Any]) -> dict[str, Any]:
         # wmi_disable ends no processes, and its RETURN has no ended_processes.
         summary = {k: v for k, v in summarize(ops).items() if k != "ended_processes"}
-        if getattr(self, "_state", None) == "running_for_setup":
+        if opts["state"] == "running_for_setup":
             summary["restored"] = []  # Manual for setup is not Winmgmt's prior mode put back (KB step 7 does that)
         return summary
 
-    def _plan(
-        self, opts: dict[str, Any], facts: list[ServiceFact], journal: dict[str, Any] | None,
-        gathered: dict[str, Any], path: str
-    ) -> Planned | dict[str, Any]:
-        now = str(gathered.get("host_time") or "")
-        host_name = str(gathered.get("host_name") or "")
-        self._state = opts["state"]
+    def plan(self, opts: dict[str, Any], window: Window) -> Planned:
+        facts, journal = window.facts, window.journal
+        now, host_name = window.host_time, window.host_name
         try:
             existing = jr.wmi_record(journal)
             doc_before = doc_after = None
@@ -61,8 +52,8 @@ class ActionModule(JournalAction):
                     ops.append(op_expect_stopped(WINMGMT, opts["settle_seconds"]))
                 base = None if jr.is_finished(journal) else journal
                 if ops or plan.record is not None:
-                    doc = jr.set_wmi(base, plan.record, "disabled", host=host_name, run_id=self._run.run_id, now=now,
-                                     owner=self._caller.owner)
+                    doc = jr.set_wmi(base, plan.record, "disabled", host=host_name, run_id=window.run.run_id, now=now,
+                                     owner=window.caller.owner)
                     if doc != journal:
                         doc_before = jr.dumps(doc)
                         journal = doc
@@ -82,7 +73,7 @@ class ActionModule(JournalAction):
                     doc_after = jr.dumps(journal)
         except JournalError as exc:
             # jr.set_wmi validates the journal it builds: a fault there gets the same answer as an unreadable one.
-            return corrupt_journal(path, exc, self.CORRUPT_ADVICE)
+            raise self.corrupt(window.path, exc) from None
 
         fields: dict[str, Any] = {}
         if plan.held:
@@ -95,5 +86,5 @@ class ActionModule(JournalAction):
             fields["run_id"] = journal["run_id"]
             if "wmi" in journal:
                 fields["wmi"] = dict(journal["wmi"])
-        return Planned(ops, doc_before, doc_after, plan.diff_before, plan.diff_after, fields,
-                       continue_on_error=opts["state"] == "enabled")
+        return Planned(ops=ops, journal_before=doc_before, journal_after=doc_after, diff_before=plan.diff_before,
+                       diff_after=plan.diff_after, fields=fields, continue_on_error=opts["state"] == "enabled")

@@ -1,19 +1,27 @@
 # Copyright: configmgr.sql_upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The run shared by the action plugins win_service_quiesce and wmi_disable.
+"""The one base of the collection's action plugins, with hooks (as microsoft.ad's ``_module_with_reboot.py``).
 
-Both drive a thin executor in two module calls: validate the options on the controller, gather (service
-table + journal text), parse the journal, plan with the pure functions of this package, report the plan
-(and its diff), then - not in check mode, and only when something changes - apply: the executor writes the
-journal before, runs the planned operations, and writes the journal after. A subclass names its module and
-supplies the option check and the plan; everything else, including how failures are worded, is here.
-The executor protocol (phases, internal options and result keys) is described in docs/executor-protocol.md.
+``ExecutorAction.run`` does what every plugin does the same way: validate the task's options against the module's
+spec and domain checks (``checks.validate``; a bad option fails naming it, and nothing reaches the host), run the
+plugin's ``work(opts, call)``, and shape the result: a ``Failed`` raised anywhere becomes a failed result whose
+message starts with the inventory host, and every warning names its host once. ``call`` is a ``Call``, a value
+holding this task's run on this host (host, task vars, check and diff mode, the executor), so state is passed as
+values, never set on the action object part-way.
+
+``JournalAction`` is the work of the modules that change the host under the on-host journal (win_service_quiesce,
+wmi_disable, net_isolate) in two executor calls: gather (service table + journal text), parse the journal, decide
+which run owns the host, ``plan`` (the subclass's hook, with the pure planners of ``_window/``), report the plan (and
+its diff), then - not in check mode, and only when something changes - apply: the executor writes the journal
+before, runs the planned operations, writes the journal after, and reads back what it did, which is held against
+what the plan promised. The executor protocol is docs/executor-protocol.md.
 
 Internal to configmgr.sql_upgrade (controller-side, not a public API).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,48 +32,43 @@ from .._window import journal as jr
 from .._window.facts import ServiceFact, facts_from_gather
 from .._window.journal import JournalError
 from .._window.ops import summarize
-from .._window.run import RunDecision, caller, decide_run, lease_expired, process_run_id
+from .._window.run import Caller, RunDecision, caller, decide_run, lease_expired, process_run_id
 from .._window.verify import broken_promises
+from .checks import validate
 from .errors import PlanError
 
-
-@dataclass
-class Planned:
-    """What a plan sends to the executor's apply phase, and the module's own result keys (plan, run_id ...)."""
-
-    ops: list[dict[str, Any]]
-    journal_before: str | None
-    journal_after: str | None
-    diff_before: Any
-    diff_after: Any
-    fields: dict[str, Any] = field(default_factory=dict)
-    #: A restore tries every operation and reports every failure; a change stops at the first failure.
-    continue_on_error: bool = False
-    #: The operations that change something as the gather saw the host (what check mode reports); None: ops.
-    summary_ops: list[dict[str, Any]] | None = None
-    #: Set when the plan cannot finish the job now (a restore whose starts wait for WMI): the task fails with
-    #: this after everything else was done (a warning in check mode).
-    incomplete: str | None = None
-    #: Processes the plan ends, for the diff only ({"<image>.exe (process id N)": state}): they are not services,
-    #: so they are not part of what the fresh read after the apply verifies.
-    processes_before: dict[str, str] = field(default_factory=dict)
-    processes_after: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.ops) or self.journal_before is not None or self.journal_after is not None
+COLLECTION = "configmgr.sql_upgrade"
 
 
-def failure(msg: str, **extra: Any) -> dict[str, Any]:
-    """A failed, unchanged result; run() puts the inventory host name in front of msg."""
-    return {"failed": True, "changed": False, "msg": msg, **extra}
+class Failed(Exception):
+    """The task fails with `msg` (the inventory host is put in front) and the result keys `extra`."""
+
+    def __init__(self, msg: str, *, changed: bool = False, **extra: Any) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.changed = changed
+        self.extra = extra
 
 
-def corrupt_journal(path: str, exc: JournalError, advice: str) -> dict[str, Any]:
-    return failure(
-        f"the journal {path} is corrupt or was tampered with ({exc}); nothing was changed. {advice}",
-        journal_path=path,
-    )
+@dataclass(frozen=True)
+class Call:
+    """One task on one host, handed to the hooks: who, in which mode, and the way to the module's executor."""
+
+    module: str  #: the module's short name (sql_setup); its executor is configmgr.sql_upgrade.<module>
+    host: str  #: the inventory host name, which every message starts with
+    task_vars: Mapping[str, Any]
+    check_mode: bool
+    diff: bool
+    execute: Callable[..., dict[str, Any]]  #: the action's _execute_module
+    warnings: list[str] = field(default_factory=list)  #: collected, each given once naming the host
+
+    def executor(self, phase: str, args: Mapping[str, Any], *, module: str | None = None,
+                 **internal: Any) -> dict[str, Any]:
+        """One call of the executor (or of `module`, another of the collection's) with `_phase` and internal
+        options (docs/executor-protocol.md); the raw result."""
+        name = f"{COLLECTION}.{module or self.module}"
+        return self.execute(module_name=name, module_args={**args, "_phase": phase, **internal},
+                            task_vars=dict(self.task_vars))
 
 
 def host_warnings(host: str, warnings: list[Any]) -> list[str]:
@@ -79,165 +82,180 @@ def host_warnings(host: str, warnings: list[Any]) -> list[str]:
     return out
 
 
-def _diff(planned: Planned) -> dict[str, Any]:
-    """The services' before/after; ended processes (which a restore does not bring back) under their own key,
-    whose "/" no service name can contain (the Service Control Manager refuses / and \\ in names)."""
-    before: dict[str, Any] = dict(planned.diff_before or {})
-    after: dict[str, Any] = dict(planned.diff_after or {})
-    if planned.processes_after:
-        before["processes/ended"] = dict(planned.processes_before)
-        after["processes/ended"] = dict(planned.processes_after)
-    return {"before": before, "after": after}
+class ExecutorAction(ActionBase):
+    """Validate, work, shape the result. Subclasses set MODULE and implement `work`."""
 
-
-class JournalAction(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = True
 
-    MODULE = ""  # the executor, configmgr.sql_upgrade.NAME
-    CORRUPT_ADVICE = ""  # what to do about a corrupt journal, after "... nothing was changed."
-    UNDO = ""  # how to put the host back when an apply was cut off (a connection that dropped)
+    MODULE = ""  #: the module's short name
 
-    def _validate(self, args: dict[str, Any]) -> dict[str, Any]:
-        """The options, checked and completed; PlanError names what is wrong."""
-        raise NotImplementedError
-
-    def _plan(
-        self, opts: dict[str, Any], facts: list[ServiceFact], journal: dict[str, Any] | None,
-        gathered: dict[str, Any], path: str
-    ) -> Planned | dict[str, Any]:
-        """The plan, or a failure() result; PlanError means nothing can be planned."""
-        raise NotImplementedError
-
-    def _read_only(self, opts: dict[str, Any]) -> bool:
-        """True for a task that only reads (it belongs to no run and takes no lock)."""
-        return False
-
-    def _gather_args(self, task_vars: dict[str, Any]) -> dict[str, Any]:
-        """Internal options the gather needs besides the task's (net_isolate: the WinRM port)."""
+    def always(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Result keys RETURN promises on every result, from the task's arguments (a failure's too)."""
         return {}
 
-    def _broken(self, planned: Planned, applied: dict[str, Any]) -> list[str]:
-        """What the fresh read after the apply shows that the plan did not promise."""
-        return broken_promises(planned.diff_after or {}, applied.get("after"))
+    def refused(self, args: Mapping[str, Any], reason: str) -> dict[str, Any]:
+        """Result keys RETURN promises for a task refused (for `reason`) before it reached the host."""
+        return {}
 
-    def _after_apply(self, result: dict[str, Any], opts: dict[str, Any], planned: Planned, applied: dict[str, Any],
-                     task_vars: dict[str, Any], host: str) -> dict[str, Any]:
-        """A successful apply's last word (net_isolate proves a new connection); returns the result."""
-        return result
-
-    def _summary(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
-        """The result keys listing what the operations (planned, then applied) do."""
-        return summarize(ops)
+    def work(self, opts: dict[str, Any], call: Call) -> dict[str, Any]:
+        """The task's result (without the host in front of msg); raise Failed to fail it."""
+        raise NotImplementedError
 
     def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
         task_vars = task_vars or {}
         host = str(task_vars.get("inventory_hostname", "?"))
-        result = self._run_task(tmp, task_vars, host)
-        if result.get("warnings"):
-            result["warnings"] = host_warnings(host, result["warnings"])
-        return result
-
-    def _run_task(self, tmp: Any, task_vars: dict[str, Any], host: str) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
-        outcome = self._gather_and_plan(host, task_vars)
-        if isinstance(outcome, dict):
-            return {**outcome, "msg": f"{host}: {outcome['msg']}"}
-        opts, path, planned = outcome
-
-        result.update({"changed": planned.changed, "journal_path": path})
-        result.update(planned.fields)
-        result.update(self._summary(planned.ops if planned.summary_ops is None else planned.summary_ops))
-        if self._task.diff:
-            result["diff"] = _diff(planned)
-        if self._task.check_mode or not planned.changed:
-            return self._finish(result, planned, host)
-
+        result = {**super().run(tmp, task_vars), **self.always(self._task.args)}
         try:
-            applied = self._execute_module(
-                module_name=self.MODULE,
-                module_args={
-                    **opts,
-                    "_phase": "apply",
-                    "_plan": planned.ops,
-                    "_journal_before": planned.journal_before,
-                    "_journal_after": planned.journal_after,
-                    "_continue_on_error": planned.continue_on_error,
-                    "_journal_expected": self._expected,
-                },
-                task_vars=task_vars,
-            )
-        except (AnsibleConnectionFailure, OSError) as exc:
-            # The apply may have run in part (or whole) with its answer lost (pywinrm lets requests'
-            # ConnectionError, an OSError, through): say what that means for the host. A failed result, not an
-            # unreachable one, so that a play's rescue still gets its chance once the network is back.
-            result.update(self._summary([]))
-            result.update({
-                "failed": True,
-                "changed": True,
-                "msg": f"{host}: the connection dropped while {self.MODULE} applied its plan ({exc}). The host may "
-                       f"be partly changed; the journal {path} holds the prior state of everything this run "
-                       f"changes. {self.UNDO}",
-            })
-            return result
-        result.update(self._summary(applied.get("applied") or []))
-        if applied.get("failed"):
-            result["failed"] = True
-            result["msg"] = f"{host}: {applied.get('msg')}"
-            # What the executor did, not what the plan meant to do: a refusal before any change (the journal
-            # could not be written or locked, another run holds it) changed nothing and started no run.
-            result["changed"] = bool(applied.get("changed"))
-            if not result["changed"] and self._run.new:
-                result.pop("run_id", None)
-            for key in ("failed_op", "failures"):
-                if applied.get(key):
-                    result[key] = applied[key]
-            return result
-        broken = self._broken(planned, applied)
-        if broken:
-            result.update({
-                "failed": True,
-                "changed": True,
-                "msg": f"{host}: the plan was applied, but a fresh read does not show what it promised: "
-                       f"{'; '.join(broken)}. Something changed them during the apply (a recovery action, "
-                       "another tool or an operator): find it, then run the task again",
-            })
-            return result
-        result["changed"] = bool(applied.get("changed"))
-        result = self._after_apply(result, opts, planned, applied, task_vars, host)
-        if result.get("failed"):
-            return result
-        return self._finish(result, planned, host)
-
-    def _finish(self, result: dict[str, Any], planned: Planned, host: str) -> dict[str, Any]:
-        """A plan that could not do everything fails the task once the rest is done (warns in check mode)."""
-        if planned.incomplete:
-            if self._task.check_mode:
-                result.setdefault("warnings", []).append(planned.incomplete)
-            else:
-                result["failed"] = True
-                result["msg"] = f"{host}: {planned.incomplete}"
-        return result
-
-    def _gather_and_plan(
-        self, host: str, task_vars: dict[str, Any]
-    ) -> tuple[dict[str, Any], str, Planned] | dict[str, Any]:
-        """(options, journal path, plan), or a failure() result: nothing has changed on the host yet."""
-        name = self.MODULE.rsplit(".", 1)[-1]
-        try:
-            opts = self._validate(self._task.args)
+            opts = validate(self.MODULE, self._task.args)
         except PlanError as exc:
-            return failure(f"{name}: {exc}; nothing was sent to the host")
+            return {**result, **self.refused(self._task.args, str(exc)), "failed": True, "changed": False,
+                    "msg": f"{host}: {self.MODULE}: {exc}; nothing was sent to the host"}
+        call = Call(self.MODULE, host, task_vars, bool(self._task.check_mode), bool(self._task.diff),
+                    self._execute_module)
+        try:
+            result.update(self.work(opts, call))
+        except Failed as failed:
+            result.update({**failed.extra, "failed": True, "changed": failed.changed})
+            result["msg"] = failed.msg
+        if result.get("failed") and not str(result.get("msg", "")).startswith(f"{host}: "):
+            result["msg"] = f"{host}: {result.get('msg', 'failed')}"
+        warnings = [*(result.get("warnings") or []), *call.warnings]
+        if warnings:
+            result["warnings"] = host_warnings(host, warnings)
+        return result
 
-        gathered = self._execute_module(
-            module_name=self.MODULE, module_args={**opts, **self._gather_args(task_vars), "_phase": "gather"},
-            task_vars=task_vars,
-        )
+
+@dataclass(kw_only=True)
+class Planned:
+    """What a plan sends to the executor's apply phase, and the module's own result keys (plan, run_id ...)."""
+
+    ops: list[dict[str, Any]] = field(default_factory=list)
+    journal_before: str | None = None  #: the journal written before any operation runs
+    journal_after: str | None = None  #: the journal written after every operation ran
+    diff_before: Any = None
+    diff_after: Any = None
+    fields: dict[str, Any] = field(default_factory=dict)  #: the module's own result keys
+    #: A restore tries every operation and reports every failure; a change stops at the first failure.
+    continue_on_error: bool = False
+    #: The operations that change something as the gather saw the host (what check mode reports); None: ops.
+    summary_ops: list[dict[str, Any]] | None = None
+    #: Set when the plan cannot finish the job now (a restore whose starts wait for WMI): the task fails with
+    #: this after everything else was done (a warning in check mode).
+    incomplete: str | None = None
+    #: Processes the plan ends, for the diff only ({"<image>.exe (process id N)": state}): they are not services,
+    #: so they are not part of what the fresh read after the apply verifies.
+    processes_before: dict[str, str] = field(default_factory=dict)
+    processes_after: dict[str, str] = field(default_factory=dict)
+    #: What the executor's read-back after the apply shows that the plan did not promise; None: the services in
+    #: diff_after against the apply's `after`.
+    broken: Callable[[dict[str, Any]], list[str]] | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.ops) or self.journal_before is not None or self.journal_after is not None
+
+    def broken_promises(self, applied: dict[str, Any]) -> list[str]:
+        if self.broken is not None:
+            return self.broken(applied)
+        return broken_promises(self.diff_after or {}, applied.get("after"))
+
+    def diff(self) -> dict[str, Any]:
+        """The services' before/after; ended processes (which a restore does not bring back) under their own key,
+        whose "/" no service name can contain (the Service Control Manager refuses / and \\ in names)."""
+        before: dict[str, Any] = dict(self.diff_before or {})
+        after: dict[str, Any] = dict(self.diff_after or {})
+        if self.processes_after:
+            before["processes/ended"] = dict(self.processes_before)
+            after["processes/ended"] = dict(self.processes_after)
+        return {"before": before, "after": after}
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a journaled module's plan is made from: the host as gathered and the run that owns it."""
+
+    call: Call
+    facts: list[ServiceFact]
+    journal: dict[str, Any] | None
+    gathered: dict[str, Any]
+    path: str  #: the journal's path on the host
+    run: RunDecision
+    caller: Caller
+
+    @property
+    def host_time(self) -> str:
+        return str(self.gathered.get("host_time") or "")
+
+    @property
+    def host_name(self) -> str:
+        return str(self.gathered.get("host_name") or "")
+
+
+class JournalAction(ExecutorAction):
+    """The gather - plan - apply run of a module that changes the host under the on-host journal."""
+
+    CORRUPT_ADVICE = ""  #: what to do about a corrupt journal, after "... nothing was changed."
+    UNDO = ""  #: how to put the host back when an apply was cut off (a connection that dropped)
+
+    # -- hooks ------------------------------------------------------------------------------------------------
+    def plan(self, opts: dict[str, Any], window: Window) -> Planned:
+        """The plan; raise Failed (nothing changed yet) or PlanError (nothing can be planned)."""
+        raise NotImplementedError
+
+    def read_only(self, opts: dict[str, Any]) -> bool:
+        """True for a task that only reads (it belongs to no run and takes no lock)."""
+        return False
+
+    def gather_args(self, call: Call) -> dict[str, Any]:
+        """Internal options the gather needs besides the task's (net_isolate: the WinRM port)."""
+        return {}
+
+    def summary(self, ops: list[dict[str, Any]], opts: dict[str, Any]) -> dict[str, Any]:
+        """The result keys listing what the operations (planned, then applied) do."""
+        return summarize(ops)
+
+    def after_apply(self, result: dict[str, Any], opts: dict[str, Any], planned: Planned, applied: dict[str, Any],
+                    call: Call) -> dict[str, Any]:
+        """A successful apply's last word (net_isolate proves a new connection); returns the result."""
+        return result
+
+    def corrupt(self, path: str, exc: JournalError) -> Failed:
+        return Failed(f"the journal {path} is corrupt or was tampered with ({exc}); nothing was changed. "
+                      f"{self.CORRUPT_ADVICE}", journal_path=path)
+
+    # -- the run ----------------------------------------------------------------------------------------------
+    def work(self, opts: dict[str, Any], call: Call) -> dict[str, Any]:
+        window = self._gather(opts, call)
+        try:
+            planned = self.plan(opts, window)
+        except PlanError as exc:
+            raise Failed(f"{exc}; nothing was changed", journal_path=window.path) from None
+        except JournalError as exc:
+            # The new journal would not pass its own validation (e.g. a service name it refuses to record):
+            # refuse the run rather than change what could not be written down.
+            raise Failed(f"this run cannot be recorded in the journal {window.path} ({exc}); nothing was changed",
+                         journal_path=window.path) from None
+        if window.run.warning:
+            planned.fields.setdefault("warnings", []).append(window.run.warning)
+        if window.run.new and call.check_mode:
+            planned.fields.pop("run_id", None)  # check mode starts no run: no id a real run would not use
+
+        result: dict[str, Any] = {"changed": planned.changed, "journal_path": window.path, **planned.fields}
+        result.update(self.summary(planned.ops if planned.summary_ops is None else planned.summary_ops, opts))
+        if call.diff:
+            result["diff"] = planned.diff()
+        if call.check_mode or not planned.changed:
+            return self._finish(result, planned, call)
+        return self._apply(result, opts, planned, window)
+
+    def _gather(self, opts: dict[str, Any], call: Call) -> Window:
+        gathered = call.executor("gather", {**opts, **self.gather_args(call)})
         if gathered.get("failed"):
-            return failure(f"gathering services failed: {gathered.get('msg')}")
-        path = gathered.get("journal_path", jr.JOURNAL_PATH)
+            raise Failed(f"gathering services failed: {gathered.get('msg')}")
+        path = str(gathered.get("journal_path", jr.JOURNAL_PATH))
         if gathered.get("journal_untrusted"):
-            return failure(
+            raise Failed(
                 f"the journal {path} cannot be trusted: {gathered['journal_untrusted']}; nothing was changed. "
                 "Someone other than SYSTEM or Administrators can write it, so its records could be forged: check "
                 "them, put the host back by hand if needed, delete the folder, and run again",
@@ -246,36 +264,77 @@ class JournalAction(ActionBase):
         try:
             journal = jr.parse(gathered.get("journal_text"))
         except JournalError as exc:
-            return corrupt_journal(path, exc, self.CORRUPT_ADVICE)
+            raise self.corrupt(path, exc) from None
         # One run per host: the unfinished journal names the run that holds the host.
-        self._caller = caller(opts["run_id"], opts["takeover"])
+        who = caller(opts["run_id"], opts["takeover"])
         try:
-            if self._read_only(opts):
+            if self.read_only(opts):
                 # A task that changes nothing is no run: it reads whatever run holds the host.
-                self._run = RunDecision(journal["run_id"] if journal else process_run_id(), new=journal is None)
+                run = RunDecision(journal["run_id"] if journal else process_run_id(), new=journal is None)
             else:
-                self._run = decide_run(journal, self._caller, process_run_id(), bool(self._task.check_mode),
-                                       lease_expired=lease_expired(journal, gathered.get("watchdog")))
+                run = decide_run(journal, who, process_run_id(), call.check_mode,
+                                 lease_expired=lease_expired(journal, gathered.get("watchdog")))
         except PlanError as exc:
-            return failure(str(exc), journal_path=path, **({"run_id": journal["run_id"]} if journal else {}))
-        if self._run.took_over and journal is not None:
-            journal = {**journal, "owner": self._caller.owner}
-        # Compare-and-swap: the executor writes only if the journal is still the text this task read.
-        self._expected = jr.text_hash(gathered.get("journal_text"))
+            raise Failed(str(exc), journal_path=path, **({"run_id": journal["run_id"]} if journal else {})) from None
+        if run.took_over and journal is not None:
+            journal = {**journal, "owner": who.owner}
         try:
             facts = facts_from_gather(gathered.get("services") or [])
-            planned = self._plan(opts, facts, journal, gathered, path)
         except PlanError as exc:
-            return failure(f"{exc}; nothing was changed", journal_path=path)
-        except JournalError as exc:
-            # The new journal would not pass its own validation (e.g. a service name it refuses to record):
-            # refuse the run rather than change what could not be written down.
-            return failure(f"this run cannot be recorded in the journal {path} ({exc}); nothing was changed",
-                           journal_path=path)
-        if isinstance(planned, dict):
-            return planned
-        if self._run.warning:
-            planned.fields.setdefault("warnings", []).append(self._run.warning)
-        if self._run.new and self._task.check_mode:
-            planned.fields.pop("run_id", None)  # check mode starts no run: no id a real run would not use
-        return opts, path, planned
+            raise Failed(f"{exc}; nothing was changed", journal_path=path) from None
+        return Window(call=call, facts=facts, journal=journal, gathered=gathered, path=path, run=run, caller=who)
+
+    def _apply(self, result: dict[str, Any], opts: dict[str, Any], planned: Planned, window: Window) -> dict[str, Any]:
+        call = window.call
+        try:
+            applied = call.executor(
+                "apply", opts, _plan=planned.ops, _journal_before=planned.journal_before,
+                _journal_after=planned.journal_after, _continue_on_error=planned.continue_on_error,
+                # Compare-and-swap: the executor writes only if the journal is still the text this task read.
+                _journal_expected=jr.text_hash(window.gathered.get("journal_text")),
+            )
+        except (AnsibleConnectionFailure, OSError) as exc:
+            # The apply may have run in part (or whole) with its answer lost (pywinrm lets requests'
+            # ConnectionError, an OSError, through): say what that means for the host. A failed result, not an
+            # unreachable one, so that a play's rescue still gets its chance once the network is back.
+            result.update(self.summary([], opts))
+            result.update({
+                "failed": True, "changed": True,
+                "msg": f"the connection dropped while {self.MODULE} applied its plan ({exc}). The host may be partly "
+                       f"changed; the journal {window.path} holds the prior state of everything this run changes. "
+                       f"{self.UNDO}",
+            })
+            return result
+        result.update(self.summary(applied.get("applied") or [], opts))
+        if applied.get("failed"):
+            # What the executor did, not what the plan meant to do: a refusal before any change (the journal
+            # could not be written or locked, another run holds it) changed nothing and started no run.
+            result.update({"failed": True, "msg": str(applied.get("msg")), "changed": bool(applied.get("changed"))})
+            if not result["changed"] and window.run.new:
+                result.pop("run_id", None)
+            result.update({key: applied[key] for key in ("failed_op", "failures") if applied.get(key)})
+            return result
+        broken = planned.broken_promises(applied)
+        if broken:
+            result.update({
+                "failed": True, "changed": True,
+                "msg": f"the plan was applied, but a fresh read does not show what it promised: {'; '.join(broken)}. "
+                       "Something changed them during the apply (a recovery action, another tool or an operator): "
+                       "find it, then run the task again",
+            })
+            return result
+        result["changed"] = bool(applied.get("changed"))
+        result = self.after_apply(result, opts, planned, applied, call)
+        if result.get("failed"):
+            return result
+        return self._finish(result, planned, call)
+
+    @staticmethod
+    def _finish(result: dict[str, Any], planned: Planned, call: Call) -> dict[str, Any]:
+        """A plan that could not do everything fails the task once the rest is done (warns in check mode)."""
+        if planned.incomplete:
+            if call.check_mode:
+                result.setdefault("warnings", []).append(planned.incomplete)
+            else:
+                result.update({"failed": True, "msg": planned.incomplete})
+        return result

@@ -1,67 +1,57 @@
 # Copyright: configmgr.sql_upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Controller-side validation of the task options of win_service_quiesce and wmi_disable, and shaping of
-their results. Pure and Ansible-free: the action plugins call these before anything is sent to the host,
-so bad input fails with a message naming the option and nothing reaches the host.
+"""A task's options, checked before anything is sent to the host: ansible-core's ArgumentSpecValidator with the
+module's spec (``specs.py``), then what Ansible's argument spec cannot say, by hand, per module: ranges, SQL Server
+instance names, service patterns, process names, addresses, versions, checksums, paths.
+
+``validate(module, args)`` is the one entry; bad input raises PlanError naming the option, and nothing reaches a
+host. Internal to configmgr.sql_upgrade (controller-side, not a public API).
 """
 
 from __future__ import annotations
 
-import decimal
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._window.patterns import plain_type, validate_patterns
-from .errors import PlanError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.errors import UnsupportedError
 
-BOOL_TRUE = ("yes", "on", "1", "true", "y", "t")
-BOOL_FALSE = ("no", "off", "0", "false", "n", "f")
+from .._sql import media as md
+from .._sql import setup as su
+from .._window.network import parse_addresses
+from .._window.patterns import validate_patterns
+from .errors import PlanError
+from .specs import SPECS
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PROCESS_BAD = re.compile(r"[*?\[\]\\/\x00-\x1f\x7f]")
+_PATH_BAD = '*?"<>|\x00\r\n'
 
 
-def _bool(option: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in BOOL_TRUE + BOOL_FALSE:
-        return value.strip().lower() in BOOL_TRUE
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise PlanError(f"option {option} must be a boolean, got {value!r}")
-
-
-def _int(option: str, value: Any, low: int, high: int) -> int:
-    """Ansible's int type (check_type_int): an int, or a string or float without a fractional part; 5.5 is
-    an error, not 5."""
-    if isinstance(value, bool):
-        raise PlanError(f"option {option} must be an integer, got {value!r}")
-    try:
-        exact = decimal.Decimal(str(value).strip()) if isinstance(value, str | float) else value
-        number = int(exact)
-        if exact != number:
-            raise ValueError("fractional part")
-    except (decimal.DecimalException, TypeError, ValueError):
-        raise PlanError(f"option {option} must be an integer: {value!r} ({plain_type(value)}) cannot be converted "
-                        "to an int") from None
-    if not low <= number <= high:
-        raise PlanError(f"option {option} must be between {low} and {high}, got {number}")
-    return number
-
-
-def _choice(option: str, value: Any, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise PlanError(f"option {option} must be one of {', '.join(choices)}, got {value!r}")
-    return str(value)
-
-
-def _unknown(args: Mapping[str, Any], known: Sequence[str]) -> None:
-    unknown = sorted(k for k in args if k not in known)
-    internal = [k for k in unknown if k.startswith("_")]
+def validate(module: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    """`module`'s options (short name) from a task's `args`, converted and completed, or PlanError naming the
+    first bad option."""
+    internal = sorted(str(k) for k in args if str(k).startswith("_"))
     if internal:
         raise PlanError(f"option {internal[0]} is internal to the action plugin and cannot be set in a task")
-    if unknown:
-        raise PlanError(f"unsupported option(s) {', '.join(unknown)}; supported: {', '.join(sorted(known))}")
+    result = ArgumentSpecValidator(**SPECS[module]).validate(dict(args))
+    if result.error_messages:
+        first = result.errors[0]
+        msg = str(first)
+        if isinstance(first, UnsupportedError):
+            msg = f"unsupported option(s) {msg}"
+        raise PlanError(msg)
+    return DOMAIN_CHECKS[module](dict(result.validated_parameters))
+
+
+def _range(option: str, value: Any, low: int, high: int) -> int:
+    # Ansible's int type takes a bool (a subclass of int); a timeout of `true` is a mistake, not 1 second.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PlanError(f"option {option} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise PlanError(f"option {option} must be between {low} and {high}, got {value}")
+    return value
 
 
 def valid_instance_name(name: str) -> bool:
@@ -73,38 +63,8 @@ def valid_instance_name(name: str) -> bool:
             and all(c.isalpha() or c.isdecimal() or c in "_$" for c in name[1:]))
 
 
-QUIESCE_OPTIONS = (
-    "state",
-    "keep",
-    "stop",
-    "disable",
-    "processes",
-    "instance",
-    "sql_sessions",
-    "timeout",
-    "missing_journal_ok",
-    "end_hung_services",
-    "lease_minutes",
-    "run_id",
-    "takeover",
-)
-WMI_OPTIONS = ("state", "timeout", "settle_seconds", "run_id", "takeover")
-
-
-def _run_options(args: Mapping[str, Any]) -> dict[str, Any]:
-    """run_id and takeover: a run id or nothing (checked against the run id rule with the journal)."""
-    out: dict[str, Any] = {}
-    for option in ("run_id", "takeover"):
-        value = args.get(option)
-        if value is not None and not isinstance(value, str):
-            raise PlanError(f"option {option} must be a run id string such as r-3f2a9c01d4e5b6a7, got {value!r}")
-        out[option] = value or None
-    return out
-
-
-def _instance(args: Mapping[str, Any]) -> str:
-    """The option instance, held to SQL Server's instance-name rule (valid_instance_name)."""
-    instance = args.get("instance", "MSSQLSERVER")
+def _instance(p: dict[str, Any]) -> str:
+    instance = p["instance"]
     if not isinstance(instance, str) or not valid_instance_name(instance):
         raise PlanError(
             f"option instance must be a SQL Server instance name (MSSQLSERVER for the default instance; a named "
@@ -113,124 +73,126 @@ def _instance(args: Mapping[str, Any]) -> str:
     return instance
 
 
-def validate_quiesce_args(args: Mapping[str, Any]) -> dict[str, Any]:
-    """The task's options with defaults applied, or PlanError naming the first bad option."""
-    _unknown(args, QUIESCE_OPTIONS)
-    state = _choice("state", args.get("state", "quiesced"), ("quiesced", "restored", "verified"))
-    keep = validate_patterns("keep", args.get("keep"))
-    stop = validate_patterns("stop", args.get("stop"))
-    processes = args.get("processes") or []
-    if isinstance(processes, str):
-        processes = processes.split(",")  # Ansible's list type
-    if not isinstance(processes, list):
-        raise PlanError("option processes must be a list of process names")
+def _text(p: dict[str, Any], option: str) -> str | None:
+    """A string option that, when given, may not be empty."""
+    value = p.get(option)
+    if value is not None and not value:
+        raise PlanError(f"option {option} must be a non-empty string")
+    return value
+
+
+def _local_path(option: str, value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.strip() or any(c in value for c in _PATH_BAD):
+        raise PlanError(f"option {option} must be {what}, got {value!r}")
+    return value
+
+
+def _quiesce(p: dict[str, Any]) -> dict[str, Any]:
+    processes = p["processes"] or []
     for index, name in enumerate(processes):
-        if not isinstance(name, str) or not name.strip() or _PROCESS_BAD.search(name):
+        if not name.strip() or _PROCESS_BAD.search(name):
             raise PlanError(
                 f"option processes[{index}] must be a process name without wildcards or path characters "
                 f"(for example Microsoft.ConfigurationManagement), got {name!r}"
             )
-    instance = _instance(args)
-    sessions = args.get("sql_sessions") or []
-    if not isinstance(sessions, list):
-        raise PlanError("option sql_sessions must be a list of dicts with host_process_id")
+    sessions = p["sql_sessions"] or []
     for index, session in enumerate(sessions):
-        pid = session.get("host_process_id") if isinstance(session, dict) else None
+        pid = session.get("host_process_id")
         if not isinstance(pid, int) or isinstance(pid, bool) or pid < 0:
             raise PlanError(
                 f"option sql_sessions[{index}] needs host_process_id as a non-negative integer, got {session!r}"
             )
-    return {
-        "state": state,
-        "keep": keep,
-        "stop": stop,
-        "disable": _bool("disable", args.get("disable", True)),
-        "processes": list(processes),
-        "instance": instance,
-        "sql_sessions": [dict(s) for s in sessions],
-        "timeout": _int("timeout", args.get("timeout", 120), 1, 86400),
-        "missing_journal_ok": _bool("missing_journal_ok", args.get("missing_journal_ok", False)),
-        "end_hung_services": _bool("end_hung_services", args.get("end_hung_services", True)),
-        "lease_minutes": _int("lease_minutes", args.get("lease_minutes", 60), 5, 1440),
-        **_run_options(args),
-    }
+    return {**p, "keep": validate_patterns("keep", p["keep"]), "stop": validate_patterns("stop", p["stop"]),
+            "processes": list(processes), "instance": _instance(p), "sql_sessions": [dict(s) for s in sessions],
+            "timeout": _range("timeout", p["timeout"], 1, 86400),
+            "lease_minutes": _range("lease_minutes", p["lease_minutes"], 5, 1440)}
 
 
-def validate_wmi_args(args: Mapping[str, Any]) -> dict[str, Any]:
-    _unknown(args, WMI_OPTIONS)
-    return {
-        "state": _choice("state", args.get("state", "disabled"), ("disabled", "running_for_setup", "enabled")),
-        "timeout": _int("timeout", args.get("timeout", 120), 1, 86400),
-        "settle_seconds": _int("settle_seconds", args.get("settle_seconds", 5), 0, 3600),
-        **_run_options(args),
-    }
+def _wmi(p: dict[str, Any]) -> dict[str, Any]:
+    return {**p, "timeout": _range("timeout", p["timeout"], 1, 86400),
+            "settle_seconds": _range("settle_seconds", p["settle_seconds"], 0, 3600)}
 
 
-NET_OPTIONS = ("state", "allow_from", "allow_to", "domain_controllers", "lease_minutes", "probation_seconds", "timeout",
-               "run_id", "takeover")
-
-
-def _address_list(option: str, value: Any, default: list[str] | None) -> list[str] | None:
-    """Ansible's list type for address options (a comma string splits); each entry checked by network.py."""
-    if value is None:
-        return default
-    if isinstance(value, str):
-        value = value.split(",")
-    if not isinstance(value, list):
-        raise PlanError(f"option {option} must be a list of addresses or networks, got {plain_type(value)}")
-    return [v.strip() if isinstance(v, str) else v for v in value]
-
-
-def validate_net_args(args: Mapping[str, Any]) -> dict[str, Any]:
-    """net_isolate's options with defaults applied, or PlanError naming the first bad option. The addresses
-    are checked (and refused when they would lock the controller out or isolate nothing) in network.py."""
-    from .._window.network import parse_addresses  # noqa: PLC0415  (network imports nothing from here; keeps args light)
-
-    _unknown(args, NET_OPTIONS)
-    opts = {
-        "state": _choice("state", args.get("state", "isolated"), ("isolated", "restored")),
-        "allow_from": _address_list("allow_from", args.get("allow_from"), None),
-        "allow_to": _address_list("allow_to", args.get("allow_to"), []),
-        "domain_controllers": _address_list("domain_controllers", args.get("domain_controllers"), None),
-        "lease_minutes": _int("lease_minutes", args.get("lease_minutes", 30), 5, 1440),
-        "probation_seconds": _int("probation_seconds", args.get("probation_seconds", 120), 60, 3600),
-        "timeout": _int("timeout", args.get("timeout", 120), 1, 86400),
-        **_run_options(args),
-    }
+def _net(p: dict[str, Any]) -> dict[str, Any]:
+    """The addresses are checked here, and refused when they would lock the controller out or isolate nothing, by
+    the planner (network.py)."""
+    out = {**p, "lease_minutes": _range("lease_minutes", p["lease_minutes"], 5, 1440),
+           "probation_seconds": _range("probation_seconds", p["probation_seconds"], 60, 3600),
+           "timeout": _range("timeout", p["timeout"], 1, 86400)}
     for option in ("allow_from", "allow_to", "domain_controllers"):
-        if opts[option] is not None:
-            parse_addresses(option, opts[option])
-    return opts
+        if out[option] is not None:
+            out[option] = [v.strip() for v in out[option]]
+            parse_addresses(option, out[option])
+    if out["allow_to"] is None:
+        out["allow_to"] = []
+    return out
 
 
-GATE_OPTIONS = ("instance", "login_user", "login_password", "allowed_programs", "wait_timeout", "poll_interval",
-                "fail_when_blocked")
-
-
-def validate_gate_args(args: Mapping[str, Any]) -> dict[str, Any]:
-    """sql_single_user_check's options with defaults applied, or PlanError naming the first bad option."""
-    _unknown(args, GATE_OPTIONS)
-    instance = _instance(args)
-    user = args.get("login_user")
-    password = args.get("login_password")
-    if user is not None and (not isinstance(user, str) or not user.strip() or _CONTROL.search(user)):
+def _gate(p: dict[str, Any]) -> dict[str, Any]:
+    user = p["login_user"]
+    if user is not None and (not user.strip() or _CONTROL.search(user)):
         raise PlanError("option login_user must be a SQL Server login name")
-    if password is not None and not isinstance(password, str):
-        raise PlanError("option login_password must be a string")
-    if password is not None and not user:
-        raise PlanError("option login_password needs login_user (without a login the connection uses Windows "
-                        "authentication)")
-    programs = args.get("allowed_programs") or []
-    if isinstance(programs, str):
-        programs = programs.split(",")
-    if not isinstance(programs, list) or not all(isinstance(p, str) and p.strip() for p in programs):
+    programs = p["allowed_programs"] or []
+    if not all(program.strip() for program in programs):
         raise PlanError("option allowed_programs must be a list of program names")
-    return {
-        "instance": instance,
-        "login_user": user,
-        "login_password": password,
-        "allowed_programs": [p.strip() for p in programs],
-        "wait_timeout": _int("wait_timeout", args.get("wait_timeout", 0), 0, 86400),
-        "poll_interval": _int("poll_interval", args.get("poll_interval", 5), 1, 300),
-        "fail_when_blocked": _bool("fail_when_blocked", args.get("fail_when_blocked", True)),
-    }
+    return {**p, "instance": _instance(p), "allowed_programs": [program.strip() for program in programs],
+            "wait_timeout": _range("wait_timeout", p["wait_timeout"], 0, 86400),
+            "poll_interval": _range("poll_interval", p["poll_interval"], 1, 300)}
+
+
+def _version(option: str, value: Any) -> str:
+    try:
+        su.parse_version(value)
+    except ValueError as exc:
+        raise PlanError(f"option {option}: {exc}") from None
+    return str(value)
+
+
+def _preflight(p: dict[str, Any]) -> dict[str, Any]:
+    needs: dict[str, int] = {}
+    for letter, gib in (p["drives"] or {}).items():
+        if not isinstance(letter, str) or len(letter.rstrip(":")) != 1 or not letter[0].isalpha():
+            raise PlanError(f"option drives: {letter!r} is not a drive letter")
+        if isinstance(gib, str) and gib.strip().isdecimal():
+            gib = int(gib)  # Ansible's dict type keeps values as given: a GiB count from a survey is a string
+        needs[letter[0].upper()] = _range(f"drives.{letter}", gib, 0, 100000)
+    media = p["media_path"]
+    if media is not None:
+        _local_path("media_path", media, "a local folder")
+    return {**p, "instance": _instance(p), "target_version": _version("target_version", p["target_version"]),
+            "drives": needs, "backup_max_age_hours": _range("backup_max_age_hours", p["backup_max_age_hours"], 1,
+                                                            100000)}
+
+
+def _media(p: dict[str, Any]) -> dict[str, Any]:
+    out = {option: _text(p, option) for option in ("src", "url", "url_username", "url_password", "share_path",
+                                                   "share_user", "share_password", "checksum", "checksum_file")}
+    out.update({"dest": md.validate_dest(p["dest"]), "validate_certs": p["validate_certs"], "force": p["force"],
+                "chunk_size_mib": _range("chunk_size_mib", p["chunk_size_mib"], 1, 1024)})
+    if out["url"] is not None:
+        md.validate_url(out["url"])
+    if out["share_path"] is not None:
+        out["share_path"] = md.validate_share_path(out["share_path"])
+    if out["checksum"] is not None:
+        out["checksum"] = md.parse_checksum(out["checksum"])
+    return out
+
+
+def _setup(p: dict[str, Any]) -> dict[str, Any]:
+    key = p["product_key"]
+    if key is not None and not su.valid_product_key(key):
+        raise PlanError("option product_key must be a SQL Server product key of five groups of five letters or "
+                        "digits separated by '-' (the value is not shown)")
+    media = _local_path("media_path", p["media_path"], "the local folder of the media (sql_media's dest)")
+    return {**p, "media_path": media.rstrip("\\"), "instance": _instance(p),
+            "target_version": None if p["target_version"] is None else _version("target_version", p["target_version"]),
+            "extra_args": su.validate_extra_args(p["extra_args"]),
+            "wait_timeout": _range("wait_timeout", p["wait_timeout"], 0, 259200),
+            "poll_interval": _range("poll_interval", p["poll_interval"], 1, 3600)}
+
+
+#: module short name -> its checks beyond the spec (every module of SPECS has one).
+DOMAIN_CHECKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "win_service_quiesce": _quiesce, "wmi_disable": _wmi, "net_isolate": _net, "sql_single_user_check": _gate,
+    "site_preflight": _preflight, "sql_media": _media, "sql_setup": _setup,
+}

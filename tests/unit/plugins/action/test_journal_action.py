@@ -29,7 +29,9 @@ def service(name: str, product: str = "", pid: int = 100) -> dict[str, Any]:
 
 def action(calls: list[dict[str, Any]], answer: dict[str, Any]) -> ActionModule:
     plugin = object.__new__(ActionModule)
-    plugin._task = SimpleNamespace(args={"state": "quiesced"}, check_mode=False, diff=False)
+    plugin._task = SimpleNamespace(args={"state": "quiesced"}, check_mode=False, diff=False, async_val=0,
+                                   action="win_service_quiesce")
+    plugin._connection = SimpleNamespace(_shell=SimpleNamespace(tmpdir="C:\\Windows\\TEMP\\ansible"))
 
     def execute_module(module_name: str, module_args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
         calls.append(module_args)
@@ -46,8 +48,8 @@ def test_a_plan_the_journal_refuses_to_record_fails_cleanly_and_changes_nothing(
     calls: list[dict[str, Any]] = []
     plugin = action(calls, gathered([service("WinRM", WINDOWS, 10), service("MSSQLSERVER", "Microsoft SQL Server", 11),
                                      service(long_name, pid=20)]))
-    outcome = plugin._gather_and_plan("cm01", {})
-    assert isinstance(outcome, dict), outcome
+    outcome = plugin.run(task_vars={"inventory_hostname": "cm01"})
+    assert outcome["msg"].startswith("cm01: ")
     assert outcome["failed"] is True and outcome["changed"] is False
     assert "cannot be recorded in the journal" in outcome["msg"] and "nothing was changed" in outcome["msg"]
     assert [c["_phase"] for c in calls] == ["gather"]  # no apply call was made

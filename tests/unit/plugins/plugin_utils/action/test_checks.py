@@ -1,16 +1,21 @@
-"""Controller-side option validation of win_service_quiesce / wmi_disable (_action/checks.py), and
-the summary of operations (_window/ops.py)."""
+"""Controller-side option validation (_action/checks.py: ansible-core's ArgumentSpecValidator with the spec of
+_action/specs.py, then the domain checks), and the summary of operations (_window/ops.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import (
-    validate_quiesce_args,
-    validate_wmi_args,
-)
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import validate
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.errors import PlanError
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.ops import summarize
+
+
+def validate_quiesce_args(args: dict) -> dict:
+    return validate("win_service_quiesce", args)
+
+
+def validate_wmi_args(args: dict) -> dict:
+    return validate("wmi_disable", args)
 
 
 def test_defaults() -> None:
@@ -37,17 +42,18 @@ def test_defaults() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ({"state": "paused"}, "option state must be one of quiesced, restored"),
+        ({"state": "paused"}, "value of state must be one of: quiesced, restored, verified, got: paused"),
         ({"stop": [""]}, r"option stop\[0\] is an empty pattern"),
         ({"keep": "  "}, r"option keep\[0\] is an empty pattern"),
-        ({"bogus": 1}, "unsupported option.*bogus"),
+        ({"bogus": 1}, "unsupported option.*bogus. Supported parameters include: disable"),
         ({"_plan": []}, "option _plan is internal"),
-        ({"timeout": "soon"}, "option timeout must be an integer"),
-        ({"timeout": 5.5}, r"option timeout must be an integer: 5\.5 \(float\) cannot be converted to an int"),
+        ({"timeout": "soon"}, "argument 'timeout' is of type str and we were unable to convert to int"),
+        ({"timeout": 5.5}, r"argument 'timeout' is of type float .*\"5\.5\" cannot be converted to an int"),
         ({"timeout": "7.25"}, "cannot be converted to an int"),
-        ({"run_id": 5}, "option run_id must be a run id string"),
+        ({"timeout": True}, "option timeout must be an integer, got True"),
         ({"timeout": 0}, "between 1 and 86400"),
-        ({"disable": "maybe"}, "option disable must be a boolean"),
+        ({"disable": "maybe"}, "argument 'disable' .* unable to convert to bool"),
+        ({"sql_sessions": "x"}, "Elements value for option 'sql_sessions' .* unable to convert to dict"),
         ({"processes": ["*"]}, r"option processes\[0\] must be a process name without wildcards"),
         ({"processes": ["C:\\x.exe"]}, r"processes\[0\]"),
         ({"instance": ""}, "option instance"),
@@ -60,7 +66,7 @@ def test_bad_quiesce_args(args: dict, message: str) -> None:
 
 
 def test_bad_wmi_args() -> None:
-    with pytest.raises(PlanError, match="option state must be one of disabled, running_for_setup, enabled"):
+    with pytest.raises(PlanError, match="value of state must be one of: disabled, running_for_setup, enabled"):
         validate_wmi_args({"state": "off"})
     with pytest.raises(PlanError, match="unsupported option"):
         validate_wmi_args({"keep": ["x"]})

@@ -8,9 +8,7 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.configmgr.sql_upgrade.plugins.action.sql_media import validate_media_args
-from ansible_collections.configmgr.sql_upgrade.plugins.action.sql_setup import validate_setup_args
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action import checks as sw_args
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import validate
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.errors import PlanError
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql import setup as su
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window import journal as jr
@@ -45,7 +43,7 @@ def test_extra_args_are_refused_or_stay_one_argument_each(extra: dict[str, str])
 @given(NASTY, NASTY)
 def test_setup_options_refuse_hostile_values_without_echoing_a_secret(media: str, key: str) -> None:
     try:
-        opts = validate_setup_args({"media_path": media, "product_key": key})
+        opts = validate("sql_setup", {"media_path": media, "product_key": key})
     except PlanError as exc:
         if len(key) >= 4 and key not in media:
             assert key not in str(exc)  # the product key is never repeated in a message
@@ -59,7 +57,7 @@ def test_setup_options_refuse_hostile_values_without_echoing_a_secret(media: str
 def test_media_options_refuse_hostile_values(dest: str, share: str, password: str) -> None:
     args = {"dest": dest, "share_path": share, "share_user": "CONTOSO\\svc", "share_password": password}
     try:
-        opts = validate_media_args(args)
+        opts = validate("sql_media", args)
     except PlanError as exc:
         if len(password) >= 4 and password not in dest + share + "CONTOSO\\svc share_password share_user":
             assert password not in str(exc)
@@ -79,7 +77,7 @@ SERVICE_NAME = st.text(st.characters(blacklist_characters="/\\\x00", blacklist_c
 def test_quiesce_options_refuse_or_keep_hostile_values_as_data(keep: list[str], stop: list[str], processes: list[str],
                                                                instance: str, run_id: str) -> None:
     try:
-        opts = sw_args.validate_quiesce_args({"keep": keep, "stop": stop, "processes": processes,
+        opts = validate("win_service_quiesce", {"keep": keep, "stop": stop, "processes": processes,
                                               "instance": instance, "run_id": run_id})
     except PlanError as exc:
         assert str(exc).startswith("option "), str(exc)  # names the option
@@ -118,7 +116,7 @@ def test_a_service_name_used_as_a_pattern_matches_itself_literally_unless_it_has
 def test_net_isolate_addresses_are_refused_unless_they_are_addresses(allow_from: list[str],
                                                                      allow_to: list[str]) -> None:
     try:
-        opts = sw_args.validate_net_args({"allow_from": allow_from, "allow_to": allow_to})
+        opts = validate("net_isolate", {"allow_from": allow_from, "allow_to": allow_to})
     except PlanError as exc:
         assert "allow_from" in str(exc) or "allow_to" in str(exc), str(exc)
         return
@@ -130,7 +128,8 @@ def test_net_isolate_addresses_are_refused_unless_they_are_addresses(allow_from:
 @given(NASTY, NASTY, NASTY)
 def test_a_sql_login_password_is_never_echoed(user: str, password: str, program: str) -> None:
     try:
-        sw_args.validate_gate_args({"login_user": user, "login_password": password, "allowed_programs": [program]})
+        validate("sql_single_user_check",
+                 {"login_user": user, "login_password": password, "allowed_programs": [program]})
     except PlanError as exc:
         if len(password) >= 4 and password not in user + program + " login_password login_user allowed_programs":
             assert password not in str(exc)

@@ -1,4 +1,4 @@
-"""The gate before KB step 5 (_sql/gate.py) and its options (args.validate_gate_args)."""
+"""The gate before KB step 5 (_sql/gate.py) and its options (checks.validate, with the spec of _action/specs.py)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,18 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import validate_gate_args
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import validate
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.errors import PlanError
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql.gate import (
     blocking_sessions,
     check_instance,
     describe,
 )
+
+
+def validate_gate_args(args: dict[str, Any]) -> dict[str, Any]:
+    return validate("sql_single_user_check", args)
+
 
 SESSIONS = [
     {"session_id": 53, "program_name": "SMS_EXECUTIVE", "host_name": "CM01", "login_name": "CONTOSO\\CM01$",
@@ -49,9 +54,9 @@ def test_gate_options() -> None:
 
 @pytest.mark.parametrize(("args", "words"), [
     ({"instance": "MSSQLSERVER; DROP DATABASE x"}, "option instance must be a SQL Server instance name"),
-    ({"login_password": "x"}, "login_password needs login_user"),
+    ({"login_password": "x"}, "missing parameter(s) required by 'login_password': login_user"),
     ({"poll_interval": 0}, "between 1 and 300"),
-    ({"wait_timeout": 5.5}, "must be an integer"),
+    ({"wait_timeout": 5.5}, "unable to convert to int"),
     ({"allowed_programs": [""]}, "list of program names"),
     ({"query": "SELECT 1"}, "unsupported option(s) query"),
 ])
