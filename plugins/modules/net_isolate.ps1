@@ -5,10 +5,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 #AnsibleRequires -CSharpUtil Ansible.Basic
-#AnsibleRequires -CSharpUtil ansible_collections.ansible.windows.plugins.module_utils.SCManager
-#AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceControl
-#AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.TcpConnections
-#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceWindow
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils._Journal
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils._ServiceTable
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils._Firewall
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils._Watchdog
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils._Apply
 
 # Thin executor of net_isolate (KB 256202 steps 4 and 6). The action plugin (plugins/action/net_isolate.py)
 # calls it: _phase=gather reads the firewall, the connections to the WinRM port, the domain controllers, the
@@ -89,8 +90,13 @@ if ($module.Params._phase -eq 'confirm') {
     $module.ExitJson()
 }
 
-# Apply: the journal first, then the planned operations, then the journal after (ServiceWindow.psm1).
+# Apply: the journal first, then the planned operations, then the journal after (_Apply.psm1).
 $failureHint = "the firewall profiles' prior state and this collection's rules: run net_isolate with state=restored to put the network back, or fix {0} and run again."
 Invoke-JournaledPlan -Module $module -JournalPath $journalPath -FailureHint $failureHint
+$firewallOps = @('set_profile', 'add_rule', 'remove_rule')
+if (@($module.Params._plan | Where-Object -FilterScript { $firewallOps -contains $_.op }).Count -gt 0) {
+    # The verification read of the firewall: the controller compares it with the rules and profiles it planned.
+    $module.Result.firewall_after = Get-FirewallState
+}
 $module.Result.watchdog = Get-WatchdogTask -Name $taskName
 $module.ExitJson()

@@ -5,10 +5,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 #AnsibleRequires -CSharpUtil Ansible.Basic
-#AnsibleRequires -CSharpUtil ansible_collections.ansible.windows.plugins.module_utils.SCManager
-#AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceControl
-#AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ProcessSnapshot
-#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceWindow
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils._Journal
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils._ServiceTable
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils._ServiceOps
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils._Processes
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils._Watchdog
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils._Apply
 
 # Thin executor of win_service_quiesce (KB 256202 step 2 and its undo). The action plugin
 # (plugins/action/win_service_quiesce.py) calls it twice: _phase=gather reads the service table and the
@@ -85,7 +87,7 @@ if ($module.Params._phase -eq 'gather') {
     $module.ExitJson()
 }
 
-# Apply: the journal first, then the planned operations, then the journal after (ServiceWindow.psm1).
+# Apply: the journal first, then the planned operations, then the journal after (_Apply.psm1).
 $failureHint = "the prior state of every service this run changes and the processes it ends (which a restore " +
 "does not bring back): run win_service_quiesce with state=restored to put the host back, or fix {0} and run again."
 Invoke-JournaledPlan -Module $module -JournalPath $journalPath -FailureHint $failureHint

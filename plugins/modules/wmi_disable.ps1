@@ -5,9 +5,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 #AnsibleRequires -CSharpUtil Ansible.Basic
-#AnsibleRequires -CSharpUtil ansible_collections.ansible.windows.plugins.module_utils.SCManager
-#AnsibleRequires -CSharpUtil ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceControl
-#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils.ServiceWindow
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils._Journal
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils._ServiceTable
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils._ServiceOps
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils._Watchdog
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils._Apply
 
 # Thin executor of wmi_disable (KB 256202 steps 3 and 7). The action plugin (plugins/action/wmi_disable.py)
 # calls it with _phase=gather (service table + journal) and _phase=apply (write the journal, run the planned
@@ -63,7 +65,7 @@ if ($module.Params._phase -eq 'gather') {
     $module.ExitJson()
 }
 
-# Apply: the journal first, then the planned operations, then the journal after (ServiceWindow.psm1).
+# Apply: the journal first, then the planned operations, then the journal after (_Apply.psm1).
 $failureHint = "Winmgmt's prior start mode and running dependents: run wmi_disable with state=enabled to put them back."
 Invoke-JournaledPlan -Module $module -JournalPath $journalPath -FailureHint $failureHint
 $module.ExitJson()

@@ -1,6 +1,7 @@
 """The contracts written once and read by three sides: the operation vocabulary (_window/ops.py) and
 the journal schema (_window/journal.schema.json), against the planners, the executors' specs and
-ServiceWindow.psm1, and the twin's emulation. A drift on any side fails here by name."""
+the PowerShell utils (plugins/module_utils/_*.psm1), and the twin's emulation. A drift on any side fails here by
+name."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from twin.emulation import configmgr as twin_executor
 
 REPO = Path(__file__).resolve().parents[5]
 PACKAGE = REPO / "plugins" / "plugin_utils" / "_window"
-PSM1 = REPO / "plugins" / "module_utils" / "ServiceWindow.psm1"
+UTILS = REPO / "plugins" / "module_utils"
 SCHEMA = json.loads((PACKAGE / "journal.schema.json").read_text(encoding="utf-8"))
 
 
@@ -41,14 +42,17 @@ def test_each_executor_spec_declares_exactly_its_operations_and_their_fields(mod
         assert options["start_mode"]["choices"] == list(ops.SETTABLE_START_MODES)
 
 
-def test_the_psm1_has_one_branch_per_operation() -> None:
-    source = PSM1.read_text(encoding="utf-8")
-    body = source[source.index("Function Invoke-ServiceOp"):source.index("Function Get-ProcessCreated")]
-    assert set(re.findall(r"\$kind -eq '(\w+)'", body)) == set(ops.OPS)
+def test_the_apply_engine_has_one_handler_per_operation() -> None:
+    source = (UTILS / "_Apply.psm1").read_text(encoding="utf-8")
+    table = dict(re.findall(r"^    (\w+) = '([\w-]+)'$", source, re.M))
+    assert set(table) == set(ops.OPS)
+    defined = {name for util in UTILS.glob("*.psm1")
+               for name in re.findall(r"^Function ([\w-]+) \{", util.read_text(encoding="utf-8"), re.M)}
+    assert set(table.values()) <= defined
 
 
-def test_the_psm1_and_the_twin_know_the_same_no_change_results() -> None:
-    source = PSM1.read_text(encoding="utf-8")
+def test_the_apply_engine_and_the_twin_know_the_same_no_change_results() -> None:
+    source = (UTILS / "_Apply.psm1").read_text(encoding="utf-8")
     listed = re.search(r"if \(@\(([^)]*)\) -notcontains \$op\['result'\]\)", source)
     assert listed is not None
     assert tuple(re.findall(r"'(\w+)'", listed.group(1))) == ops.NO_CHANGE_RESULTS
@@ -139,7 +143,7 @@ def test_journal_py_and_the_schema_refuse_the_same_documents(name: str) -> None:
 
 
 def test_the_executor_and_the_twin_keep_the_journal_where_the_schema_says() -> None:
-    source = PSM1.read_text(encoding="utf-8")
+    source = (UTILS / "_Journal.psm1").read_text(encoding="utf-8")
     body = source[source.index("Function Get-JournalPath"):source.index("Function Read-JournalText")]
     literals = re.findall(r"-ChildPath '([^']+)'", body)
     assert literals == [SCHEMA["x-location"]["folder"], SCHEMA["x-location"]["file"]]
