@@ -43,6 +43,7 @@ def journal(host: Any) -> dict[str, Any]:
     return json.loads(host.fs.read(journal_path(host)))
 
 
+@pytest.mark.both_connections
 def test_isolation_keeps_the_controller_and_refuses_every_remote_sql_and_wmi_client(make_fleet: Any) -> None:
     runner = make_fleet(1)
     host = runner.fleet.host(HOST)
@@ -175,6 +176,7 @@ def open_window(make_fleet: Any) -> tuple[Any, Any, dict[str, Any], dict[str, An
     return runner, host, table, fw
 
 
+@pytest.mark.both_connections
 def test_the_lease_ends_and_the_watchdog_puts_everything_back_without_the_controller(make_fleet: Any) -> None:
     runner, host, table, fw = open_window(make_fleet)
     host.clock.advance(29 * 60)
@@ -185,8 +187,11 @@ def test_the_lease_ends_and_the_watchdog_puts_everything_back_without_the_contro
     assert firewall(host) == fw and services(host) == table and all(clients(host).values())
     doc = journal(host)
     assert doc["watchdog"]["trigger"] == "lease"
-    assert doc["watchdog"]["result"] == ("network back (isolation rules removed, profiles as recorded); WMI back as "
-                                         "recorded; services back as recorded")
+    # It ran the journal's undo (what the modules' restores plan), all of it, and nothing is left to undo.
+    said = doc["watchdog"]["result"]
+    assert said.startswith("network, wmi, services put back (") and said.endswith(" operations ran)"), said
+    ran, total = said.rsplit("(", 1)[1].split(" operations")[0].split(" of ")
+    assert ran == total and int(total) > 0 and doc["undo"] == []
     assert host.tasks.get("\\configmgr.sql_upgrade\\watchdog") is None
     # The run lock is free: another run (this playbook run's own id) starts a new window without a takeover.
     fresh = runner.playbook(play("""      configmgr.sql_upgrade.win_service_quiesce:
@@ -274,7 +279,25 @@ def test_the_lease_starts_with_the_quiesce_and_puts_the_services_back_before_any
     host.clock.advance(2 * 60)
     assert host.tasks.run_due() == [WATCHDOG]  # nobody called for 30 minutes: the run is dead
     assert services(host) == table and host.tasks.get(WATCHDOG) is None
-    assert journal(host)["watchdog"]["result"] == "services back as recorded"
+    assert journal(host)["watchdog"]["result"].startswith("services put back (")
+
+
+@pytest.mark.parametrize("make_fleet", ["winrm"], indirect=True)
+def test_the_watchdog_puts_back_a_service_that_ran_while_disabled(make_fleet: Any) -> None:
+    """The watchdog runs the restore the modules plan (the journal's undo), so it knows what the module's restore
+    knows: a service recorded running under Disabled starts under Manual and goes back to Disabled (StartService
+    refuses a Disabled service with 1058; a watchdog that set the mode first and then started it left it stopped)."""
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    host.scm.get("SMS_EXECUTIVE").start_mode = "disabled"  # started before someone disabled it
+    table = services(host)
+    res = runner.playbook(play(QUIESCE_30)).result(HOST)
+    assert not res.get("failed"), res.get("msg")
+    assert services(host)["SMS_EXECUTIVE"] == ("disabled", "stopped")
+    host.clock.advance(31 * 60)
+    assert host.tasks.run_due() == [WATCHDOG]
+    assert services(host)["SMS_EXECUTIVE"] == ("disabled", "running") and services(host) == table
+    assert journal(host)["undo"] == []
 
 
 @pytest.mark.parametrize("make_fleet", ["winrm"], indirect=True)

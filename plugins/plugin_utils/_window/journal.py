@@ -49,7 +49,11 @@ MAX_NAME = 256
 _RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TOP_KEYS = {"schema", "run_id", "host", "created", "updated", "owner", "services", "wmi", "processes", "network",
-             "setup", "watchdog", "lease_minutes"}
+             "setup", "watchdog", "lease_minutes", "undo"}
+#: The fields of each operation the watchdog may run from ``undo`` (undo.UNDO_OPS; ops.OPS has the vocabulary).
+_UNDO_FIELDS = {"set_mode": {"op", "name", "start_mode"}, "start": {"op", "name"}, "remove_rule": {"op", "name"},
+                "set_profile": {"op", "name", "enabled"}}
+SETTABLE_START_MODES = ("auto", "delayed", "manual", "disabled")
 
 
 class JournalError(ValueError):
@@ -148,6 +152,8 @@ def validate(doc: Any) -> dict[str, Any]:
         _check_str("journal setup.started", setup["started"], 40)
     if "lease_minutes" in doc:
         _check_int("journal lease_minutes", doc["lease_minutes"], 1, 1440)
+    if "undo" in doc:
+        _validate_undo(doc["undo"])
     if "watchdog" in doc:
         dog = _check_keys("journal watchdog", doc["watchdog"], {"fired", "trigger", "result"})
         _check_str("journal watchdog.fired", dog["fired"], 40)
@@ -183,6 +189,37 @@ def _validate_network(section: Any) -> None:
         if not isinstance(item, str) or len(item) > 64 or not _ADDRESS.match(item):
             raise JournalError(f"journal network.allow_from[{i}] {item!r} is not an address or network")
     _check_int("journal network.lease_minutes", net["lease_minutes"], 1, 1440)
+
+
+def _validate_undo(items: Any) -> None:
+    """The watchdog's operations (undo.py): a restore's operations only, each with exactly its fields."""
+    if not isinstance(items, list) or len(items) > 3 * MAX_RECORDS:
+        raise JournalError("journal undo must be a list of operations")
+    for i, op in enumerate(items):
+        where = f"journal undo[{i}]"
+        kind = op.get("op") if isinstance(op, dict) else None
+        if kind not in _UNDO_FIELDS:
+            raise JournalError(f"{where}: the watchdog runs only {', '.join(_UNDO_FIELDS)}, got {kind!r}")
+        _check_keys(where, op, _UNDO_FIELDS[kind])
+        if kind == "remove_rule":
+            if not isinstance(op["name"], str) or not _RULE_NAME.match(op["name"]) or len(op["name"]) > 200:
+                raise JournalError(f"{where}.name is not one of this collection's isolation rules")
+        elif kind == "set_profile":
+            _check_choice(where + ".name", op["name"], FIREWALL_PROFILES)
+            if not isinstance(op["enabled"], bool):
+                raise JournalError(f"{where}.enabled must be true or false")
+        else:
+            _check_name(where + ".name", op["name"])
+        if kind == "set_mode":
+            _check_choice(where + ".start_mode", op["start_mode"], SETTABLE_START_MODES)
+
+
+def with_undo(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """`doc` with ``undo``: the watchdog's operations for its open sections (undo.undo_ops), planned anew."""
+    from .undo import undo_ops  # noqa: PLC0415  (undo imports the planners, which this module's readers need not)
+
+    body = {k: v for k, v in doc.items() if k != "undo"}
+    return {**body, "undo": [dict(op) for op in undo_ops(body)]}
 
 
 def _validate_processes(items: Any) -> None:
@@ -223,6 +260,16 @@ def process_records(doc: Mapping[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def parse(text: str | None) -> dict[str, Any] | None:
+    """The journal from its text (None for no journal), validated. Its ``undo`` must be what the controller plans
+    for it: an edited one is refused, as any other field that does not hold."""
+    doc = _parse(text)
+    if doc is not None and "undo" in doc and doc["undo"] != with_undo(doc)["undo"]:
+        raise JournalError("journal undo is not the restore of its open sections (edited by hand or by another "
+                           "program?)")
+    return doc
+
+
+def _parse(text: str | None) -> dict[str, Any] | None:
     """The journal from its file text (None when there is no file); JournalError when it is not valid."""
     if text is None:
         return None
@@ -349,8 +396,9 @@ def set_wmi(
 
 
 def dumps(doc: Mapping[str, Any]) -> str:
-    """Canonical text, as the executors store it (sorted keys, ASCII-safe)."""
-    return json.dumps(validate(dict(doc)), sort_keys=True, indent=1)
+    """Canonical text, as the executors store it (sorted keys, ASCII-safe), with ``undo`` planned for what it
+    records (with_undo): every journal the controller writes tells the watchdog how to put the window back."""
+    return json.dumps(validate(with_undo(doc)), sort_keys=True, indent=1)
 
 
 def wmi_record(doc: Mapping[str, Any] | None) -> dict[str, Any] | None:

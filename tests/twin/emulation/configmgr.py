@@ -458,13 +458,11 @@ def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
             raise ModuleFailed(f"every planned operation ran, but the journal {path} could not be updated: {err}. "
                                "Run the task again to record the result.", **result) from err
         result["changed"] = True
-    # Get-ServiceState: the verification read of every service the plan acted on; Get-FirewallState after
-    # firewall operations.
+    # Get-ServiceState: the verification read of every service the plan acted on (net_isolate.ps1 reads the
+    # firewall itself after this returns: FIREWALL_OPS).
     plan = params.get("_plan") or []
     names = list(dict.fromkeys(str(op.get("name")) for op in plan if op.get("op") in SERVICE_OPS))
     result["after"] = [service_state(host, name) for name in names]
-    if any(op.get("op") in ("set_profile", "add_rule", "remove_rule") for op in plan):
-        result["firewall_after"] = firewall_state(host)
     return result
 
 
@@ -562,6 +560,42 @@ def gather_lease(ctx: ModuleContext) -> dict[str, Any] | None:
     return found
 
 
+def _undo_refusal(op: dict[str, Any], recorded: list[str]) -> str:
+    """Test-UndoOp: '' when the watchdog may run `op` from the journal, else why not."""
+    kind, name = str(op.get("op")), str(op.get("name"))
+    if kind in ("set_mode", "start"):
+        if name.casefold() not in {r.casefold() for r in recorded}:  # -notcontains compares without case
+            return f"{name} is not a service the journal records"
+        if kind == "set_mode" and op.get("start_mode") not in SETTABLE_START_MODES:
+            return f"start mode '{op.get('start_mode')}' is not one a restore sets"
+        return ""
+    if kind == "remove_rule":
+        if name.startswith(ISOLATION_PREFIX):
+            return ""
+        return f"rule '{name}' is not an isolation rule of configmgr.sql_upgrade"
+    if kind == "set_profile":
+        return "" if name in PROFILES else f"'{name}' is not a firewall profile"
+    return f"'{kind}' is not an operation of a restore"
+
+
+def _watchdog_set_mode(host: Host, op: dict[str, Any], timeout: int) -> None:
+    """Invoke-WatchdogServiceOp's set_mode: sc.exe config NAME start= MODE (ChangeServiceConfig; 1060 for a missing
+    service, which Invoke-NativeCommand's rc reports)."""
+    host.scm.set_start_mode(str(op["name"]), str(op["start_mode"]))
+    op["result"] = "changed"
+
+
+#: What watchdog.ps1 runs an undo operation with: services through Invoke-WatchdogServiceOp (its start waits out a
+#: stop, continues a paused service, starts and waits for Running: the model of _op_start), the firewall through
+#: net_isolate's own handlers, copied into the script by their text.
+WATCHDOG_OPS: dict[str, Callable[[Host, dict[str, Any], int], None]] = {
+    "set_mode": _watchdog_set_mode,
+    "start": _op_start,
+    "remove_rule": _op_remove_rule,
+    "set_profile": _op_set_profile,
+}
+
+
 def run_watchdog(host: Host, trigger: str) -> bool:
     """Invoke-ServiceWindowWatchdog, step by step: True when it has finished, False while it waits for SQL Server
     setup (the script's Start-Sleep loop while the recorded setup process exists)."""
@@ -590,44 +624,35 @@ def run_watchdog(host: Host, trigger: str) -> bool:
                 if host.clock.now() - parse_iso(str(setup["started"])) < 600:
                     return False
         log.append(f"waited for SQL Server setup (process {setup_pid}) to end")
-    network = doc.get("network")
-    if network and network.get("status") == "isolated":
-        names = [n for n in network["rules"] if str(n).startswith(ISOLATION_PREFIX)]
-        host.net.firewall.rules = [r for r in host.net.firewall.rules if r.name not in names]
-        for profile in PROFILES:
-            host.net.firewall.profiles[profile].enabled = bool(network["profiles"][profile])
-        network["status"] = "restored"
-        log.append("network back (isolation rules removed, profiles as recorded)")
-
-    def restore_service(name: str, mode: str, state: str) -> None:
-        if mode in SETTABLE_START_MODES:
-            host.scm.set_start_mode(name, mode)  # sc.exe config NAME start= ...
-        if state == "running":
-            try:
-                host.scm.start(name)  # Start-Service (dependencies first)
-            except WindowsError_ as err:
-                log.append(f"could not start {name}: {err}")
-
-    wmi = doc.get("wmi")
-    if wmi and wmi.get("status") in ("disabled", "setup"):
-        restore_service("Winmgmt", wmi["start_mode"], wmi["state"])
-        wmi["status"] = "enabled"
-        log.append("WMI back as recorded")
-    services = doc.get("services")
-    if services and services.get("status") == "quiesced":
-        for name, record in services["records"].items():
-            restore_service(name, record["start_mode"], "stopped")
-        for name, record in services["records"].items():
-            if record["state"] == "running":
-                restore_service(name, record["start_mode"], "running")
-        services["status"] = "restored"
-        log.append("services back as recorded")
-    if wmi and wmi.get("state") == "running":
-        # Starting Winmgmt does not start its dependents: the ones that ran before WMI stopped, now that every
-        # start mode is back (a dependent the quiesce disabled had to wait for the services).
-        for name in wmi.get("dependents") or []:
-            if host.scm.exists(name) and host.scm.get(name).state == "stopped":
-                restore_service(name, "", "running")
+    # The journal's undo (planned by the controller: plugins/plugin_utils/_window/undo.py), each operation checked
+    # (Test-UndoOp) and run (Invoke-WatchdogServiceOp, or net_isolate's firewall handlers); nothing decided here.
+    opened = [name for name, section, statuses in (("network", doc.get("network"), ("isolated",)),
+                                                   ("wmi", doc.get("wmi"), ("disabled", "setup")),
+                                                   ("services", doc.get("services"), ("quiesced",)))
+              if section and section.get("status") in statuses]
+    if opened and "undo" not in doc:
+        return True  # a journal from before the undo: left as it is, with the task (see the script)
+    recorded = [*((doc.get("services") or {}).get("records") or {}), *(["Winmgmt"] if doc.get("wmi") else []),
+                *((doc.get("wmi") or {}).get("dependents") or [])]
+    ran = 0
+    for item in doc.get("undo") or []:
+        op = dict(item)
+        refused = _undo_refusal(op, recorded)
+        if refused:
+            log.append(f"refused {op.get('op')} of {op.get('name')}: {refused}")
+            continue
+        try:
+            WATCHDOG_OPS[str(op["op"])](host, op, 120)
+            ran += 1
+        except (WindowsError_, _OpError) as err:
+            log.append(f"{op.get('op')} of {op.get('name')} failed: {err}")
+    for name, status in (("network", "restored"), ("wmi", "enabled"), ("services", "restored")):
+        if name in opened:
+            doc[name]["status"] = status
+    if opened:
+        log.append(f"{', '.join(opened)} put back ({ran} of {len(doc.get('undo') or [])} operations ran)")
+    if "undo" in doc:
+        doc["undo"] = []
     now = host_time(host)
     said = "; ".join(log)
     doc["watchdog"] = {"fired": now, "trigger": trigger, "result": said if len(said) <= 2000 else said[:1997] + "..."}
@@ -702,6 +727,10 @@ def domain_facts(host: Host) -> dict[str, Any]:
     }
 
 
+#: The operations after which net_isolate.ps1 reads the firewall back (firewall_after).
+FIREWALL_OPS = ("set_profile", "add_rule", "remove_rule")
+
+
 @module("configmgr.sql_upgrade.net_isolate")
 def net_isolate(ctx: ModuleContext) -> dict[str, Any]:
     host = ctx.host
@@ -728,6 +757,9 @@ def net_isolate(ctx: ModuleContext) -> dict[str, Any]:
         return result
     result = _apply(ctx, "the firewall profiles' prior state and this collection's rules: run net_isolate with "
                          "state=restored to put the network back, or fix {name} and run again.")
+    # net_isolate.ps1 after Invoke-JournaledPlan: Get-FirewallState when the plan had firewall operations.
+    if any(op.get("op") in FIREWALL_OPS for op in ctx.params.get("_plan") or []):
+        result["firewall_after"] = firewall_state(host)
     result["watchdog"] = watchdog_task(host)
     return result
 

@@ -27,7 +27,24 @@ def test_new_journal_round_trips() -> None:
         "status": "quiesced",
         "records": {"SMS_EXECUTIVE": {"start_mode": "auto", "state": "running"}},
     }
-    assert jr.parse(jr.dumps(doc)) == doc
+    # The text carries the watchdog's undo, planned for what the journal records (undo.py).
+    undo = [{"op": "set_mode", "name": "SMS_EXECUTIVE", "start_mode": "auto"}, {"op": "start", "name": "SMS_EXECUTIVE"}]
+    assert jr.parse(jr.dumps(doc)) == {**doc, "undo": undo}
+
+
+def test_an_undo_that_is_not_the_restore_of_its_sections_is_refused() -> None:
+    text = jr.dumps(base())
+    forged = json.loads(text)
+    forged["undo"] = [{"op": "set_mode", "name": "WinRM", "start_mode": "disabled"}]
+    with pytest.raises(JournalError, match="journal undo is not the restore of its open sections"):
+        jr.parse(json.dumps(forged))
+    forged["undo"] = [{"op": "stop", "name": "SMS_EXECUTIVE"}]
+    with pytest.raises(JournalError, match=r"undo\[0\]: the watchdog runs only set_mode, start, remove_rule"):
+        jr.parse(json.dumps(forged))
+    # A journal written before undo existed has none: it is read as it is.
+    older = json.loads(text)
+    del older["undo"]
+    assert "undo" not in jr.parse(json.dumps(older))
 
 
 def test_second_quiesce_keeps_the_original_prior_state() -> None:
