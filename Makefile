@@ -31,13 +31,14 @@ export ANSIBLE_NOCOLOR := 1
 
 TEST_STEPS := pytest sanity lint pscheck docs-lint
 
-.PHONY: help venv layout test unit twin-test system pytest sanity lint ruff ansible-lint pscheck docs-lint twin demo bench faults clean
+.PHONY: help venv layout test unit twin-test system system-all pytest sanity lint ruff ansible-lint pscheck docs-lint twin demo bench faults clean
 
 help:
 	@echo "make test       pytest + sanity + lint + pscheck + docs-lint (runs all, fails if any fails)"
 	@echo "make unit       pytest tests/unit (the collection: planners, action plugins, contracts, tools)"
 	@echo "make twin-test  pytest tests/twin/tests (the twin's own model and WinRM front end)"
 	@echo "make system     pytest tests/system (real ansible-playbook over WinRM against twin hosts)"
+	@echo "make system-all the same over both connection plugins for every test (make test: psrp for a subset)"
 	@echo "make pytest     all three of the above"
 	@echo "make sanity     ansible-test sanity, offline, in a temporary ansible_collections tree"
 	@echo "make lint       ruff + ansible-lint --profile production (offline)"
@@ -99,6 +100,10 @@ twin-test: venv
 
 system: venv
 	$(PY) -m pytest tests/system $(PYTEST_ARGS)
+
+# Every system test over winrm and psrp (make test runs psrp for the tests marked both_connections).
+system-all: venv
+	TWIN_ALL_CONNECTIONS=1 $(PY) -m pytest tests/system $(PYTEST_ARGS)
 
 sanity: venv
 	$(PY) tests/tools/sanity.py

@@ -132,6 +132,28 @@ class Runner:
         return _run(cmd, self.env, self.tmp)
 
 
+#: The fixtures whose parameter is the connection plugin.
+_CONNECTION_FIXTURES = ("fleet", "make_fleet")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every system test runs over winrm; over psrp only those marked both_connections (a chosen subset: one
+    change-and-restore per module, and what is psrp's own: async, its WS-Management shell, put/fetch), unless
+    TWIN_ALL_CONNECTIONS=1 asks for the whole matrix. Both plugins end in the same executors and the same twin, so
+    the rest would prove the same code twice (and doubled the suite's time)."""
+    if os.environ.get("TWIN_ALL_CONNECTIONS") == "1":
+        return
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        over_psrp = any(params.get(name) == "psrp" for name in _CONNECTION_FIXTURES)
+        (dropped if over_psrp and item.get_closest_marker("both_connections") is None else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 @pytest.fixture(scope="module", params=CONNECTIONS)
 def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
     """A small fleet shared by one test module (tests use distinct hosts or restore what they change), reached

@@ -11,6 +11,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from twin.host import Share, make_iso, media_setup_exe
 
 HOST = "site01"
@@ -52,6 +54,7 @@ def prepare(host: Any) -> None:
     host.fs.mkdir(r"C:\SQLMedia")
 
 
+@pytest.mark.both_connections
 def test_a_controller_folder_is_staged_proven_and_not_copied_again(make_fleet: Any, tmp_path: Path) -> None:
     runner = make_fleet(1)
     host = runner.fleet.host(HOST)
@@ -119,6 +122,7 @@ def test_a_checksum_mismatch_stops_before_anything_reaches_dest(make_fleet: Any,
     assert not host.fs.exists(DEST)
 
 
+@pytest.mark.both_connections
 def test_a_url_and_a_share_are_read_by_the_host(make_fleet: Any, tmp_path: Path) -> None:
     runner = make_fleet(1)
     host = runner.fleet.host(HOST)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from conftest import play, services
 
 from twin.host import media_setup_exe
@@ -76,6 +77,7 @@ def version(host: Any) -> str:
     return str(host.sql.instance("MSSQLSERVER").version)
 
 
+@pytest.mark.both_connections
 def test_the_collections_procedure_upgrades_and_verifies(make_fleet: Any) -> None:
     runner = make_fleet(1)
     host = runner.fleet.host(HOST)
@@ -156,6 +158,7 @@ def test_3010_asks_for_a_reboot(make_fleet: Any) -> None:
     assert any("3010" in w for w in res.get("warnings", []))
 
 
+@pytest.mark.both_connections
 def test_a_dropped_connection_during_setup_does_not_stop_it(make_fleet: Any) -> None:
     runner = make_fleet(1)
     host = runner.fleet.host(HOST)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
 from twin.winrm.payload import decode_bootstrap_input, module_fqcn
 
 WMI = "Winmgmt"
@@ -17,6 +19,7 @@ def _running(host, name):
     return host.scm.get(name).state == "running"
 
 
+@pytest.mark.both_connections
 def test_win_ping_reaches_every_host_and_counts_traffic(fleet):
     before = {n: fleet.fleet.host(n).counters.winrm_commands for n in fleet.fleet.hosts}
     run = fleet.ansible("all", "ansible.windows.win_ping")
@@ -108,6 +111,7 @@ def test_setup_demand_starts_wmi_unless_disabled(make_fleet):
     assert host.scm.get(WMI).state == "stopped"
 
 
+@pytest.mark.both_connections
 def test_win_reboot_changes_boot_time_and_starts_services(make_fleet):
     runner = make_fleet(1)
     host = runner.fleet.host("site01")
@@ -151,6 +155,7 @@ def test_unknown_module_fails_naming_it(fleet):
     assert "ansible.windows.win_updates is not modelled" in res["msg"]
 
 
+@pytest.mark.both_connections
 def test_unknown_option_fails_like_ansible_basic(fleet):
     res = fleet.ansible("site01", "ansible.windows.win_ping", "data=x bogus=1").result("site01")
     assert res["failed"] is True
@@ -163,6 +168,7 @@ def test_unknown_raw_command_fails_naming_it(fleet):
     assert "Get-Date" in res["stderr"] and "not modelled" in res["stderr"]
 
 
+@pytest.mark.both_connections
 def test_dropped_connection_makes_host_unreachable(make_fleet):
     runner = make_fleet(2, {"hosts": {"site02": {"faults": {"connection": {"drop_after_commands": 1}}}}})
     run = runner.playbook(
@@ -184,6 +190,7 @@ def test_stuck_service_fails_win_service_naming_it(make_fleet):
     assert host.scm.get("SMS_EXECUTIVE").state == "stop_pending"
 
 
+@pytest.mark.both_connections
 def test_wrong_password_is_rejected(make_fleet):
     runner = make_fleet(1)
     res = runner.ansible("site01", "ansible.windows.win_ping", "", "-e", "ansible_password=wrong").result("site01")
@@ -193,6 +200,7 @@ def test_wrong_password_is_rejected(make_fleet):
     assert said[runner.connection] in res["msg"]
 
 
+@pytest.mark.both_connections
 def test_fetch_reads_the_hosts_file_in_chunks(fleet, tmp_path):
     host = fleet.fleet.host("site03")
     data = bytes(range(256)) * 1200 + b"end"  # > one 64 KiB fetch chunk
@@ -219,6 +227,7 @@ def test_win_file_and_win_stat_change_and_read_the_hosts_file_system(fleet):
     assert host.fs.is_dir("C:\\SqlUpgrade\\logs")
 
 
+@pytest.mark.both_connections
 def test_without_pipelining_the_module_is_put_then_fed_by_type(make_fleet):
     runner = make_fleet(1)
     runner.env["ANSIBLE_KEEP_REMOTE_FILES"] = "1"  # Ansible then put_files the module and runs `type F | PowerShell`
@@ -253,6 +262,7 @@ def test_a_task_environment_is_refused_not_ignored(fleet):
     assert "task environment (SQLSETUP_TRACE)" in res["msg"] and "not modelled" in res["msg"], res["msg"]
 
 
+@pytest.mark.both_connections
 def test_async_inside_the_wmi_free_window_fails_over_psrp_and_is_unmodelled_over_winrm(make_fleet):
     runner = make_fleet(1)
     host = runner.fleet.host("site01")

@@ -9,6 +9,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from conftest import play, services
 
 from twin.emulation.configmgr import journal_path
@@ -99,6 +100,7 @@ def test_a_restore_never_stops_winrm_whatever_the_journal_says(make_fleet: Any) 
     assert runner.ansible(HOST, "ansible.windows.win_ping").result(HOST).get("ping") == "pong"
 
 
+@pytest.mark.both_connections
 def test_a_quiesce_whose_output_is_lost_says_the_host_may_be_changed_and_a_rerun_finishes(make_fleet: Any) -> None:
     runner = make_fleet(1)
     host = runner.fleet.host(HOST)
@@ -161,6 +163,7 @@ def test_wmi_disable_fails_naming_winmgmt_when_something_brings_it_back_during_t
     assert host.scm.get("Winmgmt").state == "running" and host.scm.get("Winmgmt").start_mode == "auto"
 
 
+@pytest.mark.both_connections
 def test_two_controllers_at_once_one_is_refused_and_nothing_is_lost(make_fleet: Any) -> None:
     # Two operators quiesce the same host at the same time, each with a service of their own to stop. Each
     # ansible-playbook run is its own run (no run_id): exactly one may hold the host; the other is refused
