@@ -103,6 +103,25 @@ Function Unregister-Watchdog {
     return 'changed'
 }
 
+Function Get-RenewedLease {
+    <#
+    .SYNOPSIS
+    The watchdog task as found (Get-WatchdogTask), its lease renewed (Update-ServiceWindowLease) unless it has
+    ended (then its run is dead, and the controller may take the host over) or this is check mode: what every
+    gather of the collection's modules returns as `watchdog`.
+    #>
+    param (
+        [Parameter(Mandatory = $true)][string]$JournalPath,
+        [bool]$CheckMode = $false
+    )
+    $name = '\configmgr.sql_upgrade\watchdog'
+    $found = Get-WatchdogTask -Name $name
+    if (-not $CheckMode -and $found -and -not $found.expired) {
+        $null = Update-ServiceWindowLease -JournalPath $JournalPath -Name $name
+    }
+    return $found
+}
+
 Function Update-ServiceWindowLease {
     <#
     .SYNOPSIS
@@ -472,6 +491,7 @@ Function Invoke-RemoveWatchdogOp {
 
 Export-ModuleMember -Function @(
     'Get-WatchdogTask',
+    'Get-RenewedLease',
     'Register-Watchdog',
     'Update-ServiceWindowLease',
     'Invoke-ServiceWindowWatchdog',

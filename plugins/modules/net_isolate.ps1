@@ -66,11 +66,8 @@ $module.Result.journal_path = $journalPath
 $taskName = '\configmgr.sql_upgrade\watchdog'
 
 if ($module.Params._phase -eq 'gather') {
-    # The lease as found; renewed unless it has ended (then its run is dead and may be taken over).
-    $module.Result.watchdog = Get-WatchdogTask -Name $taskName
-    if (-not $module.CheckMode -and $module.Result.watchdog -and -not $module.Result.watchdog.expired) {
-        $null = Update-ServiceWindowLease -JournalPath $journalPath -Name $taskName
-    }
+    # The lease as found, renewed unless it has ended (then its run is dead and may be taken over).
+    $module.Result.watchdog = Get-RenewedLease -JournalPath $journalPath -CheckMode $module.CheckMode
     $module.Result.firewall = Get-FirewallState
     $module.Result.peers = @(Get-ConnectedPeer -Port $module.Params._winrm_port)
     $module.Result.domain = Get-DomainFact

@@ -57,7 +57,6 @@ $module = [Ansible.Basic.AnsibleModule]::Create($args, $spec)
 $journalPath = Get-JournalPath
 $folder = Split-Path -Path $journalPath -Parent
 $taskName = '\configmgr.sql_upgrade\sql_setup'
-$watchdogName = '\configmgr.sql_upgrade\watchdog'
 $runFile = Join-Path -Path $folder -ChildPath 'setup_run.json'
 $stateFile = Join-Path -Path $folder -ChildPath 'setup_state.json'
 $runnerFile = Join-Path -Path $folder -ChildPath 'setup_runner.ps1'
@@ -236,11 +235,8 @@ Function Write-JournalChecked {
 }
 
 Function Add-Lease {
-    # The watchdog as found; a live run then renews the isolation's lease, as the window's gathers do.
-    $module.Result.watchdog = Get-WatchdogTask -Name $watchdogName
-    if (-not $module.CheckMode -and $module.Result.watchdog -and -not $module.Result.watchdog.expired) {
-        $null = Update-ServiceWindowLease -JournalPath $journalPath -Name $watchdogName
-    }
+    # The lease as found, renewed unless it has ended (then its run is dead and may be taken over).
+    $module.Result.watchdog = Get-RenewedLease -JournalPath $journalPath -CheckMode $module.CheckMode
 }
 
 $module.Result.host_time = Get-HostTime

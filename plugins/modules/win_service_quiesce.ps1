@@ -67,12 +67,8 @@ $journalPath = Get-JournalPath
 $module.Result.journal_path = $journalPath
 
 if ($module.Params._phase -eq 'gather') {
-    # Every call of the collection's modules renews the lease of an isolation (net_isolate's watchdog), unless
-    # it has ended: then its run is dead, and the controller may take the host over (the lease as found).
-    $module.Result.watchdog = Get-WatchdogTask -Name '\configmgr.sql_upgrade\watchdog'
-    if (-not $module.CheckMode -and $module.Result.watchdog -and -not $module.Result.watchdog.expired) {
-        $null = Update-ServiceWindowLease -JournalPath $journalPath -Name '\configmgr.sql_upgrade\watchdog'
-    }
+    # The lease as found, renewed unless it has ended (then its run is dead and may be taken over).
+    $module.Result.watchdog = Get-RenewedLease -JournalPath $journalPath -CheckMode $module.CheckMode
     # Read only: safe in check mode.
     $unreadable = New-Object -TypeName System.Collections.Generic.List[Object]
     $module.Result.services = Get-ServiceTable -VersionEvidence -Unreadable $unreadable

@@ -51,12 +51,8 @@ $journalPath = Get-JournalPath
 $module.Result.journal_path = $journalPath
 
 if ($module.Params._phase -eq 'gather') {
-    # Every call of the collection's modules renews the lease of an isolation (net_isolate's watchdog), unless
-    # it has ended: then its run is dead, and the controller may take the host over (the lease as found).
-    $module.Result.watchdog = Get-WatchdogTask -Name '\configmgr.sql_upgrade\watchdog'
-    if (-not $module.CheckMode -and $module.Result.watchdog -and -not $module.Result.watchdog.expired) {
-        $null = Update-ServiceWindowLease -JournalPath $journalPath -Name '\configmgr.sql_upgrade\watchdog'
-    }
+    # The lease as found, renewed unless it has ended (then its run is dead and may be taken over).
+    $module.Result.watchdog = Get-RenewedLease -JournalPath $journalPath -CheckMode $module.CheckMode
     $module.Result.services = Get-ServiceTable
     $module.Result.journal_text = Read-JournalText -Path $journalPath
     $module.Result.journal_untrusted = Get-JournalTrustProblem -Path $journalPath

@@ -9,7 +9,7 @@ them to this module (tests/unit/plugins/plugin_utils/service_window/test_contrac
 - each executor's ``.ps1`` declares ``_plan`` with ``op`` as ``choices`` (:data:`MODULE_OPS`) and the fields
   as ``options`` (:data:`FIELDS`), so Ansible.Basic refuses anything else on the host, and the spec check
   (``make pscheck``) catches a drift between this file and the spec;
-- ``ServiceWindow.psm1``'s ``Invoke-ServiceOp`` and the twin's ``run_op`` handle exactly :data:`OPS`.
+- ``_Apply.psm1``'s handler table (``Invoke-ServiceOp``) and the twin's ``run_op`` handle exactly :data:`OPS`.
 
 Internal to configmgr.sql_upgrade (controller-side, not a public API).
 """
