@@ -35,7 +35,6 @@ class ActionModule(ExecutorAction):
     def always(self, args: Any) -> dict[str, Any]:
         return {"instance": str(args.get("instance", "MSSQLSERVER"))}
 
-
     @staticmethod
     def _call(call: Call, opts: dict[str, Any], phase: str, **internal: Any) -> dict[str, Any]:
         out = call.executor(phase, opts, **internal)
@@ -52,7 +51,7 @@ class ActionModule(ExecutorAction):
         if not instance_id:
             found = ", ".join(gathered.get("instances") or []) or "none"
             raise Failed(f"SQL Server instance {opts['instance']} is not on this host (instances found in the "
-                          f"registry: {found}); nothing was changed")
+                         f"registry: {found}); nothing was changed")
         version_before = gathered.get("version")
         media_version = gathered.get("setup_version")
         out: dict[str, Any] = {"instance": opts["instance"], "instance_id": instance_id,
@@ -77,27 +76,27 @@ class ActionModule(ExecutorAction):
             # setup would get; the checks that need the media (its key, its WMI rule) run when it is there.
             arguments = su.setup_arguments(opts["instance"], str(instance_id), opts["product_key"], opts["extra_args"])
             call.warnings.append(f"{opts['media_path']} holds no media yet (step 1 stages it in a real run): the "
-                                  "product key in the media and the WMI rule of its setup are checked then")
+                                 "product key in the media and the WMI rule of its setup are checked then")
             return {**out, "changed": True, "version_target": opts["target_version"],
                     "command_line": su.command_line(su.masked([f"{opts['media_path']}\\setup.exe", *arguments])),
                     "msg": f"setup would upgrade {opts['instance']} from {version_before} to {opts['target_version']} "
                            "once the media is staged"}
         if not media_version:
             raise Failed(f"{opts['media_path']} holds no SQL Server setup.exe with a version (stage the media with "
-                          "sql_media first); nothing was changed")
+                         "sql_media first); nothing was changed")
         target = opts["target_version"] or media_version
         out["version_target"] = target
         if not version_before:
             raise Failed(f"the version of instance {opts['instance']} cannot be read from the registry; nothing was "
-                          "changed")
+                         "changed")
         if su.compare_versions(version_before, target) >= 0:
             return {**out, "changed": False, "version_after": version_before,
                     "msg": f"instance {opts['instance']} is at {version_before}, already at or above {target}: setup "
                            "was not run"}
         if su.parse_version(media_version)[0] <= su.parse_version(version_before)[0]:
             raise Failed(f"the media is {su.product_name(media_version)} ({media_version}) and the instance is at "
-                          f"{version_before}: /ACTION=Upgrade needs media of a newer major version (updates within a "
-                          "version are cumulative updates, not this module); nothing was changed")
+                         f"{version_before}: /ACTION=Upgrade needs media of a newer major version (updates within a "
+                         "version are cumulative updates, not this module); nothing was changed")
         try:
             edition = su.choose_product_key(opts["product_key"], bool(gathered.get("product_key_in_media")),
                                             opts["evaluation"])
@@ -108,8 +107,8 @@ class ActionModule(ExecutorAction):
             call.warnings.append(wmi.warning)
         if wmi.running and gathered.get("winmgmt") != "running":
             raise Failed(f"{wmi.reason}, and Winmgmt is {gathered.get('winmgmt')}: start it for setup with "
-                          "wmi_disable state=running_for_setup (it keeps the SMS services stopped and the start mode "
-                          "off automatic), or set wmi_during_setup; nothing was changed")
+                         "wmi_disable state=running_for_setup (it keeps the SMS services stopped and the start mode "
+                         "off automatic), or set wmi_during_setup; nothing was changed")
         arguments = su.setup_arguments(opts["instance"], str(instance_id), edition.product_key, opts["extra_args"])
         out.update({"command_line": su.command_line(su.masked([f"{opts['media_path']}\\setup.exe", *arguments])),
                     "product_key_source": edition.source, "wmi_running": gathered.get("winmgmt") == "running"})
@@ -130,14 +129,14 @@ class ActionModule(ExecutorAction):
         except (AnsibleConnectionFailure, OSError) as exc:
             # The start may have run in full with its answer lost: setup may be running on the host by itself.
             raise Failed(f"the connection dropped while setup was being started ({exc}). Setup may be running on "
-                          "the host by itself (the task \\configmgr.sql_upgrade\\sql_setup); the journal records it. "
-                          "Run this task again: it waits for a setup it finds running and records its result, and "
-                          "never starts a second one", changed=True, **out) from None
+                         "the host by itself (the task \\configmgr.sql_upgrade\\sql_setup); the journal records it. "
+                         "Run this task again: it waits for a setup it finds running and records its result, and "
+                         "never starts a second one", changed=True, **out) from None
         state = started.get("run_state") or {}
         if state.get("error"):
             self._finish_journal(call, opts, started)
             raise Failed(f"the setup task could not start {opts['media_path']}\\setup.exe: {state['error']}",
-                          changed=True)
+                         changed=True)
         return {**out, **self._wait_and_finish(opts, call, started, jr.parse(started.get("journal_text")),
                                                resumed=False, services_before=services_before)}
 
@@ -190,10 +189,10 @@ class ActionModule(ExecutorAction):
         while state.get("ended") is None and (state or last.get("task")):
             if polls and time.monotonic() + opts["poll_interval"] > deadline:
                 raise Failed(f"setup still runs after {opts['wait_timeout']} seconds ({polls} polls); it goes on by "
-                              "itself (a task of its own on the host). Run this task again to wait for it and record "
-                              "its "
-                              "result; the window stays as it is until then", changed=True, polls=polls,
-                              reconnects=drops)
+                             "itself (a task of its own on the host). Run this task again to wait for it and record "
+                             "its "
+                             "result; the window stays as it is until then", changed=True, polls=polls,
+                             reconnects=drops)
             if polls:
                 time.sleep(opts["poll_interval"])
             try:
@@ -215,8 +214,8 @@ class ActionModule(ExecutorAction):
             state = read.get("run_state") or {}
             if state.get("ended") is None and state.get("process_id") and not read.get("process_alive"):
                 raise Failed(f"setup's process {state.get('process_id')} is gone but its runner recorded no end "
-                              "(the host restarted, or the runner was stopped): read Summary.txt on the host, then "
-                              "run this task again", changed=True, polls=polls, reconnects=drops)
+                             "(the host restarted, or the runner was stopped): read Summary.txt on the host, then "
+                             "run this task again", changed=True, polls=polls, reconnects=drops)
         return self._finish(opts, call, read, polls, drops, resumed, services_before)
 
     def _reset_connection(self) -> None:
@@ -245,8 +244,8 @@ class ActionModule(ExecutorAction):
         summary = su.parse_summary(finished.get("summary_text") or read.get("summary_text"))
         if not state:
             raise Failed("the journal records a setup that nothing on the host reports on any more (no runner state, "
-                          "no task): its outcome is unknown. Its end is now recorded, so the window can be put back; "
-                          "read Summary.txt on the host before you run setup again", changed=True, summary=summary)
+                         "no task): its outcome is unknown. Its end is now recorded, so the window can be put back; "
+                         "read Summary.txt on the host before you run setup again", changed=True, summary=summary)
         out: dict[str, Any] = {"changed": True, "polls": polls, "reconnects": drops, "resumed": resumed,
                                "summary": summary, "version_after": finished.get("version"),
                                "edition": finished.get("edition"),
@@ -258,8 +257,8 @@ class ActionModule(ExecutorAction):
                     "reboot_required": code.outcome == "reboot_required"})
         if code.outcome == "failed":
             raise Failed(f"SQL Server setup failed: {su.setup_failure_text(code, summary)}. Setup leaves the "
-                          "instance as it was when it stops at its rules; read Summary.txt and Detail.txt in the "
-                          "Setup Bootstrap\\Log folder, then put the window back (restore)", **out)
+                         "instance as it was when it stops at its rules; read Summary.txt and Detail.txt in the "
+                         "Setup Bootstrap\\Log folder, then put the window back (restore)", **out)
         target = opts["target_version"] or read.get("setup_version") or ""
         if not target:
             gathered = self._call(call, opts, "gather")
@@ -268,7 +267,7 @@ class ActionModule(ExecutorAction):
         out.update(verified)
         if code.outcome == "reboot_required":
             call.warnings.append("setup succeeded and asks for a restart (3010): reboot once WMI is back (KB 256202 "
-                                  "step 8)")
+                                 "step 8)")
         out["msg"] = (f"instance {opts['instance']} upgraded to {finished.get('version')}"
                       + (" (reboot required)" if code.outcome == "reboot_required" else ""))
         return out
@@ -296,5 +295,5 @@ class ActionModule(ExecutorAction):
                 "databases": list(seen.get("databases") or []), "problems": problems}
         if problems:
             raise Failed(f"the instance does not show a finished upgrade to {target}: {'; '.join(problems)}",
-                          changed=summary is not None, verification=view)
+                         changed=summary is not None, verification=view)
         return {"verification": view}

@@ -31,7 +31,7 @@ def _registered_pairs(results: Mapping[str, Any]) -> list[tuple[str, Any]]:
         rescue, letter = match.group("rescue"), match.group("letter")
         order = (1, int(rescue), letter) if rescue else (0, int(match.group("step")), letter)
         keyed.append((order, match.group("module"), result))
-    return [(module, result) for _, module, result in sorted(keyed, key=lambda item: item[0])]
+    return [(module, result) for _order, module, result in sorted(keyed, key=lambda item: item[0])]
 
 
 def window_account(results: Any, host: str, check_mode: bool = False) -> dict[str, Any]:

@@ -176,7 +176,6 @@ def open_window(make_fleet: Any) -> tuple[Any, Any, dict[str, Any], dict[str, An
     return runner, host, table, fw
 
 
-@pytest.mark.both_connections
 def test_the_lease_ends_and_the_watchdog_puts_everything_back_without_the_controller(make_fleet: Any) -> None:
     runner, host, table, fw = open_window(make_fleet)
     host.clock.advance(29 * 60)

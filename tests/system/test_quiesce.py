@@ -75,7 +75,6 @@ def test_quiesce_stops_every_sms_service_and_keeps_windows_and_sql(make_fleet: A
     assert res["journal_path"] == journal_path(host)
 
 
-@pytest.mark.both_connections
 def test_restore_gives_back_the_exact_prior_table_and_is_idempotent(make_fleet: Any) -> None:
     runner = make_fleet(1)
     host = runner.fleet.host(HOST)
@@ -192,7 +191,6 @@ def test_corrupt_journal_is_refused_and_nothing_changes(make_fleet: Any) -> None
     assert host.snapshot()["services"] == before
 
 
-@pytest.mark.both_connections
 def test_hostile_names_reach_the_host_as_data(make_fleet: Any, monkeypatch: Any) -> None:
     runner = make_fleet(1)
     host = runner.fleet.host(HOST)

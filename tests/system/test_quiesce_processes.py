@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 import yaml
 from conftest import play, services
 
@@ -37,7 +36,6 @@ def alive(host: Any) -> dict[int, str]:
     return {p.process_id: p.name for p in host.processes.snapshot()}
 
 
-@pytest.mark.both_connections
 def test_left_behind_and_named_processes_end_after_the_services_stopped(make_fleet: Any) -> None:
     runner = make_fleet(1)
     host = runner.fleet.host(HOST)

@@ -333,6 +333,6 @@ def test_a_host_that_fails_under_a_tag_filter_is_put_back_and_the_report_names_t
     assert any(n.startswith("Restore - the services back") for n in ran), ran
     report = [task["hosts"]["site01"] for play in run.data["plays"] for task in play["tasks"]
               if "site01" in task["hosts"] and task["task"]["name"].endswith(" : Report - the failure, where, what was "
-                                                                            "put back and what is left")][0]
+                                                                             "put back and what is left")][0]
     assert 'failed at Step 3 ("Step 3 - stop and disable' in report["msg"] and "put back" in report["msg"]
     assert window_state(host) == before

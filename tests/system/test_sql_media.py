@@ -122,7 +122,6 @@ def test_a_checksum_mismatch_stops_before_anything_reaches_dest(make_fleet: Any,
     assert not host.fs.exists(DEST)
 
 
-@pytest.mark.both_connections
 def test_a_url_and_a_share_are_read_by_the_host(make_fleet: Any, tmp_path: Path) -> None:
     runner = make_fleet(1)
     host = runner.fleet.host(HOST)

@@ -158,7 +158,6 @@ def test_3010_asks_for_a_reboot(make_fleet: Any) -> None:
     assert any("3010" in w for w in res.get("warnings", []))
 
 
-@pytest.mark.both_connections
 def test_a_dropped_connection_during_setup_does_not_stop_it(make_fleet: Any) -> None:
     runner = make_fleet(1)
     host = runner.fleet.host(HOST)

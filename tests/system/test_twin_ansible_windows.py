@@ -168,7 +168,6 @@ def test_unknown_raw_command_fails_naming_it(fleet):
     assert "Get-Date" in res["stderr"] and "not modelled" in res["stderr"]
 
 
-@pytest.mark.both_connections
 def test_dropped_connection_makes_host_unreachable(make_fleet):
     runner = make_fleet(2, {"hosts": {"site02": {"faults": {"connection": {"drop_after_commands": 1}}}}})
     run = runner.playbook(

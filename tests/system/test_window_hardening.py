@@ -163,7 +163,6 @@ def test_wmi_disable_fails_naming_winmgmt_when_something_brings_it_back_during_t
     assert host.scm.get("Winmgmt").state == "running" and host.scm.get("Winmgmt").start_mode == "auto"
 
 
-@pytest.mark.both_connections
 def test_two_controllers_at_once_one_is_refused_and_nothing_is_lost(make_fleet: Any) -> None:
     # Two operators quiesce the same host at the same time, each with a service of their own to stop. Each
     # ansible-playbook run is its own run (no run_id): exactly one may hold the host; the other is refused

@@ -110,7 +110,7 @@ def test_unknown_state_fails_on_the_controller(make_fleet: Any) -> None:
     host = runner.fleet.host(HOST)
     commands = host.counters.winrm_commands
     res = wmi(runner, "paused")
-    assert res["failed"] is True and "option state must be one of disabled, running_for_setup, enabled" in res["msg"]
+    assert res["failed"] is True and "value of state must be one of: disabled, running_for_setup, enabled" in res["msg"]
     assert HOST in res["msg"]
     assert host.counters.winrm_commands == commands
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from conftest import play, services
 
 from twin.host import media_setup_exe
@@ -93,7 +92,6 @@ def test_the_kb_as_written_stops_setup_at_its_wmi_rule(make_fleet: Any) -> None:
     assert runner.playbook(BACK).rc == 0
 
 
-@pytest.mark.both_connections
 def test_wmi_running_for_setup_keeps_the_sms_provider_unloaded_and_the_upgrade_succeeds(make_fleet: Any) -> None:
     runner = make_fleet(1)
     host = runner.fleet.host(HOST)

@@ -300,9 +300,9 @@ class JournalAction(ExecutorAction):
             result.update(self.summary([], opts))
             result.update({
                 "failed": True, "changed": True,
-                "msg": f"the connection dropped while {self.MODULE} applied its plan ({exc}). The host may be partly "
-                       f"changed; the journal {window.path} holds the prior state of everything this run changes. "
-                       f"{self.UNDO}",
+                "msg": f"the connection dropped while {COLLECTION}.{self.MODULE} applied its plan ({exc}). The host "
+                       f"may be partly changed; the journal {window.path} holds the prior state of everything this run "
+                       f"changes. {self.UNDO}",
             })
             return result
         result.update(self.summary(applied.get("applied") or [], opts))

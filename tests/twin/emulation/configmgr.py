@@ -2,8 +2,8 @@
 
 Both executors are thin: ``_phase=gather`` reads the service table (plus, for quiesce, each binary's version
 resource) and the on-host journal; ``_phase=apply`` writes the journal and runs an explicit list of Service
-Control Manager operations. The emulation follows the PowerShell line by line (plugins/module_utils/
-the private utils plugins/module_utils/_*.psm1), against the host model, and returns the same keys. Arguments were already validated
+Control Manager operations. The emulation follows the PowerShell line by line (the private utils
+plugins/module_utils/_*.psm1), against the host model, and returns the same keys. Arguments were already validated
 against the spec extracted from the .ps1 (pscontract); anything the twin does not model is refused by name.
 """
 
@@ -307,8 +307,8 @@ def _op_end_process(host: Host, op: dict[str, Any], timeout: int) -> None:
 #: Invoke-ServiceOp's branches, one per operation of the vocabulary (_window/ops.py OPS); a test
 #: holds the two to the same names.
 
-# --- net_isolate's operations (_Firewall.psm1 / _Watchdog.psm1: Set-FirewallProfileState, Add-IsolationRule, Remove-IsolationRule,
-# Register-Watchdog, Unregister-Watchdog) ------------------------------------------------------------------------
+# --- net_isolate's operations (_Firewall.psm1 / _Watchdog.psm1: Set-FirewallProfileState, Add-IsolationRule,
+# Remove-IsolationRule, Register-Watchdog, Unregister-Watchdog) ---------------------------------------------------
 
 ISOLATION_PREFIX = "configmgr.sql_upgrade isolation ("
 ISOLATION_GROUP = "configmgr.sql_upgrade"

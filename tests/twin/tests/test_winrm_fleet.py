@@ -77,8 +77,11 @@ def test_host_names_are_zero_padded_to_the_fleet_size():
 def test_python_m_twin_fleet_prints_a_working_inventory_and_stops_on_ctrl_c(tmp_path):
     inventory = tmp_path / "inv.yml"
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    # A shell without job control starts background jobs (`make test &`, a CI runner's) with SIGINT ignored, and a
+    # Python started with SIGINT ignored keeps ignoring it: give the fleet the default disposition, as a terminal would.
     proc = subprocess.Popen([sys.executable, "-m", "twin", "fleet", "--size", "2", "--inventory", str(inventory)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         lines = []
         for line in proc.stdout:

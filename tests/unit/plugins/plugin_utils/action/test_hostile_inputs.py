@@ -78,7 +78,7 @@ def test_quiesce_options_refuse_or_keep_hostile_values_as_data(keep: list[str], 
                                                                instance: str, run_id: str) -> None:
     try:
         opts = validate("win_service_quiesce", {"keep": keep, "stop": stop, "processes": processes,
-                                              "instance": instance, "run_id": run_id})
+                                                "instance": instance, "run_id": run_id})
     except PlanError as exc:
         assert str(exc).startswith("option "), str(exc)  # names the option
         return
