@@ -30,6 +30,8 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+from .ops import SETTABLE_START_MODES
+
 SCHEMA = 1
 JOURNAL_DIR = "configmgr.sql_upgrade"  # under %ProgramData%
 JOURNAL_FILE = "journal.json"
@@ -53,7 +55,6 @@ _TOP_KEYS = {"schema", "run_id", "host", "created", "updated", "owner", "service
 #: The fields of each operation the watchdog may run from ``undo`` (undo.UNDO_OPS; ops.OPS has the vocabulary).
 _UNDO_FIELDS = {"set_mode": {"op", "name", "start_mode"}, "start": {"op", "name"}, "remove_rule": {"op", "name"},
                 "set_profile": {"op", "name", "enabled"}}
-SETTABLE_START_MODES = ("auto", "delayed", "manual", "disabled")
 
 
 class JournalError(ValueError):
