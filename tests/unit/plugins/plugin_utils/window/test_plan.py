@@ -1,4 +1,4 @@
-"""Unit tests of the pure quiesce / restore / WMI planning (plugins/plugin_utils/_service_window/)."""
+"""Unit tests of the pure quiesce / restore / WMI planning (plugins/plugin_utils/_window/)."""
 
 from __future__ import annotations
 
