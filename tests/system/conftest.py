@@ -137,8 +137,9 @@ _CONNECTION_FIXTURES = ("fleet", "make_fleet")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every system test runs over winrm; over psrp only those marked both_connections (a chosen subset: one
-    change-and-restore per module, and what is psrp's own: async, its WS-Management shell, put/fetch), unless
+    """Every system test runs over winrm; over psrp only those marked both_connections (a chosen subset: the
+    journaled apply end to end, a dropped apply, net_isolate's proof over a new psrp connection, the setup run, and
+    what is psrp's own: async, its WS-Management shell, put/fetch, reboot), unless
     TWIN_ALL_CONNECTIONS=1 asks for the whole matrix. Both plugins end in the same executors and the same twin, so
     the rest would prove the same code twice (and doubled the suite's time)."""
     if os.environ.get("TWIN_ALL_CONNECTIONS") == "1":

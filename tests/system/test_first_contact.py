@@ -60,7 +60,6 @@ def test_check_mode_rehearsal_shows_each_hosts_plan_and_touches_nothing(make_fle
         assert not any("put back from the on-host journal" in m for m in said)
 
 
-@pytest.mark.both_connections
 def test_the_readme_sequence_in_check_mode_and_for_real(make_fleet: Any) -> None:
     runner = make_fleet(1)
     before = tables(runner)

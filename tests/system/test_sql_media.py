@@ -11,8 +11,6 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from twin.host import Share, make_iso, media_setup_exe
 
 HOST = "site01"
@@ -54,7 +52,6 @@ def prepare(host: Any) -> None:
     host.fs.mkdir(r"C:\SQLMedia")
 
 
-@pytest.mark.both_connections
 def test_a_controller_folder_is_staged_proven_and_not_copied_again(make_fleet: Any, tmp_path: Path) -> None:
     runner = make_fleet(1)
     host = runner.fleet.host(HOST)

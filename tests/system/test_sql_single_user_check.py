@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from conftest import play, services
 
 HOST = "site01"
@@ -15,7 +14,6 @@ GATE = """      configmgr.sql_upgrade.sql_single_user_check:
 """
 
 
-@pytest.mark.both_connections
 def test_with_sms_running_the_gate_fails_naming_the_sessions_by_program_host_and_login(make_fleet: Any) -> None:
     runner = make_fleet(1)
     before = services(runner.fleet.host(HOST))

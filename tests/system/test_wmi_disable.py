@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 from conftest import play, services
 
 # Importing twin.emulation.configmgr registers the collection's executors with the twin.
@@ -24,7 +23,6 @@ def running_dependents(host: Any) -> list[str]:
     return sorted(d for d in host.scm.get(WMI).dependency_of if host.scm.get(d).state == "running")
 
 
-@pytest.mark.both_connections
 def test_disable_records_stops_and_disables_then_enable_restores(make_fleet: Any) -> None:
     runner = make_fleet(1)
     host = runner.fleet.host(HOST)
