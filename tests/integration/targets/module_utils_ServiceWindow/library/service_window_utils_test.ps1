@@ -265,6 +265,21 @@ try {
     $found = Get-WatchdogTask -Name $task
     Test-That 'Register-Watchdog registers a task with a time trigger an hour ahead' ($null -ne $found -and -not $found.expired -and [datetime]$found.fires -gt (Get-Date).AddMinutes(55)) ($found | ConvertTo-Json -Compress)
     Test-That 'the watchdog script is written beside the journal' (Test-Path -LiteralPath (Join-Path -Path $journalFolder -ChildPath 'watchdog.ps1')) 'no watchdog.ps1'
+    # The script is composed from the text of functions in several utils (Get-WatchdogScriptText finds each with
+    # Get-Command from inside _Watchdog): PowerShell's own parser must read it whole, defining every function the
+    # watchdog runs the journal's undo with.
+    $scriptText = [System.IO.File]::ReadAllText((Join-Path -Path $journalFolder -ChildPath 'watchdog.ps1'))
+    $tokens = $null
+    $parseErrors = $null
+    $ast = [System.Management.Automation.Language.Parser]::ParseInput($scriptText, [ref]$tokens, [ref]$parseErrors)
+    Test-That 'the watchdog script parses' (@($parseErrors).Count -eq 0) (@($parseErrors) -join '; ')
+    $defined = @($ast.FindAll({ param($node) $node -is [System.Management.Automation.Language.FunctionDefinitionAst] }, $true) |
+            ForEach-Object -Process { $_.Name })
+    $needed = @('Invoke-ServiceWindowWatchdog', 'Test-UndoOp', 'Invoke-WatchdogServiceOp', 'Invoke-RemoveRuleOp',
+        'Invoke-SetProfileOp', 'Remove-IsolationRule', 'Set-FirewallProfileState', 'Get-FirewallProfileBit',
+        'Invoke-NativeCommand')
+    $missing = @($needed | Where-Object -FilterScript { $defined -notcontains $_ })
+    Test-That 'the watchdog script defines every function it runs' ($missing.Count -eq 0) ($missing -join ', ')
 }
 finally {
     Invoke-ServiceOp -Op @{ op = 'remove_watchdog'; name = $task } -TimeoutSeconds 30
