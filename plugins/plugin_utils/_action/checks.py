@@ -54,6 +54,11 @@ def _range(option: str, value: Any, low: int, high: int) -> int:
     return value
 
 
+def _timeout(p: dict[str, Any]) -> int:
+    """The service window's per-service timeout (specs._TIMEOUT): 1 second to a day."""
+    return _range("timeout", p["timeout"], 1, 86400)
+
+
 def valid_instance_name(name: str) -> bool:
     """SQL Server's rule for instance names (setup's Instance Configuration page): at most 16 characters, the
     first a letter ("Letters as defined by the Unicode Standard 2.0") or underscore, the others letters, decimal
@@ -104,12 +109,12 @@ def _quiesce(p: dict[str, Any]) -> dict[str, Any]:
             )
     return {**p, "keep": validate_patterns("keep", p["keep"]), "stop": validate_patterns("stop", p["stop"]),
             "processes": list(processes), "instance": _instance(p), "sql_sessions": [dict(s) for s in sessions],
-            "timeout": _range("timeout", p["timeout"], 1, 86400),
+            "timeout": _timeout(p),
             "lease_minutes": _range("lease_minutes", p["lease_minutes"], 5, 1440)}
 
 
 def _wmi(p: dict[str, Any]) -> dict[str, Any]:
-    return {**p, "timeout": _range("timeout", p["timeout"], 1, 86400),
+    return {**p, "timeout": _timeout(p),
             "settle_seconds": _range("settle_seconds", p["settle_seconds"], 0, 3600)}
 
 
@@ -118,7 +123,7 @@ def _net(p: dict[str, Any]) -> dict[str, Any]:
     the planner (network.py)."""
     out = {**p, "lease_minutes": _range("lease_minutes", p["lease_minutes"], 5, 1440),
            "probation_seconds": _range("probation_seconds", p["probation_seconds"], 60, 3600),
-           "timeout": _range("timeout", p["timeout"], 1, 86400)}
+           "timeout": _timeout(p)}
     for option in ("allow_from", "allow_to", "domain_controllers"):
         if out[option] is not None:
             out[option] = [v.strip() for v in out[option]]

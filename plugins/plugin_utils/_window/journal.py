@@ -30,7 +30,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from .ops import SETTABLE_START_MODES
+from .ops import OPS, SETTABLE_START_MODES, UNDO_OPS
 
 SCHEMA = 1
 JOURNAL_DIR = "configmgr.sql_upgrade"  # under %ProgramData%
@@ -52,9 +52,8 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TOP_KEYS = {"schema", "run_id", "host", "created", "updated", "owner", "services", "wmi", "processes", "network",
              "setup", "watchdog", "lease_minutes", "undo"}
-#: The fields of each operation the watchdog may run from ``undo`` (undo.UNDO_OPS; ops.OPS has the vocabulary).
-_UNDO_FIELDS = {"set_mode": {"op", "name", "start_mode"}, "start": {"op", "name"}, "remove_rule": {"op", "name"},
-                "set_profile": {"op", "name", "enabled"}}
+#: The fields of each operation the watchdog may run from ``undo``: the vocabulary's (ops.OPS), for ops.UNDO_OPS.
+_UNDO_FIELDS = {kind: {"op", *OPS[kind]} for kind in UNDO_OPS}
 
 
 class JournalError(ValueError):
@@ -71,6 +70,13 @@ def _check_name(where: str, name: Any) -> str:
     # CreateService: "forward-slash (/) and backslash (\) are not valid service name characters".
     if "/" in name or "\\" in name:
         raise JournalError(f"{where}: {name!r} is not a valid service name (contains / or \\)")
+    return name
+
+
+def _check_rule_name(where: str, name: Any) -> str:
+    if not isinstance(name, str) or len(name) > 200 or not _RULE_NAME.match(name):
+        raise JournalError(f"{where} {name!r} is not a rule of this collection "
+                           "(configmgr.sql_upgrade isolation (...)): a restore removes only its own rules")
     return name
 
 
@@ -177,9 +183,7 @@ def _validate_network(section: Any) -> None:
     if not isinstance(net["rules"], list) or len(net["rules"]) > 16:
         raise JournalError("journal network.rules must be a list of at most 16 rule names")
     for i, name in enumerate(net["rules"]):
-        if not isinstance(name, str) or len(name) > 200 or not _RULE_NAME.match(name):
-            raise JournalError(f"journal network.rules[{i}] {name!r} is not a rule of this collection "
-                               "(configmgr.sql_upgrade isolation (...)): a restore removes only its own rules")
+        _check_rule_name(f"journal network.rules[{i}]", name)
     profiles = _check_keys("journal network.profiles", net["profiles"], set(FIREWALL_PROFILES))
     for name in FIREWALL_PROFILES:
         if not isinstance(profiles[name], bool):
@@ -203,8 +207,7 @@ def _validate_undo(items: Any) -> None:
             raise JournalError(f"{where}: the watchdog runs only {', '.join(_UNDO_FIELDS)}, got {kind!r}")
         _check_keys(where, op, _UNDO_FIELDS[kind])
         if kind == "remove_rule":
-            if not isinstance(op["name"], str) or not _RULE_NAME.match(op["name"]) or len(op["name"]) > 200:
-                raise JournalError(f"{where}.name is not one of this collection's isolation rules")
+            _check_rule_name(where + ".name", op["name"])
         elif kind == "set_profile":
             _check_choice(where + ".name", op["name"], FIREWALL_PROFILES)
             if not isinstance(op["enabled"], bool):

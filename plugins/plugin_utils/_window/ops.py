@@ -68,6 +68,9 @@ FIELDS: dict[str, str] = {
 }
 
 #: The operations each executor accepts (its ``_plan.op`` choices).
+#: The operations of a restore: what the watchdog may run from a journal's ``undo`` (undo.py), and no other.
+UNDO_OPS: tuple[str, ...] = ("set_mode", "start", "remove_rule", "set_profile")
+
 MODULE_OPS: dict[str, tuple[str, ...]] = {
     "win_service_quiesce": ("register_watchdog", "set_mode", "stop", "start", "end_process", "remove_watchdog"),
     "wmi_disable": ("set_mode", "stop", "start", "expect_stopped"),

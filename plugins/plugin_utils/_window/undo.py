@@ -27,9 +27,6 @@ from .ops import Op, op_start
 from .quiesce import plan_restore
 from .wmi import WINDOW_STATUSES, WINMGMT, plan_wmi_enable
 
-#: What the watchdog may run from a journal: the operations of a restore, and no other.
-UNDO_OPS = ("set_mode", "start", "remove_rule", "set_profile")
-
 
 def _left(name: str) -> ServiceFact:
     """A service as the window leaves it: stopped and disabled."""

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window import journal as jr
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.undo import UNDO_OPS, undo_ops
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.ops import UNDO_OPS
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.undo import undo_ops
 
 RULE = "configmgr.sql_upgrade isolation (inbound)"
 
