@@ -15,6 +15,8 @@ from ansible.utils.display import Display
 
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.base import Call, ExecutorAction, Failed
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.errors import PlanError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.progress import duration, parse_utc
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql import progress as pg
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql import setup as su
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window import journal as jr
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._window.journal import JournalError
@@ -186,6 +188,10 @@ class ActionModule(ExecutorAction):
                                             now=str(last.get("host_time"))))
         expected = jr.text_hash(last.get("journal_text"))
         read = last
+        watch = pg.SetupWatch(opts["stall_warning"])
+        if state.get("process_id"):
+            call.say(f"setup {'is running' if resumed else 'started'} as process {state['process_id']}; polling every "
+                     f"{opts['poll_interval']} s, up to {duration(opts['wait_timeout'])}")
         while state.get("ended") is None and (state or last.get("task")):
             if polls and time.monotonic() + opts["poll_interval"] > deadline:
                 raise Failed(f"setup still runs after {opts['wait_timeout']} seconds ({polls} polls); it goes on by "
@@ -212,11 +218,21 @@ class ActionModule(ExecutorAction):
             if pending:
                 pending = None
             state = read.get("run_state") or {}
+            self._show_progress(call, watch, read, state)
             if state.get("ended") is None and state.get("process_id") and not read.get("process_alive"):
                 raise Failed(f"setup's process {state.get('process_id')} is gone but its runner recorded no end "
                              "(the host restarted, or the runner was stopped): read Summary.txt on the host, then "
                              "run this task again", changed=True, polls=polls, reconnects=drops)
-        return self._finish(opts, call, read, polls, drops, resumed, services_before)
+        return self._finish(opts, call, read, polls, drops, resumed, services_before, watch)
+
+    @staticmethod
+    def _show_progress(call: Call, watch: pg.SetupWatch, read: dict[str, Any], state: dict[str, Any]) -> None:
+        """One line per poll and a possible hang called out at once (the watch keeps both for the result)."""
+        line, warning = watch.observe(pg.snapshot(read.get("progress")), parse_utc(read.get("host_time")),
+                                      parse_utc(state.get("started")))
+        call.say(line)
+        if warning:
+            call.warn_now(warning)
 
     def _reset_connection(self) -> None:
         try:
@@ -238,7 +254,7 @@ class ActionModule(ExecutorAction):
         return self._call(call, opts, "finish", **internal)
 
     def _finish(self, opts: dict[str, Any], call: Call, read: dict[str, Any], polls: int, drops: int, resumed: bool,
-                services_before: dict[str, Any]) -> dict[str, Any]:
+                services_before: dict[str, Any], watch: pg.SetupWatch) -> dict[str, Any]:
         state = read.get("run_state") or {}
         finished = self._finish_journal(call, opts, read)
         summary = su.parse_summary(finished.get("summary_text") or read.get("summary_text"))
@@ -249,7 +265,13 @@ class ActionModule(ExecutorAction):
         out: dict[str, Any] = {"changed": True, "polls": polls, "reconnects": drops, "resumed": resumed,
                                "summary": summary, "version_after": finished.get("version"),
                                "edition": finished.get("edition"),
-                               "started": state.get("started"), "ended": state.get("ended")}
+                               "started": state.get("started"), "ended": state.get("ended"),
+                               "progress": watch.last, "stalls": watch.stalls}
+        seconds = pg.setup_seconds(summary, state)
+        if seconds is not None:
+            out["setup_seconds"] = seconds
+        if state.get("ended") is not None:
+            call.say(f"setup ended after {duration(seconds)} with exit code {state.get('exit_code')}")
         if state.get("error"):
             raise Failed(f"the setup task could not start setup: {state['error']}", **out)
         code = su.interpret_exit_code(int(state.get("exit_code") if state.get("exit_code") is not None else -1))

@@ -19,8 +19,9 @@
 #                  hands the command line to the runner (a file only SYSTEM and Administrators can read, deleted by
 #                  the runner before setup starts), registers and runs the setup task as SYSTEM, waits for the
 #                  runner to report setup's process id.
-#   _phase=poll    the task and the runner's state (and Summary.txt once setup has ended); records setup's process
-#                  id in the journal when the controller sends it; renews the lease.
+#   _phase=poll    the task and the runner's state, setup's progress from its own log folder (and Summary.txt once
+#                  setup has ended); records setup's process id in the journal when the controller sends it; renews
+#                  the lease.
 #   _phase=finish  records that setup has ended, removes the task and the runner's files, reads the instance.
 # Setup runs as a local process of its own, detached from this WinRM session: it survives a dropped connection,
 # and it avoids setup's failures inside a network logon. WMI-free: it runs inside the window.
@@ -40,6 +41,7 @@ $spec = @{
         state = @{ type = 'str'; default = 'upgraded'; choices = @('upgraded', 'verified') }
         wait_timeout = @{ type = 'int'; default = 14400 }
         poll_interval = @{ type = 'int'; default = 30 }
+        stall_warning = @{ type = 'int'; default = 1800 }
         login_user = @{ type = 'str' }
         login_password = @{ type = 'str'; no_log = $true }
         run_id = @{ type = 'str' }
@@ -86,6 +88,9 @@ Function Invoke-SetupRunner {
             [System.IO.File]::Move($temp, $statePath)
         }
     }
+    # Invariant culture: ':' in a custom format is the culture's time separator otherwise.
+    $invariant = [System.Globalization.CultureInfo]::InvariantCulture
+    $stamp = "yyyy-MM-dd'T'HH:mm:ss'Z'"
     $state = [ordered]@{ process_id = 0; started = $null; exit_code = $null; ended = $null; error = $null }
     try {
         $run = ConvertFrom-Json -InputObject ([System.IO.File]::ReadAllText($runPath))
@@ -99,16 +104,16 @@ Function Invoke-SetupRunner {
     }
     catch {
         $state.error = $_.Exception.Message
-        $state.ended = [DateTime]::UtcNow.ToString('yyyy-MM-ddTHH:mm:ssZ')
+        $state.ended = [DateTime]::UtcNow.ToString($stamp, $invariant)
         & $save $state
         return
     }
     $state.process_id = $process.Id
-    $state.started = [DateTime]::UtcNow.ToString('yyyy-MM-ddTHH:mm:ssZ')
+    $state.started = [DateTime]::UtcNow.ToString($stamp, $invariant)
     & $save $state
     $process.WaitForExit()
     $state.exit_code = $process.ExitCode
-    $state.ended = [DateTime]::UtcNow.ToString('yyyy-MM-ddTHH:mm:ssZ')
+    $state.ended = [DateTime]::UtcNow.ToString($stamp, $invariant)
     & $save $state
 }
 
@@ -208,6 +213,103 @@ Function Get-SummaryText {
         return $null
     }
     return [System.IO.File]::ReadAllText($path)
+}
+
+Function Read-LogTail {
+    <#
+    .SYNOPSIS
+    The last Bytes bytes of a log file that setup still has open for writing (FileShare ReadWrite and Delete, or
+    the open fails with a sharing violation), as text from the first whole line: @{ length; text }. UTF-16 when
+    the file starts with its byte order mark FF FE, UTF-8 otherwise.
+    #>
+    param (
+        [Parameter(Mandatory = $true)][string]$Path,
+        [int]$Bytes = 4096
+    )
+    $share = [System.IO.FileShare]::ReadWrite -bor [System.IO.FileShare]::Delete
+    $stream = New-Object -TypeName System.IO.FileStream -ArgumentList @($Path, [System.IO.FileMode]::Open,
+        [System.IO.FileAccess]::Read, $share)
+    try {
+        $length = $stream.Length
+        $head = New-Object -TypeName 'byte[]' -ArgumentList 2
+        $headRead = $stream.Read($head, 0, 2)
+        $encoding = New-Object -TypeName System.Text.UTF8Encoding -ArgumentList $false
+        $start = [System.Math]::Max([long]0, $length - $Bytes)
+        if ($headRead -eq 2 -and $head[0] -eq 0xFF -and $head[1] -eq 0xFE) {
+            $encoding = [System.Text.Encoding]::Unicode
+            if ($start % 2 -ne 0) {
+                $start += 1  # UTF-16 code units start at even offsets
+            }
+        }
+        $null = $stream.Seek($start, [System.IO.SeekOrigin]::Begin)
+        $buffer = New-Object -TypeName 'byte[]' -ArgumentList ([int]($length - $start))
+        $got = 0
+        while ($got -lt $buffer.Length) {
+            $count = $stream.Read($buffer, $got, $buffer.Length - $got)
+            if ($count -le 0) {
+                break
+            }
+            $got += $count
+        }
+        $text = $encoding.GetString($buffer, 0, $got).TrimStart([char]0xFEFF)
+        if ($start -gt 0) {
+            $cut = $text.IndexOf("`n")
+            $text = if ($cut -ge 0) { $text.Substring($cut + 1) } else { '' }
+        }
+        return @{ length = $length; text = $text }
+    }
+    finally {
+        $stream.Dispose()
+    }
+}
+
+Function Get-SetupProgress {
+    <#
+    .SYNOPSIS
+    Where the running setup is, from its own logs (Microsoft Learn, "View and read SQL Server Setup log files"):
+    the newest run folder Setup Bootstrap\Log\<YYYYMMDD_HHMMSS> created since setup started, its Detail.txt (size,
+    last write, last 4 KB) and the newest of its MSI logs (<Feature>_<Architecture>_<Interaction>.log). Result key
+    progress, $null until setup has made its folder. The controller reads the phase from the text; WMI-free.
+    #>
+    param ([string]$Version)
+    $module.Result.progress = $null
+    $run = $module.Result.run_state
+    if (-not $Version -or $null -eq $run -or -not $run.started) {
+        return
+    }
+    $invariant = [System.Globalization.CultureInfo]::InvariantCulture
+    $stamp = "yyyy-MM-dd'T'HH:mm:ss'Z'"
+    $utc = [System.Globalization.DateTimeStyles]::AdjustToUniversal -bor [System.Globalization.DateTimeStyles]::AssumeUniversal
+    # Two minutes of slack: the runner stamps setup's start after CreateProcess returns; setup makes its folder at once.
+    $since = [System.DateTime]::ParseExact([string]$run.started, $stamp, $invariant, $utc).AddSeconds(-120)
+    $nnn = [string]([int]($Version.Split('.')[0]) * 10)
+    $root = Join-Path -Path $env:ProgramFiles -ChildPath "Microsoft SQL Server\$nnn\Setup Bootstrap\Log"
+    if (-not (Test-Path -LiteralPath $root -PathType Container)) {
+        return
+    }
+    $folder = Get-ChildItem -LiteralPath $root -Directory | Where-Object -FilterScript {
+        $_.Name -match '^\d{8}_\d{6}$' -and $_.CreationTimeUtc -ge $since
+    } | Sort-Object -Property @('CreationTimeUtc', 'Name') | Select-Object -Last 1
+    if ($null -eq $folder) {
+        return
+    }
+    $progress = @{ folder = $folder.FullName; detail_length = 0; detail_written = $null; detail_tail = ''
+        log_name = $null; log_length = 0; log_written = $null }
+    $detail = Join-Path -Path $folder.FullName -ChildPath 'Detail.txt'
+    if (Test-Path -LiteralPath $detail -PathType Leaf) {
+        $tail = Read-LogTail -Path $detail
+        $progress.detail_length = $tail.length
+        $progress.detail_tail = $tail.text
+        $progress.detail_written = (Get-Item -LiteralPath $detail).LastWriteTimeUtc.ToString($stamp, $invariant)
+    }
+    $log = Get-ChildItem -LiteralPath $folder.FullName -File -Filter '*.log' |
+        Sort-Object -Property @('LastWriteTimeUtc', 'Name') | Select-Object -Last 1
+    if ($null -ne $log) {
+        $progress.log_name = $log.Name
+        $progress.log_length = $log.Length
+        $progress.log_written = $log.LastWriteTimeUtc.ToString($stamp, $invariant)
+    }
+    $module.Result.progress = $progress
 }
 
 Function Write-JournalChecked {
@@ -328,6 +430,7 @@ if ($module.Params._phase -eq 'poll') {
     }
     Add-Lease
     Get-SetupState
+    Get-SetupProgress -Version (Get-MediaVersion)
     $module.Result.summary_text = $null
     if ($null -ne $module.Result.run_state -and $null -ne $module.Result.run_state.ended) {
         $module.Result.summary_text = Get-SummaryText -Version (Get-MediaVersion)

@@ -90,9 +90,18 @@ options:
     default: 14400
   poll_interval:
     description:
-      - Seconds between two polls of setup.
+      - Seconds between two polls of setup. Each poll prints one line for the host, with the time since setup started,
+        the action setup runs now and the package it installs (read from setup's own Detail.txt and MSI logs on the
+        host), and the last line setup wrote.
     type: int
     default: 30
+  stall_warning:
+    description:
+      - Seconds without any write to setup's logs (Detail.txt and the MSI logs of the run) after which each poll
+        warns that setup may hang, naming the action, the time it has been quiet and the log to read. Setup is
+        never stopped for it (a package can be quiet for a long time and still finish). C(0) never warns.
+    type: int
+    default: 1800
   login_user:
     description:
       - A SQL Server login for the verification. Without it, Windows authentication as the connection's user.
@@ -266,6 +275,35 @@ polls:
   description: Polls of setup.
   returned: when setup ran
   type: int
+setup_seconds:
+  description:
+    - How long setup ran, from its own Summary.txt (Start time, End time), else from the runner's start and end.
+  returned: when setup ran and ended
+  type: int
+  sample: 2472
+progress:
+  description: Where setup was at the last poll, as read from its logs.
+  returned: when setup ran
+  type: dict
+  contains:
+    phase:
+      description: The action setup ran last (Detail.txt's C(Running Action)).
+      type: str
+    feature:
+      description: The package it installed last (from its MSI log's name, C(<Feature>_<Architecture>_<n>.log)).
+      type: str
+    last_line:
+      description: The last line of Detail.txt, without its thread and time stamp.
+      type: str
+    log_folder:
+      description: The run's log folder on the host.
+      type: str
+stalls:
+  description:
+    - Each possible hang called out while setup ran (see O(stall_warning)), as the warning said it.
+  returned: when setup ran
+  type: list
+  elements: str
 reconnects:
   description: Polls that could not reach the host and were tried again.
   returned: when setup ran

@@ -9,12 +9,14 @@ see it running, then ended.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 from conftest import play, services
 
 from twin.host import media_setup_exe
+from twin.winrm.server import Latency
 
 HOST = "site01"
 MEDIA = r"C:\SQLMedia\SQL2019"
@@ -212,3 +214,69 @@ def test_a_connection_lost_as_setup_starts_is_picked_up_by_the_next_run(make_fle
     assert again["resumed"] is True and again["outcome"] == "success"
     assert len(host.sql.runs) == 1 and version(host) == "15.0.2000.5"
     assert any("waits for it instead of starting another" in w for w in again.get("warnings", []))
+
+
+def minutes_per_poll(runner: Any, seconds: float = 10.0) -> None:
+    """Each WinRM command costs `seconds` of the host's clock (the twin's latency model on its own clock): a setup
+    of minutes in a few polls, without the test waiting for them."""
+    for listener in runner.fleet.listeners.values():
+        listener.endpoint.latency = Latency(per_command=seconds, clock="twin")
+
+
+PROGRESS = re.compile(r"^site01: sql_setup: (?P<since>\S+) since setup started(?P<rest>.*)$", re.MULTILINE)
+
+
+def test_each_poll_prints_where_setup_is_from_its_own_logs(make_fleet: Any) -> None:
+    """The operator's view of a long setup: one line per poll, naming the host, the time since setup started, the
+    action and package setup's Detail.txt and MSI logs show, and the last line; then setup's own duration."""
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    stage(host, seconds=240)
+    minutes_per_poll(runner)
+    run = runner.playbook(RUN + setup_task())
+    res = run.result(HOST)
+    assert not res.get("failed"), res.get("msg")
+    lines = list(PROGRESS.finditer(run.proc.stdout))
+    assert len(lines) == res["polls"] >= 5, run.proc.stdout[-3000:]
+    # The phase moves from poll to poll: setup's packages one after the other, each read from its MSI log's name.
+    packages = re.findall(r"package (\w+)", run.proc.stdout)
+    assert {"sql_common_core", "sql_engine_core_shared", "sql_engine_core_inst"} <= set(packages)
+    assert packages.index("sql_common_core") < packages.index("sql_engine_core_inst")
+    assert any("running Install_sql_engine_core_shared_Cpu64_Action" in m.group("rest") for m in lines)
+    assert all("\n" not in m.group(0) and len(m.group(0)) <= 240 for m in lines)
+    assert 'last: "' in run.proc.stdout
+    assert "site01: sql_setup: setup started as process" in run.proc.stdout
+    ended = re.search(r"site01: sql_setup: setup ended after (\S+) with exit code 0", run.proc.stdout)
+    assert ended is not None and res["setup_seconds"] >= 120
+    assert res["progress"]["feature"] == "sql_engine_core_inst" and res["progress"]["log_folder"].startswith(
+        r"C:\Program Files\Microsoft SQL Server\150\Setup Bootstrap\Log" + "\\")
+    assert res["stalls"] == []
+
+
+def test_a_setup_whose_logs_stop_moving_is_called_out_and_left_running(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    stage(host, seconds=60)
+    host.faults.update({"setup": {"stall_seconds": 90}})
+    minutes_per_poll(runner)
+    run = runner.playbook(RUN + setup_task(stall_warning=40))
+    res = run.result(HOST)
+    assert not res.get("failed"), res.get("msg")
+    assert res["outcome"] == "success" and version(host) == "15.0.2000.5"  # warned, never killed
+    assert res["stalls"] and all("setup may hang" in s for s in res["stalls"])
+    assert "package sql_engine_core_inst" in res["stalls"][0] and "Detail.txt" in res["stalls"][0]
+    # Printed as it happened (Ansible holds a task's own warnings until the task ends), and kept with the result.
+    assert run.proc.stderr.count("[WARNING]: site01: sql_setup: setup may hang") == len(res["stalls"])
+    assert sum("setup may hang" in w for w in res["warnings"]) == len(res["stalls"])
+    assert "logs quiet for" in run.proc.stdout
+
+
+def test_a_stall_warning_of_zero_never_warns(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    stage(host, seconds=60)
+    host.faults.update({"setup": {"stall_seconds": 90}})
+    minutes_per_poll(runner)
+    res = runner.playbook(RUN + setup_task(stall_warning=0)).result(HOST)
+    assert not res.get("failed"), res.get("msg")
+    assert res["stalls"] == []

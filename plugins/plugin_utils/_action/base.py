@@ -25,8 +25,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible import constants as C
 from ansible.errors import AnsibleConnectionFailure
 from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
 
 from .._window import journal as jr
 from .._window.facts import ServiceFact, facts_from_gather
@@ -36,8 +38,10 @@ from .._window.run import Caller, RunDecision, caller, decide_run, lease_expired
 from .._window.verify import broken_promises
 from .checks import validate
 from .errors import PlanError
+from .progress import one_line
 
 COLLECTION = "configmgr.sql_upgrade"
+display = Display()
 
 
 class Failed(Exception):
@@ -69,6 +73,19 @@ class Call:
         name = f"{COLLECTION}.{module or self.module}"
         return self.execute(module_name=name, module_args={**args, "_phase": phase, **internal},
                             task_vars=dict(self.task_vars))
+
+    def say(self, text: str) -> None:
+        """A progress line of a long wait, printed as it happens through Ansible's Display (a worker's display
+        goes to the controller's main process at once: ansible-playbook, ansible-runner and AWX show it live). One
+        line, the host and the module first."""
+        display.display(one_line(f"{self.host}: {self.module}: {text}"))
+
+    def warn_now(self, text: str) -> None:
+        """A warning printed at once, on stderr like Ansible's own (Ansible holds a task's warnings until the task
+        ends), and kept for the result's warnings."""
+        line = one_line(f"{self.host}: {self.module}: {text}", 480)
+        display.display(f"[WARNING]: {line}", color=C.COLOR_WARN, stderr=True)
+        self.warnings.append(line)
 
 
 def host_warnings(host: str, warnings: list[Any]) -> list[str]:

@@ -193,7 +193,8 @@ def _setup(p: dict[str, Any]) -> dict[str, Any]:
             "target_version": None if p["target_version"] is None else _version("target_version", p["target_version"]),
             "extra_args": su.validate_extra_args(p["extra_args"]),
             "wait_timeout": _range("wait_timeout", p["wait_timeout"], 0, 259200),
-            "poll_interval": _range("poll_interval", p["poll_interval"], 1, 3600)}
+            "poll_interval": _range("poll_interval", p["poll_interval"], 1, 3600),
+            "stall_warning": _range("stall_warning", p["stall_warning"], 0, 86400)}
 
 
 #: module short name -> its checks beyond the spec (every module of SPECS has one).

@@ -131,6 +131,7 @@ SPECS: dict[str, dict[str, Any]] = {
             "state": {"type": "str", "default": "upgraded", "choices": ["upgraded", "verified"]},
             "wait_timeout": {"type": "int", "default": 14400},
             "poll_interval": {"type": "int", "default": 30},
+            "stall_warning": {"type": "int", "default": 1800},
             **_LOGIN,
             **_RUN,
         },

@@ -208,6 +208,15 @@ RESULTS: dict[str, dict[str, dict[str, Any]]] = {
             **_SETUP_STATE,
             "watchdog": _WATCHDOG,
             "summary_text": _entry("Summary.txt, once setup has ended.", "always", "str"),
+            "progress": _entry("Setup's own log folder of this run (Setup Bootstrap\\Log\\<YYYYMMDD_HHMMSS>), null "
+                               "until setup has made it.", "always", "dict", contains={
+                                   "folder": {"description": "The run's log folder.", **_STR},
+                                   "detail_length": {"description": "Detail.txt's size in bytes.", "type": "int"},
+                                   "detail_written": {"description": "Detail.txt's last write, UTC.", **_STR},
+                                   "detail_tail": {"description": "Detail.txt's last 4 KB from a whole line.", **_STR},
+                                   "log_name": {"description": "The newest MSI log of the folder (*.log).", **_STR},
+                                   "log_length": {"description": "Its size in bytes.", "type": "int"},
+                                   "log_written": {"description": "Its last write, UTC.", **_STR}}),
         },
         "finish": {
             **_SETUP_STATE,

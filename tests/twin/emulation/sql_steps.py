@@ -8,6 +8,7 @@ time the Task Scheduler looks at it, so that the controller's polls see it runni
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 import re
@@ -336,16 +337,24 @@ def run_setup_task(host: Host, trigger: str) -> bool:
         host.sql.active_setup = (steps, pid, host.clock.now() + seconds)
         return False
     steps, pid, wake = host.sql.active_setup
-    if host.clock.now() < wake:
-        return False
-    state = json.loads(host.fs.read(_state_path(host)).decode("utf-8"))
-    try:
-        next(steps)
-    except StopIteration as done:
-        host.sql.active_setup = None
-        _end_setup(host, pid, state, int(done.value))
-        return True
-    raise Unmodelled("setup took more steps than modelled")
+    # Each look of the Task Scheduler runs every part of setup whose time has come (a slow poll sees several).
+    log = host.sql.runs[-1].log if host.sql.runs else None
+    while host.clock.now() >= wake:
+        if log is not None:
+            log.lag = host.clock.now() - wake  # what this part writes, it wrote when it was due
+        try:
+            seconds = next(steps)
+        except StopIteration as done:
+            host.sql.active_setup = None
+            state = json.loads(host.fs.read(_state_path(host)).decode("utf-8"))
+            _end_setup(host, pid, state, int(done.value))
+            return True
+        finally:
+            if log is not None:
+                log.lag = 0.0
+        wake += seconds
+        host.sql.active_setup = (steps, pid, wake)
+    return False
 
 
 def _end_setup(host: Host, pid: int, state: dict[str, Any], code: int) -> None:
@@ -367,6 +376,58 @@ def setup_state(host: Host) -> dict[str, Any]:
         out["run_state"]["process_id"] = int(read.get("process_id") or 0)
         if out["run_state"]["process_id"] > 0 and read.get("exit_code") is None:
             out["process_alive"] = host.processes.get(out["run_state"]["process_id"]) is not None
+    return out
+
+
+TAIL_BYTES = 4096
+LOG_FOLDER = re.compile(r"^\d{8}_\d{6}$")
+
+
+def _utc(when: float) -> str:
+    return _dt.datetime.fromtimestamp(when, tz=_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def read_log_tail(data: bytes, size: int = TAIL_BYTES) -> str:
+    """Read-LogTail: the last `size` bytes from the first whole line; UTF-16 after an FF FE mark, else UTF-8."""
+    start = max(0, len(data) - size)
+    encoding = "utf-8"
+    if data[:2] == b"\xff\xfe":
+        encoding = "utf-16-le"
+        start += start % 2  # UTF-16 code units start at even offsets
+    text = data[start:].decode(encoding, errors="replace").lstrip("\ufeff")
+    if start > 0:
+        cut = text.find("\n")
+        text = text[cut + 1:] if cut >= 0 else ""
+    return text
+
+
+def setup_progress(host: Host, version: str | None, run_state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Get-SetupProgress: the newest run folder of Setup Bootstrap\\Log created since setup started (less two
+    minutes), its Detail.txt and its newest MSI log. The twin's folder time is its creation time, as CreationTimeUtc."""
+    if not version or not run_state or not run_state.get("started"):
+        return None
+    since = parse_iso(str(run_state["started"])) - 120
+    root = f"C:\\Program Files\\Microsoft SQL Server\\{parse_version(version)[0] * 10}\\Setup Bootstrap\\Log"
+    if not host.fs.is_dir(root):
+        return None
+    folders = [(host.fs.stat(f"{root}\\{name}")["mtime"], name) for name in host.fs.listdir(root)
+               if LOG_FOLDER.fullmatch(name) and host.fs.is_dir(f"{root}\\{name}")]
+    folders = [f for f in folders if f[0] >= since]
+    if not folders:
+        return None
+    folder = f"{root}\\{max(folders)[1]}"
+    out: dict[str, Any] = {"folder": folder, "detail_length": 0, "detail_written": None, "detail_tail": "",
+                           "log_name": None, "log_length": 0, "log_written": None}
+    detail = f"{folder}\\Detail.txt"
+    if host.fs.exists(detail):
+        data = host.fs.read(detail)
+        out.update(detail_length=len(data), detail_tail=read_log_tail(data),
+                   detail_written=_utc(host.fs.stat(detail)["mtime"]))
+    logs = [(host.fs.stat(f"{folder}\\{name}")["mtime"], name) for name in host.fs.listdir(folder)
+            if name.lower().endswith(".log") and not host.fs.is_dir(f"{folder}\\{name}")]
+    if logs:
+        written, name = max(logs)
+        out.update(log_name=name, log_length=host.fs.stat(f"{folder}\\{name}")["size"], log_written=_utc(written))
     return out
 
 
@@ -462,6 +523,7 @@ def sql_setup(ctx: ModuleContext) -> dict[str, Any]:
         found = gather_lease(ctx)
         result["watchdog"] = found
         result.update(setup_state(host))
+        result["progress"] = setup_progress(host, media_facts(host, media)["setup_version"], result["run_state"])
         result["summary_text"] = None
         if result["run_state"] is not None and result["run_state"]["ended"] is not None:
             result["summary_text"] = summary_text(host, media_facts(host, media)["setup_version"])

@@ -80,6 +80,9 @@ class Faults:
     # network blinks mid-task): the host is changed, the controller never hears how. Once; later requests work.
     lose_output_of_command: int | None = None
     setup_exit_code: int | None = None
+    # Setup's engine package writes nothing (Detail.txt, its MSI log) for this many seconds, then goes on: a hang
+    # that ends (an MSI waiting on a file in use). Setup is never killed for it.
+    setup_stall_seconds: int | None = None
     reboot_hang: bool = False
     unreachable: bool = False
     disk_full: bool = False  # every file write fails with ERROR_DISK_FULL (112)
@@ -116,6 +119,8 @@ class Faults:
             self.lose_output_of_command = parsed.lose_output_of_command
         if parsed.setup_exit_code is not None:
             self.setup_exit_code = parsed.setup_exit_code
+        if parsed.setup_stall_seconds is not None:
+            self.setup_stall_seconds = parsed.setup_stall_seconds
         self.events.extend(parsed.events)
         self.at_module.extend(parsed.at_module)
         self.disk_full = self.disk_full or parsed.disk_full
@@ -129,7 +134,7 @@ class Faults:
                          for k, v in sorted(self.services.items())},
             "connection": {"drop_after_commands": self.drop_after_commands,
                            "lose_output_of_command": self.lose_output_of_command},
-            "setup": {"exit_code": self.setup_exit_code},
+            "setup": {"exit_code": self.setup_exit_code, "stall_seconds": self.setup_stall_seconds},
             "reboot": {"hang": self.reboot_hang},
             "unreachable": self.unreachable,
             "events": [e.as_dict() for e in self.events],
@@ -184,11 +189,16 @@ def parse_faults(section: Any, path: str = "faults", service_names: set[str] | N
             )
     if "setup" in data:
         setup = expect_map(data["setup"], f"{path}.setup")
-        expect_keys(setup, ("exit_code",), f"{path}.setup")
-        code = expect_int(setup.get("exit_code"), f"{path}.setup.exit_code")
-        if code in (0, 3010):
-            raise ScenarioError(f"{path}.setup.exit_code", f"{code} is a success code, not a fault")
-        faults.setup_exit_code = code
+        expect_keys(setup, ("exit_code", "stall_seconds"), f"{path}.setup")
+        if not setup:
+            raise ScenarioError(f"{path}.setup", "give exit_code or stall_seconds")
+        if "exit_code" in setup:
+            code = expect_int(setup.get("exit_code"), f"{path}.setup.exit_code")
+            if code in (0, 3010):
+                raise ScenarioError(f"{path}.setup.exit_code", f"{code} is a success code, not a fault")
+            faults.setup_exit_code = code
+        if "stall_seconds" in setup:
+            faults.setup_stall_seconds = expect_int(setup["stall_seconds"], f"{path}.setup.stall_seconds", minimum=1)
     if "reboot" in data:
         reboot = expect_map(data["reboot"], f"{path}.reboot")
         expect_keys(reboot, ("hang",), f"{path}.reboot")

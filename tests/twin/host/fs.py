@@ -100,7 +100,9 @@ class FileSystem:
         for item in reversed(chain):
             self._entries[item.lower()] = Entry(item, True, b"", self._clock.now())
 
-    def write(self, path: str, data: bytes, version: dict[str, str] | None = None) -> None:
+    def write(self, path: str, data: bytes, version: dict[str, str] | None = None, mtime: float | None = None) -> None:
+        """mtime: when the write happened, for a process whose writes the model runs late (setup's parts run when
+        the Task Scheduler looks, stamped with the time each part was due); never later than the clock."""
         if self.is_full():
             # WriteFile on a full volume: ERROR_DISK_FULL (112), "There is not enough space on the disk."
             raise WindowsError_(112, path)
@@ -119,7 +121,8 @@ class FileSystem:
         display = existing.path if existing is not None else norm
         # Overwriting a file keeps its security descriptor (so does File.Replace for the destination's DACL).
         security = existing.security if existing is not None else None
-        self._entries[norm.lower()] = Entry(display, False, bytes(data), self._clock.now(), version, security)
+        when = self._clock.now() if mtime is None else min(mtime, self._clock.now())
+        self._entries[norm.lower()] = Entry(display, False, bytes(data), when, version, security)
 
     def used_bytes(self, drive: str) -> int:
         prefix = drive.rstrip(":\\").lower() + ":\\"

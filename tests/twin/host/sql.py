@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import to_datetime
 from .errors import ScenarioError, Unmodelled, WindowsError_
+from .setup_log import ARCHITECTURE, UPGRADE_FEATURES, SetupLog
 
 if TYPE_CHECKING:
     from .host import Host
 
+BACKSLASH = "\\"
 USER_ACCESS = ("MULTI_USER", "SINGLE_USER", "RESTRICTED_USER")
 
 # Setup Bootstrap folder per major version (docs/design.md §6; Microsoft Learn "View and read SQL Server setup
@@ -262,6 +264,7 @@ class SetupRun:
     params: dict[str, Any]
     media: Media | None
     log_folder: str | None = None
+    log: SetupLog | None = None
     rejected_logins: list[str] = field(default_factory=list)
     failed_rules: list[str] = field(default_factory=list)
     # The order of setup runs across every host of this process (a fleet's upgrade order; host clocks differ).
@@ -315,18 +318,17 @@ class SqlServer:
         writes Summary.txt and the run's log folder as real setup does."""
         steps = self.setup_steps(media_dir, params)
         try:
-            seconds = next(steps)
-            self._host.tick(seconds)
-            next(steps)
+            while True:
+                self._host.tick(next(steps))
         except StopIteration as done:
             return int(done.value)
-        raise Unmodelled("setup took more steps than modelled")
 
     def setup_steps(self, media_dir: str, params: dict[str, Any]) -> Generator[float, None, int]:
         """Setup as a process that takes time: runs its rules (a failed rule ends it at once), stops the instance,
-        then yields the seconds its file copy takes (the caller lets that time pass: run_setup at once, the setup
-        task of sql_setup on the host's clock) and finishes with the single-user script upgrade. Its return value is
-        the exit code."""
+        then installs its packages one by one, yielding the seconds each part takes (the caller lets that time pass:
+        run_setup at once, the setup task of sql_setup on the host's clock), and finishes with the single-user script
+        upgrade. It writes its log folder as it goes (setup_log.py: Detail.txt action by action, one MSI log per
+        package). Its return value is the exit code."""
         host = self._host
         fs = host.fs
         setup_exe = media_dir.rstrip("\\/") + "\\setup.exe"
@@ -340,10 +342,18 @@ class SqlServer:
         started = host.clock.now()
         norm = normalize_params(params)
         run = SetupRun(EXIT_OK, "", None, started, started, norm, media)
+        run.log = log = SetupLog(host, self._log_root(media), started)
+        log.line("Log provider 'Microsoft.SqlServer.Chainer.Infrastructure.LogProviderFile' has been registered")
+        shown = " ".join(f"/{k}={'*****' if k == 'PID' else v}" if v is not True else f"/{k}" for k, v in norm.items())
+        log.line(f"Setup launched with the following command line: {shown}")
         self.runs.append(run)
+        log.running("ValidateChainerSetting")
         problem = validate_upgrade_params(norm)
         if problem is not None:
+            log.completed("ValidateChainerSetting", ok=False)
             return self._finish(run, EXIT_BAD_COMMAND_LINE, problem, None, media)
+        log.completed("ValidateChainerSetting")
+        log.running("RunGlobalRules")
         try:
             inst = self.instance(str(norm["INSTANCENAME"]))
         except KeyError:
@@ -396,8 +406,10 @@ class SqlServer:
                 inst,
                 media,
             )
+        log.completed("RunGlobalRules")
         # Setup stops the instance (and the Agent, which depends on it), replaces the binaries, then
         # starts the engine in single-user mode to run the upgrade scripts.
+        log.running("StopSqlServerServices")
         agent_was_running = (
             bool(inst.agent_service_name) and host.scm.get(inst.agent_service_name or "").state == "running"
         )
@@ -409,7 +421,27 @@ class SqlServer:
                 return self._finish(
                     run, EXIT_RECOVERY_HANDLE, f"The service {inst.service_name} did not stop.", inst, media
                 )
-        yield media.setup_seconds / 2  # file copy; meanwhile live clients retry their connections
+        log.completed("StopSqlServerServices")
+        # The packages, one after the other (half of SetupSeconds in all); meanwhile live clients retry their
+        # connections. Fault setup.stall_seconds: the engine's package stops writing anything for that long (an MSI
+        # waiting on a file in use, a custom action that hangs), then goes on.
+        share = media.setup_seconds / 2 / len(UPGRADE_FEATURES)
+        for feature in UPGRADE_FEATURES:
+            action = f"Install_{feature}_{ARCHITECTURE}_Action"
+            log.running(action)
+            package = f"{media_dir.rstrip(BACKSLASH)}\\x64\\setup\\{feature}_msi\\{feature}.msi"
+            log.line(f'Target package: "{package}"')
+            log.feature(feature, f"Product: {feature} -- Installation started.")
+            yield share / 2
+            log.feature(feature, "Executing op: ProgressTotal(Total=4,Type=1,ByteEquivalent=24000)")
+            if feature == UPGRADE_FEATURES[-1] and host.faults.setup_stall_seconds:
+                yield float(host.faults.setup_stall_seconds)
+            yield share / 2
+            log.feature(feature, f"Product: {feature} -- Installation completed successfully.")
+            log.line(f"MSI returned 0 for {feature}_{ARCHITECTURE}_1.log")
+            log.completed(action)
+        configure = f"SqlEngineConfigAction_upgrade_configrc_{ARCHITECTURE}"
+        log.running(configure)
         host.scm.start(inst.service_name)
         inst.single_user = True
         login = "NT AUTHORITY\\SYSTEM"
@@ -489,23 +521,33 @@ class SqlServer:
         text = old + "".join(f"{stamp} spid{7 + i}s     {line}\r\n" for i, line in enumerate(lines))
         fs.write(path, text.encode("utf-16-le"))
 
+    @staticmethod
+    def _log_root(media: Media) -> str:
+        major = parse_version(media.product_version)[0]
+        nnn = BOOTSTRAP_FOLDER.get(major)
+        if nnn is None:
+            raise Unmodelled(f"SQL Server major version {major} (known: {sorted(BOOTSTRAP_FOLDER)})")
+        return f"C:\\Program Files\\Microsoft SQL Server\\{nnn}\\Setup Bootstrap\\Log"
+
     def _finish(self, run: SetupRun, code: int, message: str, inst: SqlInstance | None, media: Media) -> int:
         host = self._host
         run.exit_code = code
         run.message = message
         run.ended = host.clock.now()
-        major = parse_version(media.product_version)[0]
-        nnn = BOOTSTRAP_FOLDER.get(major)
-        if nnn is None:
-            raise Unmodelled(f"SQL Server major version {major} (known: {sorted(BOOTSTRAP_FOLDER)})")
-        log_root = f"C:\\Program Files\\Microsoft SQL Server\\{nnn}\\Setup Bootstrap\\Log"
-        stamp = to_datetime(run.started).strftime("%Y%m%d_%H%M%S")
-        folder = f"{log_root}\\{stamp}"
-        host.fs.mkdir(folder)
+        log_root = self._log_root(media)
+        log = run.log if run.log is not None else SetupLog(host, log_root, run.started)
+        folder = log.folder
+        stamp = folder.rsplit("\\", 1)[1]
+        if code not in (EXIT_OK, EXIT_REBOOT_REQUIRED):
+            # Detail.txt: "If an error occurs during the Setup process, the exception or error is logged at the end".
+            log.line("Exception type: Microsoft.SqlServer.Chainer.Infrastructure.ChainerInfrastructureException")
+            log.line(f"    Message: {message}")
+        for text in run.rejected_logins:
+            log.line(f"Rejected login: {text}", component="SQLEngine")
+        log.closed(code)
         summary = render_summary(run, inst, media, host.computer_name)
         host.fs.write(f"{log_root}\\Summary.txt", summary.encode("utf-8"))
         host.fs.write(f"{folder}\\Summary_{host.computer_name}_{stamp}.txt", summary.encode("utf-8"))
-        host.fs.write(f"{folder}\\Detail.txt", render_detail(run).encode("utf-8"))
         host.fs.write(f"{folder}\\ConfigurationFile.ini", render_configuration(run).encode("utf-8"))
         run.log_folder = folder
         return code
@@ -641,12 +683,6 @@ def render_summary(run: SetupRun, inst: SqlInstance | None, media: Media, comput
     lines += ["", "Rules with failures or warnings:", ""]
     lines += [f"  Rule \"{name}\": Failed" for name in run.failed_rules]
     return "\r\n".join(lines) + "\r\n"
-
-
-def render_detail(run: SetupRun) -> str:
-    out = [f"(01) Setup run: exit code {run.exit_code}", f"(01) {run.message}"]
-    out += [f"(01) Rejected login: {text}" for text in run.rejected_logins]
-    return "\r\n".join(out) + "\r\n"
 
 
 def render_configuration(run: SetupRun) -> str:

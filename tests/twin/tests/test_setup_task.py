@@ -145,3 +145,62 @@ def test_disk_space_moves_and_iso_images() -> None:
     assert read_iso(image, "i") == {"setup.exe": b"1", "x64\\DefaultSetup.ini": b"2"}
     with pytest.raises(Unmodelled):
         read_iso(b"MZ", "real.iso")
+
+
+DETAIL_FORM = r"^\(\d\d\) \d{4}-\d\d-\d\d \d\d:\d\d:\d\d (Slp|SQLEngine): .+$"
+
+
+def test_setup_writes_its_log_folder_as_it_goes() -> None:
+    """Microsoft Learn, "View and read SQL Server Setup log files": a folder per run, Detail.txt action by action,
+    one MSI log per package while it installs; Summary.txt at the end."""
+    import re
+
+    from twin.emulation.sql_steps import setup_progress
+    host = load_host()
+    start(host, seconds=60)
+    run = host.sql.runs[-1]
+    assert run.log is not None
+    folder = run.log.folder
+    assert re.fullmatch(r".*\\150\\Setup Bootstrap\\Log\\\d{8}_\d{6}", folder)
+    seen = []
+    for _ in range(40):
+        host.tick(1)
+        host.tasks.run_due()
+        found = setup_progress(host, "15.0.2000.5", setup_state(host)["run_state"])
+        if found and found["log_name"] and found["log_name"] not in seen:
+            seen.append(found["log_name"])
+    assert seen == ["sql_common_core_Cpu64_1.log", "sql_engine_core_shared_Cpu64_1.log",
+                    "sql_engine_core_inst_Cpu64_1.log"]
+    text = host.fs.read(folder + r"\Detail.txt").decode()
+    lines = text.strip().split("\r\n")
+    assert all(re.match(DETAIL_FORM, line) for line in lines), [x for x in lines if not re.match(DETAIL_FORM, x)]
+    assert lines[-1].endswith("Setup closed with exit code: 0x00000000")
+    running = [line.split("Running Action: ")[1] for line in lines if "Running Action: " in line]
+    completed = [line.split("Completed Action: ")[1].split(",")[0] for line in lines if "Completed Action: " in line]
+    assert running == completed and "Install_sql_engine_core_inst_Cpu64_Action" in running
+    assert not any("ABCDE-FGHIJ" in line for line in lines)  # setup masks the product key in its own log
+    assert host.fs.exists(folder + r"\Summary_" + host.computer_name + "_" + folder.rsplit("\\", 1)[1] + ".txt")
+
+
+def test_a_stalled_setup_writes_nothing_for_its_stall_then_goes_on() -> None:
+    host = load_host()
+    host.faults.update({"setup": {"stall_seconds": 100}})
+    start(host, seconds=12)
+    detail = host.sql.runs[-1].log.folder + r"\Detail.txt"
+    sizes = []
+    for _ in range(130):
+        host.tick(1)
+        host.tasks.run_due()
+        sizes.append(len(host.fs.read(detail)))
+    assert max(len([s for s in sizes if s == size]) for size in set(sizes)) >= 95  # one long quiet spell
+    assert setup_state(host)["run_state"]["exit_code"] == 0
+
+
+def test_the_log_tail_starts_at_a_whole_line_in_utf8_and_utf16() -> None:
+    from twin.emulation.sql_steps import read_log_tail
+    text = "".join(f"(01) line {i}\r\n" for i in range(1000))
+    tail = read_log_tail(text.encode("utf-8"), 100)
+    assert tail.startswith("(01) line ") and tail.endswith("line 999\r\n")
+    wide = read_log_tail(b"\xff\xfe" + text.encode("utf-16-le"), 101)
+    assert wide.startswith("(01) line ") and wide.endswith("line 999\r\n")
+    assert read_log_tail(b"\xef\xbb\xbfshort\r\n") == "short\r\n"
