@@ -127,7 +127,19 @@ Function Invoke-PlanLocked {
 
     # Only win_service_quiesce has the option; the other executors' Params have no such key.
     $endHung = $Module.Params.ContainsKey('end_hung_services') -and [bool]$Module.Params['end_hung_services']
-    foreach ($op in $Module.Params._plan) {
+    # Slices (docs/progress.md): a stop still pending after _slice seconds returns as Result.pending, so the
+    # controller can print how long it has waited; its next call resumes the plan at that operation (_resume_at,
+    # the wait so far in _waited). A WinRM command's output reaches the controller only when the command ends.
+    $plan = @($Module.Params._plan)
+    $resumeAt = [int]$Module.Params._resume_at
+    if ($resumeAt -lt 0 -or $resumeAt -gt $plan.Count) {
+        $Module.FailJson("_resume_at $resumeAt is outside the plan of $($plan.Count) operations; nothing was changed")
+    }
+    for ($index = $resumeAt; $index -lt $plan.Count; $index++) {
+        $op = $plan[$index]
+        # The slice travels with the operation for its handler (Invoke-StopOp), and leaves it afterwards.
+        $op['_slice'] = [int]$Module.Params._slice
+        $op['_waited'] = if ($index -eq $resumeAt) { [int]$Module.Params._waited } else { 0 }
         try {
             Invoke-ServiceOp -Op $op -TimeoutSeconds $Module.Params.timeout -EndHung:$endHung
         }
@@ -155,6 +167,22 @@ Function Invoke-PlanLocked {
             }
             continue
         }
+        finally {
+            $waited = [int]$op['_waited']
+            $null = $op.Remove('_slice')
+            $null = $op.Remove('_waited')
+        }
+        if ($op['result'] -eq 'stopping') {
+            # Still stopping at the end of the slice: the journal keeps every record (_journal_after unwritten)
+            # until the plan has run to its end. The caller is alive: its lease is renewed.
+            $Module.Result.pending = @{ index = $index; op = [string]$op.op; name = [string]$op.name; waited = $waited
+                timeout = [int]$Module.Params.timeout; state = (Get-ServiceState -Names @([string]$op.name))[0].state }
+            $renew = Get-Command -Name 'Get-RenewedLease' -CommandType Function -ErrorAction SilentlyContinue
+            if ($null -ne $renew) {
+                $null = & $renew -JournalPath $JournalPath
+            }
+            return
+        }
         $applied.Add($op)
         # An operation that found the decided state already there changed nothing (see ops.py NO_CHANGE_RESULTS).
         if (@('already_stopped', 'already_running', 'unchanged', 'gone') -notcontains $op['result']) {
@@ -166,7 +194,7 @@ Function Invoke-PlanLocked {
         # A restore that could not do everything: every failure is listed, the journal keeps every record.
         $Module.Result.failures = $failures
         $list = ($failures | ForEach-Object -Process { $_.msg }) -join '; '
-        $total = @($Module.Params._plan).Count
+        $total = $plan.Count
         $Module.FailJson("$($failures.Count) of $total operations failed: $list. The host is still in the " +
             "window: the journal $JournalPath keeps every record. " + ($FailureHint -f $failures[0].name))
     }
@@ -185,7 +213,7 @@ Function Invoke-PlanLocked {
     # Verification: a fresh read of every service the plan acted on; the controller compares it with what
     # the plan promised and fails naming what does not hold.
     $serviceOps = @('set_mode', 'stop', 'start', 'expect_stopped')
-    $names = @($Module.Params._plan | Where-Object -FilterScript { $serviceOps -contains $_.op } |
+    $names = @($plan | Where-Object -FilterScript { $serviceOps -contains $_.op } |
             ForEach-Object -Process { [string]$_.name } | Select-Object -Unique)
     $Module.Result.after = Get-ServiceState -Names $names
     # The firewall's read-back (firewall_after) is net_isolate's own, after this returns: only it loads _Firewall.

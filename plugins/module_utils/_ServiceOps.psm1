@@ -39,13 +39,19 @@ Function Stop-PlannedService {
     [OutputType([string])]
     param (
         [Parameter(Mandatory = $true)][string]$Name,
-        [Parameter(Mandatory = $true)][int]$TimeoutSeconds
+        [Parameter(Mandatory = $true)][int]$TimeoutSeconds,
+        # A resumed stop: the control was sent by an earlier slice, WaitedSeconds of the timeout are spent.
+        [int]$WaitedSeconds = 0,
+        # Return 'stopping' when the service is still stopping after this many seconds (0: wait to the timeout).
+        [int]$SliceSeconds = 0
     )
     $status = [System.ServiceProcess.ServiceControllerStatus]
     $controller = New-Object -TypeName System.ServiceProcess.ServiceController -ArgumentList $Name
     try {
-        $deadline = [System.DateTime]::UtcNow.AddSeconds($TimeoutSeconds)
-        $sent = $false
+        $begun = [System.DateTime]::UtcNow
+        $deadline = $begun.AddSeconds([System.Math]::Max(0, $TimeoutSeconds - $WaitedSeconds))
+        $sliceEnd = if ($SliceSeconds -gt 0) { $begun.AddSeconds($SliceSeconds) } else { [System.DateTime]::MaxValue }
+        $sent = $WaitedSeconds -gt 0
         while ($true) {
             $now = Get-FreshStatus -Controller $controller
             if ($now -eq $status::Stopped) {
@@ -54,6 +60,9 @@ Function Stop-PlannedService {
             }
             if ([System.DateTime]::UtcNow -gt $deadline) {
                 throw "service $Name did not stop within $TimeoutSeconds seconds (state: $now)"
+            }
+            if ($sent -and [System.DateTime]::UtcNow -gt $sliceEnd) {
+                return 'stopping'
             }
             $settled = @($status::Running, $status::Paused) -contains $now
             if ($settled -and -not $sent) {
@@ -260,8 +269,13 @@ Function Invoke-StopOp {
         [switch]$EndHung
     )
     $name = [string]$Op['name']
+    $waited = if ($Op.ContainsKey('_waited')) { [int]$Op['_waited'] } else { 0 }
+    $slice = if ($Op.ContainsKey('_slice')) { [int]$Op['_slice'] } else { 0 }
+    $begun = [System.DateTime]::UtcNow
     try {
-        $Op['result'] = Stop-PlannedService -Name $name -TimeoutSeconds $TimeoutSeconds
+        $Op['result'] = Stop-PlannedService -Name $name -TimeoutSeconds $TimeoutSeconds -WaitedSeconds $waited -SliceSeconds $slice
+        # The whole wait so far, for a stop that goes on in the next slice.
+        $Op['_waited'] = $waited + [int]([System.DateTime]::UtcNow - $begun).TotalSeconds
     }
     catch {
         $stopError = $_

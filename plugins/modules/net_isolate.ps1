@@ -56,6 +56,9 @@ $spec = @{
         _journal_after = @{ type = 'str' }
         _journal_expected = @{ type = 'str'; default = '' }
         _continue_on_error = @{ type = 'bool'; default = $false }
+        _slice = @{ type = 'int'; default = 0 }
+        _resume_at = @{ type = 'int'; default = 0 }
+        _waited = @{ type = 'int'; default = 0 }
     }
     supports_check_mode = $true
 }

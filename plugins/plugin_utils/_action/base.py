@@ -38,10 +38,13 @@ from .._window.run import Caller, RunDecision, caller, decide_run, lease_expired
 from .._window.verify import broken_promises
 from .checks import validate
 from .errors import PlanError
-from .progress import one_line
+from .progress import duration, one_line
 
 COLLECTION = "configmgr.sql_upgrade"
 display = Display()
+#: How long one apply command may wait on a stop before it returns to print the wait (docs/progress.md): a WinRM
+#: command's output reaches the controller only when it ends, so a wait speaks once per slice.
+SLICE_SECONDS = 30
 
 
 class Failed(Exception):
@@ -304,12 +307,7 @@ class JournalAction(ExecutorAction):
     def _apply(self, result: dict[str, Any], opts: dict[str, Any], planned: Planned, window: Window) -> dict[str, Any]:
         call = window.call
         try:
-            applied = call.executor(
-                "apply", opts, _plan=planned.ops, _journal_before=planned.journal_before,
-                _journal_after=planned.journal_after, _continue_on_error=planned.continue_on_error,
-                # Compare-and-swap: the executor writes only if the journal is still the text this task read.
-                _journal_expected=jr.text_hash(window.gathered.get("journal_text")),
-            )
+            applied = self._apply_in_slices(opts, planned, window)
         except (AnsibleConnectionFailure, OSError) as exc:
             # The apply may have run in part (or whole) with its answer lost (pywinrm lets requests'
             # ConnectionError, an OSError, through): say what that means for the host. A failed result, not an
@@ -345,6 +343,37 @@ class JournalAction(ExecutorAction):
         if result.get("failed"):
             return result
         return self._finish(result, planned, call)
+
+    @staticmethod
+    def _apply_in_slices(opts: dict[str, Any], planned: Planned, window: Window) -> dict[str, Any]:
+        """The apply, in slices of SLICE_SECONDS: a stop still under way when a slice ends comes back as `pending`,
+        its wait is printed (the service, how long, its timeout), and the next call resumes the plan there. The
+        journal is written before the first operation and after the last, as in one call. Returns the last call's
+        result with every slice's applied operations and changed."""
+        call = window.call
+        # Compare-and-swap: the executor writes only if the journal is still the text this task read (after the
+        # first slice: the text that slice wrote).
+        expected = jr.text_hash(window.gathered.get("journal_text"))
+        before = planned.journal_before
+        resume_at, waited = 0, 0
+        done: list[dict[str, Any]] = []
+        changed = False
+        while True:
+            applied = call.executor(
+                "apply", opts, _plan=planned.ops, _journal_before=before, _journal_after=planned.journal_after,
+                _continue_on_error=planned.continue_on_error, _journal_expected=expected, _slice=SLICE_SECONDS,
+                _resume_at=resume_at, _waited=waited)
+            done += list(applied.get("applied") or [])
+            changed = changed or bool(applied.get("changed"))
+            pending = applied.get("pending")
+            if applied.get("failed") or not pending:
+                return {**applied, "applied": done, "changed": changed}
+            call.say(f"waiting for service {pending.get('name')} to stop: {duration(pending.get('waited'))} so far, "
+                     f"timeout {pending.get('timeout')} s ({pending.get('state')})")
+            if before is not None:
+                expected = jr.text_hash(before)
+                before = None
+            resume_at, waited = int(pending["index"]), int(pending.get("waited") or 0)
 
     @staticmethod
     def _finish(result: dict[str, Any], planned: Planned, call: Call) -> dict[str, Any]:

@@ -18,8 +18,10 @@ from typing import Any
 #: Options only the action plugin sets (a task that sets one is refused on the controller).
 INTERNAL_OPTIONS: tuple[str, ...] = (
     "_phase", "_plan", "_journal_before", "_journal_after", "_journal_expected", "_continue_on_error", "_winrm_port",
+    # the apply's slices (docs/progress.md)
+    "_slice", "_resume_at", "_waited",
     # sql_media
-    "_prepare", "_source", "_files", "_file_name", "_space_needed", "_iso", "_marker",
+    "_prepare", "_source", "_files", "_file_name", "_space_needed", "_iso", "_marker", "_resume",
     # sql_setup
     "_instance_id", "_arguments",
 )
@@ -108,6 +110,17 @@ _APPLY = {
                        "which try every operation).", "when operations failed", "list", elements="dict",
                        contains={"op": {"description": "Operation.", **_STR}, "name": {"description": "Service or "
                                  "process.", **_STR}, "msg": {"description": "What failed.", **_STR}}),
+    "pending": _entry(
+        "A stop still under way when the slice (_slice seconds) ended: the plan stopped there, _journal_after is "
+        "unwritten, and the next call resumes at index with _waited.", "when a slice ended with a stop under way",
+        "dict", contains={
+            "index": {"description": "The operation's index in _plan.", "type": "int"},
+            "op": {"description": "Operation (stop).", **_STR},
+            "name": {"description": "Service.", **_STR},
+            "waited": {"description": "Seconds waited for it so far, every slice counted.", "type": "int"},
+            "timeout": {"description": "Its timeout in seconds.", "type": "int"},
+            "state": {"description": "Its state now.", **_STR},
+        }),
 }
 
 #: module → phase → the executor's result keys, in RETURN's shape.
@@ -184,8 +197,16 @@ RESULTS: dict[str, dict[str, dict[str, Any]]] = {
             **_MEDIA_FACTS,
         },
         "stage": {
-            "hashes": _entry("SHA-256 of every file in dest.partial\\files, by relative name.", "always", "dict"),
-            "bytes": _entry("Their total size.", "always", "int"),
+            "hashes": _entry("SHA-256 of every file in dest.partial\\files, by relative name.", "when every byte is in",
+                             "dict"),
+            "bytes": _entry("Their total size.", "when every byte is in", "int"),
+            "pending": _entry("A pull from a URL or a share cut at the end of its slice (_slice seconds); the next "
+                              "call with _resume goes on from the bytes in dest.partial\\files.",
+                              "when the slice ended first", "dict", contains={
+                                  "bytes_done": {"description": "Bytes in dest.partial\\files so far.", "type": "int"},
+                                  "bytes_total": {"description": "Bytes of the whole source.", "type": "int"},
+                                  "bytes_pulled": {"description": "Bytes this call moved.", "type": "int"},
+                                  "seconds": {"description": "Seconds this call pulled.", "type": "int"}}),
             "status_code": _entry("The HTTP status (url, set by ansible.windows' WebRequest util).", "for a url",
                                   "int"),
             "elapsed": _entry("Seconds the download took (WebRequest util).", "for a url", "float"),

@@ -174,14 +174,19 @@ def _end_process(host: Host, op: dict[str, Any], timeout: int) -> str:
     return "ended"
 
 
-def _wait_stopped(host: Host, name: str, timeout: int) -> None:
+def _wait_stopped(host: Host, name: str, timeout: int, waited_before: int = 0, slice_seconds: int = 0) -> float:
+    """Stop-PlannedService's wait for SERVICE_STOPPED: the seconds it waited in this call, or -1 when the slice
+    ended first (the stop goes on; the next call resumes it)."""
     waited = 0.0
     while host.scm.get(name).state != "stopped":
-        if waited >= timeout:
+        if waited >= timeout - waited_before:
             state = host.scm.get(name).state
             raise _OpError(f"service {name} did not stop within {timeout} seconds (state: {_net_status(state)})")
+        if slice_seconds and waited > slice_seconds:
+            return -1.0
         host.tick(POLL_SECONDS)
         waited += POLL_SECONDS
+    return waited
 
 
 def _wait_out_pending(host: Host, svc: Any, timeout: int) -> None:
@@ -219,8 +224,12 @@ def _op_set_mode(host: Host, op: dict[str, Any], timeout: int) -> None:
 def _op_stop(host: Host, op: dict[str, Any], timeout: int, end_hung: bool = False) -> None:
     name = str(op.get("name"))
     svc = host.scm.get(name)  # new ServiceController(name): 1060 if it does not exist
+    waited_before = int(op.get("_waited") or 0)
+    slice_seconds = int(op.get("_slice") or 0)
+    begun = host.clock.now()
     # Act on the state at apply time: stopped now is done; started since the gather is stopped like the others.
-    op["result"] = "already_stopped"
+    # A resumed stop (an earlier slice sent the control) is the plan's own stop, not one found done.
+    op["result"] = "stopped" if waited_before else "already_stopped"
     # Stop-PlannedService waits out a pending start (ControlService would answer 1061) before the stop control.
     _wait_out_pending(host, svc, timeout)
     if svc.state != "stopped":
@@ -236,7 +245,10 @@ def _op_stop(host: Host, op: dict[str, Any], timeout: int, end_hung: bool = Fals
             # Stop-PlannedService: ControlService(SERVICE_CONTROL_STOP), which never stops a dependent.
             host.scm.stop(name, force=False)
         try:
-            _wait_stopped(host, name, timeout)
+            if _wait_stopped(host, name, timeout, waited_before, slice_seconds) < 0:
+                op["result"] = "stopping"
+                op["_waited"] = waited_before + int(host.clock.now() - begun)
+                return
         except _OpError:
             if not end_hung:
                 raise
@@ -426,7 +438,16 @@ def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
     failures: list[dict[str, Any]] = []
     # Invoke-JournaledPlan: only win_service_quiesce has end_hung_services.
     end_hung = bool(params.get("end_hung_services"))
-    for op in params.get("_plan") or []:
+    plan = params.get("_plan") or []
+    resume_at = int(params.get("_resume_at") or 0)
+    if not 0 <= resume_at <= len(plan):
+        raise ModuleFailed(f"_resume_at {resume_at} is outside the plan of {len(plan)} operations; nothing was changed",
+                           **result)
+    for index in range(resume_at, len(plan)):
+        op = plan[index]
+        # Invoke-PlanLocked: the slice travels with the operation for its handler, and leaves it afterwards.
+        op["_slice"] = int(params.get("_slice") or 0)
+        op["_waited"] = int(params.get("_waited") or 0) if index == resume_at else 0
         try:
             run_op(host, op, int(params["timeout"]), end_hung)
         except (WindowsError_, _OpError) as err:
@@ -439,6 +460,18 @@ def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
                 msg = f"{failures[0]['msg']}. The journal {path} holds {fix.format(name=op.get('name'))}"
                 raise ModuleFailed(msg, **result) from err
             continue
+        finally:
+            waited = int(op.pop("_waited", 0))
+            op.pop("_slice", None)
+        if op.get("result") == "stopping":
+            # Still stopping at the end of the slice: _journal_after unwritten; the caller's lease is renewed.
+            result["pending"] = {"index": index, "op": op.get("op"), "name": op.get("name"), "waited": waited,
+                                 "timeout": int(params["timeout"]),
+                                 "state": service_state(host, str(op.get("name")))["state"]}
+            found = watchdog_task(host)  # Get-RenewedLease: renewed unless it has ended
+            if found and not found["expired"]:
+                renew_lease(host)
+            return result
         applied.append(op)
         if op.get("result") not in NO_CHANGE_RESULTS:
             result["changed"] = True

@@ -175,9 +175,15 @@ try {
     }
     $state = (Get-Service -Name $hung).Status
     Test-That 'a stop that times out throws without EndHung and leaves the service StopPending' ($threw -and $state -eq 'StopPending') "threw $threw, $state"
-    $op = @{ op = 'stop'; name = $hung }
-    Invoke-ServiceOp -Op $op -TimeoutSeconds 5 -EndHung
+    # Slices (Invoke-PlanLocked puts _slice and _waited on the operation): a stop still pending when its slice
+    # ends returns 'stopping' with the whole wait so far; the next slice resumes it within the same timeout.
+    $op = @{ op = 'stop'; name = $hung; _slice = 2; _waited = 1 }
+    Invoke-ServiceOp -Op $op -TimeoutSeconds 60
+    Test-That 'a stop still pending at the end of its slice returns stopping with the time waited' ($op['result'] -eq 'stopping' -and [int]$op['_waited'] -ge 3) "$($op['result']), $($op['_waited'])"
+    $op = @{ op = 'stop'; name = $hung; _slice = 30; _waited = 55 }
+    Invoke-ServiceOp -Op $op -TimeoutSeconds 60 -EndHung
     $state = (Get-Service -Name $hung).Status
+    # 55 of 60 s were spent in earlier slices: the timeout falls within this slice, and EndHung acts on it.
     Test-That 'with EndHung the hung service own process is ended and the service is Stopped' ($op['result'] -eq 'ended_hung' -and [int]$op['process_id'] -gt 0 -and $state -eq 'Stopped') "$($op['result']), $($op['process_id']), $state"
     Test-That 'Stop-HungServiceProcess does nothing to a stopped service' ((Stop-HungServiceProcess -Name $hung) -eq 0) 'not 0'
 }

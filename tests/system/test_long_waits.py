@@ -1,0 +1,63 @@
+"""The long waits speak (issue 31): a service that takes minutes to stop is printed every slice (30 s of the host's
+clock) with how long it has waited and its timeout, and the window is the same as if it had stopped at once. Setup's
+own progress lines are tested with sql_setup (test_sql_setup.py), the media copy's with sql_media."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from conftest import play, services
+
+from twin.emulation.configmgr import journal_path
+
+HOST = "site01"
+WAIT = re.compile(r"^site01: win_service_quiesce: waiting for service SMS_EXECUTIVE to stop: (\S+) so far, timeout "
+                  r"(\d+) s \((\w+)\)$", re.MULTILINE)
+
+
+def quiesce(runner: Any, state: str, args: str = "") -> Any:
+    return runner.playbook(play(f"      configmgr.sql_upgrade.win_service_quiesce:\n        state: {state}\n{args}"))
+
+
+def test_a_slow_stop_is_printed_every_slice_and_the_window_is_whole(make_fleet: Any) -> None:
+    runner = make_fleet(1, {"faults": {"services": {"SMS_EXECUTIVE": {"stop": "slow", "seconds": 100}}}})
+    host = runner.fleet.host(HOST)
+    before = services(host)
+    commands = host.counters.winrm_commands
+    run = quiesce(runner, "quiesced", "        timeout: 300\n")
+    res = run.result(HOST)
+    assert not res.get("failed"), res.get("msg")
+    waits = WAIT.findall(run.proc.stdout)
+    # 100 s of StopPending in slices of 30 s: three lines, each a later wait, the timeout and the state named.
+    assert [w[1:] for w in waits] == [("300", "stop_pending")] * 3, run.proc.stdout
+    assert [w[0] for w in waits] == ["30s", "1m00s", "1m30s"]
+    assert "SMS_EXECUTIVE" in res["stopped"] and host.scm.get("SMS_EXECUTIVE").state == "stopped"
+    # One gather and four apply slices; the journal records the window once, as after one call.
+    assert host.counters.winrm_commands - commands == 5
+    doc = json.loads(host.fs.read(journal_path(host)))
+    assert doc["services"]["status"] == "quiesced" and "SMS_EXECUTIVE" in doc["services"]["records"]
+    back = quiesce(runner, "restored").result(HOST)
+    assert not back.get("failed"), back.get("msg")
+    assert services(host) == before
+
+
+def test_a_stop_that_is_quick_costs_no_extra_command(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    commands = host.counters.winrm_commands
+    run = quiesce(runner, "quiesced")
+    assert not run.result(HOST).get("failed")
+    assert host.counters.winrm_commands - commands == 2 and "waiting for service" not in run.proc.stdout
+
+
+def test_a_stop_that_times_out_across_slices_ends_the_hung_service_as_in_one_call(make_fleet: Any) -> None:
+    runner = make_fleet(1, {"faults": {"services": {"SMS_EXECUTIVE": {"stop": "stuck"}}}})
+    host = runner.fleet.host(HOST)
+    run = quiesce(runner, "quiesced", "        timeout: 70\n")
+    res = run.result(HOST)
+    assert not res.get("failed"), res.get("msg")
+    assert len(WAIT.findall(run.proc.stdout)) == 2
+    assert host.scm.get("SMS_EXECUTIVE").state == "stopped"
+    assert any("did not stop within 70 seconds (hung in STOP_PENDING): its own process" in w for w in res["warnings"])
