@@ -11,19 +11,24 @@ import hashlib
 import ntpath
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ansible.errors import AnsibleError
-from ansible.utils.display import Display
 
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.base import Call, ExecutorAction, Failed
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.base import (
+    SLICE_SECONDS,
+    Call,
+    ExecutorAction,
+    Failed,
+)
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.errors import PlanError
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.progress import rate, size
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql import media as md
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql import setup as su
 
-display = Display()
 SOURCES = (("controller", "src"), ("url", "url"), ("share", "share_path"))
 
 
@@ -163,10 +168,29 @@ class ActionModule(ExecutorAction):
         if call.check_mode:
             return result
         needed = 2 if (iso or source.kind == "url") else 1
-        staged_out = call.executor("stage", opts, _source=source.kind,
-                                   _file_name=source.names[0] if source.names else None, _space_needed=needed)
+        staged_out = self._pull(opts, source, needed, call)
         iso = iso or (source.kind == "url" and md.is_iso(source.names[0]))
         return self._finish(opts, source, expected, iso, staged_out, result, call)
+
+    @staticmethod
+    def _pull(opts: dict[str, Any], source: Source, needed: int, call: Call) -> dict[str, Any]:
+        """The host's own pull from the URL or the share, in slices: each slice that ends before the last byte
+        prints the bytes so far, of all, and the rate, and the next one goes on from there (a range request, an
+        offset into the share's file)."""
+        args: dict[str, Any] = {"_source": source.kind, "_file_name": source.names[0] if source.names else None,
+                                "_space_needed": needed, "_slice": SLICE_SECONDS}
+        staged_out = call.executor("stage", opts, **args)
+        pulled, seconds = 0, 0.0
+        while staged_out.get("pending") and not staged_out.get("failed"):
+            pending = staged_out["pending"]
+            pulled += int(pending.get("bytes_pulled") or 0)
+            seconds += float(pending.get("seconds") or 0)
+            done, total = int(pending.get("bytes_done") or 0), int(pending.get("bytes_total") or 0)
+            share = f" ({done * 100 // total}%)" if total > 0 else ""
+            call.say(f"{size(done)} of {size(total)}{share} pulled from {source.kind} {source.location} to "
+                     f"{opts['dest']}{md.PARTIAL_SUFFIX}, {rate(pulled, seconds)}")
+            staged_out = call.executor("stage", opts, **args, _resume=True)
+        return staged_out
 
     def _from_controller(self, opts: dict[str, Any], source: Source, expected: dict[str, str], iso: bool,
                          gathered: dict[str, Any], result: dict[str, Any], call: Call) -> dict[str, Any]:
@@ -193,6 +217,8 @@ class ActionModule(ExecutorAction):
                 raise Failed(f"preparing {dest}{md.PARTIAL_SUFFIX} failed: {prepared.get('msg')}")
         remote_dir = dest + md.PARTIAL_SUFFIX + "\\chunks\\"
         step = max(1, len(todo) // 10)
+        to_send = sum(chunk.length for _path, chunk in todo)
+        sent, began, said = 0, time.monotonic(), time.monotonic()
         with tempfile.TemporaryDirectory(prefix="sql_media-") as scratch:
             for number, (path, chunk) in enumerate(todo, 1):
                 piece = os.path.join(scratch, chunk.name)
@@ -206,8 +232,13 @@ class ActionModule(ExecutorAction):
                                  f"reached {dest}; run the task again to resume with the chunks that arrived",
                                  changed=True, **_keys(result, chunks_sent=number - 1)) from None
                 os.remove(piece)
-                if number % step == 0 or number == len(todo):
-                    display.display(f"{call.host}: sql_media: {number}/{len(todo)} chunks sent to {remote_dir}")
+                sent += chunk.length
+                now = time.monotonic()
+                # Every tenth of the chunks, and at least every SLICE_SECONDS on a slow link.
+                if number % step == 0 or number == len(todo) or now - said >= SLICE_SECONDS:
+                    said = now
+                    call.say(f"{number}/{len(todo)} chunks sent to {remote_dir}: {size(sent)} of {size(to_send)}, "
+                             f"{rate(sent, now - began)}")
         staged_out = call.executor("stage", opts, _source="controller", _files=files)
         return self._finish(opts, source, expected or source.hashes, iso, staged_out, result, call)
 

@@ -12,7 +12,10 @@
 #                   a product key in the media), the chunks already in dest.partial\chunks, the volume's free
 #                   space; with _prepare, creates dest.partial\chunks for the controller's chunks.
 #   _phase=stage    puts the source in dest.partial\files (joins the controller's chunks, downloads the URL, or
-#                   copies from the share with the given credentials) and returns each file's SHA-256.
+#                   copies from the share with the given credentials) and returns each file's SHA-256. A pull
+#                   from a URL or a share stops after _slice seconds with Result.pending (bytes so far, of all),
+#                   so the controller can print its progress; _resume goes on from the bytes already in
+#                   dest.partial\files (a range request to the web server, an offset into the share's file).
 #   _phase=commit   extracts an ISO (Mount-DiskImage: runs before the window, while WMI runs), writes the marker,
 #                   moves the media to dest, removes dest.partial.
 #   _phase=discard  removes dest.partial (media that did not hash right never reaches dest).
@@ -50,6 +53,8 @@ $spec = @{
         _space_needed = @{ type = 'int'; default = 0 }
         _iso = @{ type = 'bool'; default = $false }
         _marker = @{ type = 'str' }
+        _slice = @{ type = 'int'; default = 0 }
+        _resume = @{ type = 'bool'; default = $false }
     }
     supports_check_mode = $true
 }
@@ -120,6 +125,32 @@ Function Assert-FreeSpace {
     }
 }
 
+Function Copy-StreamSlice {
+    <#
+    .SYNOPSIS
+    Copy From to To until From ends ($true) or the time Until has passed ($false); counts the bytes in
+    $script:pulled.
+    #>
+    [OutputType([bool])]
+    param (
+        [Parameter(Mandatory = $true)][System.IO.Stream]$From,
+        [Parameter(Mandatory = $true)][System.IO.Stream]$To,
+        [Parameter(Mandatory = $true)][System.DateTime]$Until
+    )
+    $buffer = New-Object -TypeName 'byte[]' -ArgumentList 1048576
+    while ($true) {
+        $count = $From.Read($buffer, 0, $buffer.Length)
+        if ($count -le 0) {
+            return $true
+        }
+        $To.Write($buffer, 0, $count)
+        $script:pulled += $count
+        if ([System.DateTime]::UtcNow -gt $Until) {
+            return $false
+        }
+    }
+}
+
 Function Remove-Partial {
     if (Test-Path -LiteralPath $partial) {
         Remove-Item -LiteralPath $partial -Recurse -Force
@@ -181,12 +212,16 @@ if ($module.Params._phase -eq 'discard') {
 }
 
 if ($module.Params._phase -eq 'stage') {
-    if (Test-Path -LiteralPath $filesDir) {
+    $resume = $module.Params._resume -and $module.Params._source -ne 'controller'
+    if ((Test-Path -LiteralPath $filesDir) -and -not $resume) {
         Remove-Item -LiteralPath $filesDir -Recurse -Force
     }
     $null = New-Item -Path $filesDir -ItemType Directory -Force
     $module.Result.changed = $true
     $source = $module.Params._source
+    $begun = [System.DateTime]::UtcNow
+    $until = if ($module.Params._slice -gt 0) { $begun.AddSeconds($module.Params._slice) } else { [System.DateTime]::MaxValue }
+    $script:pulled = [long]0
     if ($source -eq 'controller') {
         # Join the chunks the controller put in dest.partial\chunks, in its order.
         foreach ($file in $module.Params._files) {
@@ -216,15 +251,32 @@ if ($module.Params._phase -eq 'stage') {
         $request = Get-AnsibleWindowsWebRequest -Uri $module.Params.url -UrlUsername $module.Params.url_username `
             -UrlPassword $module.Params.url_password -ValidateCerts $module.Params.validate_certs -UrlTimeout 60
         $target = Join-Path -Path $filesDir -ChildPath $module.Params._file_name
+        $offset = [long]0
+        if ($resume -and (Test-Path -LiteralPath $target -PathType Leaf)) {
+            $offset = (Get-Item -LiteralPath $target).Length
+        }
+        if ($offset -gt 0 -and $request -is [System.Net.HttpWebRequest]) {
+            $request.AddRange($offset)  # Range: bytes=<offset>- (RFC 7233); 206 answers with the rest
+        }
         Invoke-AnsibleWindowsWebRequest -Module $module -Request $request -Script {
             param ([System.Net.WebResponse]$Response, [System.IO.Stream]$Stream)
-            if ($Response.ContentLength -gt 0) {
+            $http = $Response -is [System.Net.HttpWebResponse]
+            # A 200 to a range request is the whole file again: start over.
+            $start = if ($http -and [int]$Response.StatusCode -eq 206) { $offset } else { [long]0 }
+            $total = if ($Response.ContentLength -ge 0) { $start + $Response.ContentLength } else { [long]-1 }
+            if ($start -eq 0 -and $Response.ContentLength -gt 0) {
                 Assert-FreeSpace -Needed ($Response.ContentLength * $module.Params._space_needed)
             }
-            $out = [System.IO.File]::Create($target)
+            # Slices only where the server can resume (Accept-Ranges: bytes) and the size is known.
+            $ranges = $http -and $total -gt 0 -and [string]$Response.Headers['Accept-Ranges'] -eq 'bytes'
+            $mode = if ($start -gt 0) { [System.IO.FileMode]::Append } else { [System.IO.FileMode]::Create }
+            $out = New-Object -TypeName System.IO.FileStream -ArgumentList @($target, $mode, [System.IO.FileAccess]::Write)
             try {
-                $Stream.CopyTo($out)
+                $ended = Copy-StreamSlice -From $Stream -To $out -Until $(if ($ranges) { $until } else { [System.DateTime]::MaxValue })
                 $out.Flush($true)
+                if (-not $ended -and $out.Length -lt $total) {
+                    $module.Result.pending = @{ bytes_done = $out.Length; bytes_total = $total }
+                }
             }
             finally {
                 $out.Dispose()
@@ -246,23 +298,65 @@ if ($module.Params._phase -eq 'stage') {
         try {
             $inside = 'CfgMgrSqlMedia:\' + (($parts | Select-Object -Skip 2) -join '\')
             $item = Get-Item -LiteralPath $inside
-            $size = if ($item.PSIsContainer) {
-                (Get-ChildItem -LiteralPath $inside -Recurse -File | Measure-Object -Property Length -Sum).Sum
+            # FileInfo.FullName is the UNC path: the drive's credentials hold for the session's SMB connection.
+            $files = if ($item.PSIsContainer) {
+                @(Get-ChildItem -LiteralPath $inside -Recurse -File | Sort-Object -Property FullName)
             }
             else {
-                $item.Length
+                @($item)
             }
-            Assert-FreeSpace -Needed ([long]$size * $module.Params._space_needed)
-            if ($item.PSIsContainer) {
-                Copy-Item -Path ($inside + '\*') -Destination $filesDir -Recurse -Force
+            $size = [long]0
+            foreach ($file in $files) {
+                $size += $file.Length
             }
-            else {
-                Copy-Item -LiteralPath $inside -Destination (Join-Path -Path $filesDir -ChildPath $item.Name) -Force
+            if (-not $resume) {
+                Assert-FreeSpace -Needed ($size * $module.Params._space_needed)
+            }
+            $doneBytes = [long]0
+            foreach ($file in $files) {
+                $relative = if ($item.PSIsContainer) { $file.FullName.Substring($item.FullName.TrimEnd('\').Length + 1) } else { $file.Name }
+                $target = Join-Path -Path $filesDir -ChildPath $relative
+                $null = New-Item -Path (Split-Path -Path $target -Parent) -ItemType Directory -Force
+                $have = if (Test-Path -LiteralPath $target -PathType Leaf) { (Get-Item -LiteralPath $target).Length } else { [long]0 }
+                if ($have -gt $file.Length) {
+                    $have = [long]0  # not a part of this file: copy it again
+                }
+                if ($have -lt $file.Length) {
+                    if ([System.DateTime]::UtcNow -gt $until) {
+                        $module.Result.pending = @{ bytes_done = $doneBytes; bytes_total = $size }
+                        break
+                    }
+                    $in = [System.IO.File]::OpenRead($file.FullName)
+                    $out = New-Object -TypeName System.IO.FileStream -ArgumentList @($target, [System.IO.FileMode]::OpenOrCreate, [System.IO.FileAccess]::Write)
+                    try {
+                        $null = $in.Seek($have, [System.IO.SeekOrigin]::Begin)
+                        $out.SetLength($have)
+                        $null = $out.Seek($have, [System.IO.SeekOrigin]::Begin)
+                        $ended = Copy-StreamSlice -From $in -To $out -Until $until
+                        $out.Flush($true)
+                        $have = $out.Length
+                    }
+                    finally {
+                        $out.Dispose()
+                        $in.Dispose()
+                    }
+                    if (-not $ended) {
+                        $module.Result.pending = @{ bytes_done = $doneBytes + $have; bytes_total = $size }
+                        break
+                    }
+                }
+                $doneBytes += $have
             }
         }
         finally {
             Remove-PSDrive -Name 'CfgMgrSqlMedia' -Scope 'Script'
         }
+    }
+    if ($module.Result.ContainsKey('pending')) {
+        # The next slice goes on from here; the hashes are taken once every byte is in.
+        $module.Result.pending.seconds = [System.Math]::Round(([System.DateTime]::UtcNow - $begun).TotalSeconds, 1)
+        $module.Result.pending.bytes_pulled = $script:pulled
+        $module.ExitJson()
     }
     $hashes = @{}
     $total = [long]0

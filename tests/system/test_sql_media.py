@@ -8,6 +8,7 @@ Nothing that did not hash right ever reaches dest.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +184,85 @@ def test_check_mode_reports_and_changes_nothing(make_fleet: Any, tmp_path: Path)
     res = runner.playbook(task(src=str(src)), "--check").result(HOST)
     assert res["changed"] is True and not res.get("failed") and res["chunks_sent"] == 3
     assert not host.fs.exists(DEST) and not host.fs.exists(DEST + ".partial")
+
+
+PULLED = re.compile(r"^site01: sql_media: (\S+ \S+) of (\S+ \S+) \((\d+)%\) pulled from (url|share) \S+ to "
+                    r"C:\\SQLMedia\\\S+\.partial, (\S+ \S+/s)$", re.MULTILINE)
+MIB = 1024 * 1024
+
+
+def big_media() -> dict[str, bytes]:
+    files = media_files()
+    files["x64\\big.cab"] = hashlib.sha256(b"y").digest() * (12 * MIB // 32)  # 12 MiB
+    return files
+
+
+def test_a_pull_over_a_slow_link_prints_bytes_and_rate_every_slice(make_fleet: Any) -> None:
+    """The host pulls from a web server over a 100 KiB/s link (the host's clock): a 12 MiB image takes two minutes,
+    so it arrives in slices of 30 s, each printed with the bytes so far, of all, and the rate, and each resumed with
+    a range request from where the last one stopped."""
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    prepare(host)
+    host.pull_rate = 100 * 1024
+    image = make_iso(big_media())
+    host.web["https://repo.example/SQL2019.iso"] = image
+    run = runner.playbook(task(url="https://repo.example/SQL2019.iso",
+                               checksum="sha256:" + hashlib.sha256(image).hexdigest()))
+    res = run.result(HOST)
+    assert not res.get("failed"), res.get("msg")
+    lines = PULLED.findall(run.proc.stdout)
+    assert len(lines) == len(image) // (30 * 100 * 1024), run.proc.stdout
+    percents = [int(line[2]) for line in lines]
+    assert percents == sorted(percents) and percents[0] > 0 and percents[-1] < 100
+    assert all(line[3] == "url" and line[4].endswith(" KiB/s") for line in lines)
+    assert all(95 <= float(line[4].split()[0]) <= 105 for line in lines)  # the link's 100 KiB/s
+    assert host.fs.read(DEST + r"\x64\big.cab") == big_media()["x64\\big.cab"]
+
+
+def test_a_server_without_ranges_is_pulled_in_one_go(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    prepare(host)
+    host.pull_rate = 100 * 1024
+    image = make_iso(big_media())
+    host.web["https://repo.example/SQL2019.iso"] = image
+    host.web_no_ranges.add("https://repo.example/SQL2019.iso")
+    run = runner.playbook(task(url="https://repo.example/SQL2019.iso",
+                               checksum="sha256:" + hashlib.sha256(image).hexdigest()))
+    assert not run.result(HOST).get("failed"), run.result(HOST).get("msg")
+    assert PULLED.findall(run.proc.stdout) == []
+
+
+def test_a_share_copy_over_a_slow_link_resumes_file_by_file(make_fleet: Any, tmp_path: Path) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    prepare(host)
+    host.pull_rate = 200 * 1024
+    files = big_media()
+    files["x64\\other.cab"] = bytes(range(256)) * (5 * MIB // 256)
+    host.shares[r"\\fs01\media"] = Share("CONTOSO\\svc-media", "secret", {
+        "SQL2019\\" + name: data for name, data in files.items()})
+    sums = tmp_path / "SQL2019.sha256"
+    sums.write_text("".join(f"{hashlib.sha256(d).hexdigest()}  {n.replace(chr(92), '/')}\n"
+                            for n, d in files.items()), encoding="utf-8")
+    run = runner.playbook(task(share_path=r"\\fs01\media\SQL2019", share_user=r"CONTOSO\svc-media",
+                               share_password="secret", checksum_file=str(sums)))
+    res = run.result(HOST)
+    assert not res.get("failed"), res.get("msg")
+    lines = PULLED.findall(run.proc.stdout)
+    assert len(lines) >= 2 and all(line[3] == "share" for line in lines), run.proc.stdout
+    assert host.fs.read(DEST + r"\x64\other.cab") == files["x64\\other.cab"]
+    assert host.fs.read(DEST + r"\x64\big.cab") == files["x64\\big.cab"]
+
+
+def test_controller_chunks_print_bytes_and_rate(make_fleet: Any, tmp_path: Path) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    prepare(host)
+    src = tmp_path / "SQL2019"
+    write_tree(src, media_files())
+    run = runner.playbook(task(src=str(src)))
+    assert not run.result(HOST).get("failed")
+    assert re.search(r"^site01: sql_media: 3/3 chunks sent to C:\\SQLMedia\\SQL2019\.partial\\chunks\\: "
+                     r"\d+\.\d KiB of \d+\.\d KiB, \S+ \S+/s$", run.proc.stdout, re.MULTILINE), run.proc.stdout

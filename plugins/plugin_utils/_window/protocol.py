@@ -206,7 +206,7 @@ RESULTS: dict[str, dict[str, dict[str, Any]]] = {
                                   "bytes_done": {"description": "Bytes in dest.partial\\files so far.", "type": "int"},
                                   "bytes_total": {"description": "Bytes of the whole source.", "type": "int"},
                                   "bytes_pulled": {"description": "Bytes this call moved.", "type": "int"},
-                                  "seconds": {"description": "Seconds this call pulled.", "type": "int"}}),
+                                  "seconds": {"description": "Seconds this call pulled.", "type": "float"}}),
             "status_code": _entry("The HTTP status (url, set by ansible.windows' WebRequest util).", "for a url",
                                   "int"),
             "elapsed": _entry("Seconds the download took (WebRequest util).", "for a url", "float"),

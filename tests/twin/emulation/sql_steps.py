@@ -137,14 +137,55 @@ def _assert_free(host: Host, dest: str, needed: int) -> None:
                            changed=True)
 
 
+PULL_BUFFER = 1024 * 1024  # Copy-StreamSlice's buffer: the slice is checked after each one
+
+
+class _Pull:
+    """Copy-StreamSlice on the host's clock: bytes move at host.pull_rate until the slice (_slice seconds) is
+    over; the buffer that crosses the end of the slice is written whole."""
+
+    def __init__(self, host: Host, slice_seconds: int) -> None:
+        self.host = host
+        self.left = float(slice_seconds) if slice_seconds > 0 else float("inf")
+        self.pulled = 0
+        self.seconds = 0.0
+
+    def take(self, count: int, sliced: bool = True) -> tuple[int, bool]:
+        """(bytes moved of `count`, ended): all of them, or as many whole buffers as the slice allows."""
+        rate = self.host.pull_rate
+        if rate is None or count == 0:
+            self.pulled += count
+            return count, True
+        needed = count / rate
+        if not sliced or needed <= self.left:
+            moved, ended = count, True
+        else:
+            buffers = max(1, -(-int(self.left * rate) // PULL_BUFFER))
+            moved = min(count, buffers * PULL_BUFFER)
+            ended = moved == count
+        spent = moved / rate
+        self.host.tick(spent)
+        self.left -= spent
+        self.seconds += spent
+        self.pulled += moved
+        return moved, ended
+
+    @property
+    def over(self) -> bool:
+        return self.left <= 0
+
+
 def _media_stage(ctx: ModuleContext, dest: str, chunk_dir: str, files_dir: str) -> dict[str, Any]:
     host = ctx.host
     fs = host.fs
     params = ctx.params
-    _remove(host, files_dir)
-    fs.mkdir(files_dir)
     source = params.get("_source")
+    resume = bool(params.get("_resume")) and source != "controller"
+    if not resume:
+        _remove(host, files_dir)
+    fs.mkdir(files_dir)
     result: dict[str, Any] = {"changed": True}
+    pull = _Pull(host, int(params.get("_slice") or 0))
     if source == "controller":
         for item in params.get("_files") or []:
             target = _join(files_dir, str(item["name"]))
@@ -161,9 +202,19 @@ def _media_stage(ctx: ModuleContext, dest: str, chunk_dir: str, files_dir: str) 
             # Invoke-AnsibleWindowsWebRequest: a non-2xx answer raises the WebException (status in the result).
             raise ModuleFailed("Unhandled exception while executing module: The remote server returned an error: "
                                "(404) Not Found.", changed=True, status_code=404)
-        _assert_free(host, dest, len(body) * int(params.get("_space_needed") or 1))
-        fs.write(_join(files_dir, str(params["_file_name"])), body)
-        result.update({"status_code": 200, "elapsed": 0.1, "msg": "OK"})
+        target = _join(files_dir, str(params["_file_name"]))
+        offset = len(fs.read(target)) if resume and fs.exists(target) else 0
+        ranges = url not in host.web_no_ranges
+        # Range: bytes=<offset>- answered 206 with the rest; a server without ranges answers 200, the whole file.
+        start = offset if ranges else 0
+        if start == 0:
+            _assert_free(host, dest, len(body) * int(params.get("_space_needed") or 1))
+        kept = fs.read(target)[:start] if start else b""
+        moved, ended = pull.take(len(body) - start, sliced=ranges)
+        fs.write(target, kept + body[start:start + moved])
+        if not ended:
+            result["pending"] = {"bytes_done": start + moved, "bytes_total": len(body)}
+        result.update({"status_code": 206 if start else 200, "elapsed": 0.1, "msg": "OK"})
     elif source == "share":
         path = str(params["share_path"])
         parts = path.lstrip("\\").split("\\")
@@ -186,17 +237,38 @@ def _media_stage(ctx: ModuleContext, dest: str, chunk_dir: str, files_dir: str) 
         if not files:
             raise ModuleFailed(f"Unhandled exception while executing module: Cannot find path "
                                f"'CfgMgrSqlMedia:\\{inside}' because it does not exist.", changed=True)
-        _assert_free(host, dest, sum(len(d) for d in files.values()) * int(params.get("_space_needed") or 1))
-        for name, data in files.items():
+        total = sum(len(d) for d in files.values())
+        if not resume:
+            _assert_free(host, dest, total * int(params.get("_space_needed") or 1))
+        done = 0
+        # Sort-Object FullName: the share's files in name order, without case.
+        for name, data in sorted(files.items(), key=lambda item: item[0].casefold()):
             if name.lower() == inside:  # a single file (an ISO)
                 relative = name.rsplit("\\", 1)[-1]
             else:
                 relative = name[len(inside) + 1:] if inside else name
             target = _join(files_dir, relative)
             fs.mkdir(target.rsplit("\\", 1)[0])
-            fs.write(target, data)
+            have = fs.read(target) if fs.exists(target) else b""
+            if len(have) > len(data):
+                have = b""  # not a part of this file: copy it again
+            if len(have) < len(data):
+                if pull.over:
+                    result["pending"] = {"bytes_done": done, "bytes_total": total}
+                    break
+                moved, ended = pull.take(len(data) - len(have))
+                have = have + data[len(have):len(have) + moved]
+                fs.write(target, have)
+                if not ended:
+                    result["pending"] = {"bytes_done": done + len(have), "bytes_total": total}
+                    break
+            done += len(have)
     else:
         raise UnknownCommand(f"sql_media stage: _source {source!r}")
+    if "pending" in result:
+        # The next slice goes on from here; the hashes are taken once every byte is in.
+        result["pending"].update(seconds=round(pull.seconds, 1), bytes_pulled=pull.pulled)
+        return result
     hashes = {}
     total = 0
     for name in fs.walk_files(files_dir):

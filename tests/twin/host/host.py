@@ -77,6 +77,11 @@ class Host:
         # Share): machines outside the host, set by a test.
         self.web: dict[str, bytes] = {}
         self.shares: dict[str, Share] = {}
+        # The host's link to those web servers and shares, in bytes per second of the host's clock (None: the
+        # bytes arrive at once), and the URLs whose server answers a range request with the whole file (no
+        # "Accept-Ranges: bytes"; RFC 7233 lets a server ignore Range). IIS serves static files with ranges.
+        self.pull_rate: float | None = None
+        self.web_no_ranges: set[str] = set()
         self.sql: SqlServer = parts["sql"](self)
         for svc in self.scm.all():  # timers of services that were already running when loaded
             if svc.state == "running":
