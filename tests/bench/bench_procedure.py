@@ -57,7 +57,7 @@ BASELINE_SETUP = (f"{MEDIA_DEST}\\setup.exe /Q /ACTION=Upgrade /INSTANCENAME=MSS
 
 # Tasks that are setup or the reboot, by action: not part of the added window.
 SETUP_ACTIONS = {"configmgr.sql_upgrade.sql_setup"}
-REBOOT_ACTIONS = {"ansible.windows.win_reboot"}
+REBOOT_ACTIONS = {"ansible.windows.win_reboot", "configmgr.sql_upgrade.site_reboot"}
 POLL = "configmgr.sql_upgrade.sql_setup:poll"
 
 # Targets of issue 17 (this collection only).

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import ansible_runner
@@ -63,3 +64,42 @@ def test_the_rolling_playbook_under_ansible_runner(tmp_path: Path) -> None:
     assert sizes[-1] < 150_000, sizes[-5:]
     assert not any('"services": [' in json.dumps(e.get("event_data", {}).get("res", {})) for e in events)
     assert (tmp_path / "report" / "report.xml").is_file()
+
+
+def test_setup_progress_reaches_ansible_runner_while_setup_runs(tmp_path: Path) -> None:
+    """AWX shows a job's output from ansible-runner's events as they arrive: each poll's progress line of sql_setup
+    must be an event of its own that arrives while setup runs, not with the task's result at its end."""
+    from test_sql_setup import KEY as SETUP_KEY
+    from test_sql_setup import RUN, minutes_per_poll, setup_task, stage
+
+    arrivals: list[tuple[float, dict]] = []
+
+    def handler(event: dict) -> bool:
+        arrivals.append((time.monotonic(), event))
+        return True
+
+    with Fleet(1) as fleet:
+        runner = Runner(fleet, tmp_path, "winrm")
+        host = fleet.host("site01")
+        stage(host, seconds=240)
+        minutes_per_poll(runner)
+        dropped = ("ANSIBLE_STDOUT", "ANSIBLE_CALLBACK_PLUGINS", "ANSIBLE_LOAD_CALLBACK")
+        env = {k: v for k, v in runner.env.items() if not k.startswith(dropped)}
+        env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
+        (tmp_path / "job").mkdir()
+        playbook = tmp_path / "setup.yml"
+        playbook.write_text(RUN + setup_task(), encoding="utf-8")
+        job = ansible_runner.run(private_data_dir=str(tmp_path / "job"), playbook=str(playbook),
+                                 inventory=str(runner.inventory), envvars=env, quiet=True, event_handler=handler)
+        assert host.sql.instance("MSSQLSERVER").version == TARGET
+    assert job.status == "successful", job.stdout.read()[-3000:]
+    progress = [(when, e) for when, e in arrivals if "site01: sql_setup: " in e.get("stdout", "")
+                and "since setup started" in e.get("stdout", "")]
+    ended = [when for when, e in arrivals if e["event"] == "runner_on_ok"
+             and e["event_data"].get("task_action") == "configmgr.sql_upgrade.sql_setup"]
+    assert len(ended) == 1 and len(progress) >= 5, [e.get("stdout") for _w, e in arrivals]
+    # One event per line, each of one line, all before the task's end - the first one seconds before it.
+    assert all(e["stdout"].count("\n") == 0 for _w, e in progress)
+    assert all(when < ended[0] for when, _e in progress)
+    assert ended[0] - progress[0][0] >= 3.0, [ended[0] - w for w, _e in progress]
+    assert SETUP_KEY not in json.dumps([e for _w, e in arrivals])

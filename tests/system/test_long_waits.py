@@ -61,3 +61,44 @@ def test_a_stop_that_times_out_across_slices_ends_the_hung_service_as_in_one_cal
     assert len(WAIT.findall(run.proc.stdout)) == 2
     assert host.scm.get("SMS_EXECUTIVE").state == "stopped"
     assert any("did not stop within 70 seconds (hung in STOP_PENDING): its own process" in w for w in res["warnings"])
+
+
+AWAY = re.compile(r"^site01: site_reboot: (\S+) since the restart was asked for; waiting up to 10s for a new boot "
+                  r"time over the connection, then the logon screen ready$", re.MULTILINE)
+
+
+def reboot(runner: Any, **options: Any) -> Any:
+    body = "".join(f"        {k}: {v}\n" for k, v in options.items())
+    return runner.playbook(play(f"      configmgr.sql_upgrade.site_reboot:\n{body}", run_id=None))
+
+
+def test_a_restart_says_what_it_waits_for_and_comes_back(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    boot = host.boot_time
+    run = reboot(runner, reboot_timeout=30, progress_interval=1)
+    res = run.result(HOST)
+    assert not res.get("failed"), res.get("msg")
+    assert res["rebooted"] is True and res["changed"] is True and host.boot_time > boot
+    assert "site01: site_reboot: restarting; waiting up to 30s for a new boot time" in run.proc.stdout
+    assert re.search(r"^site01: site_reboot: back after \S+ \(win_reboot's elapsed \d+ s\)$", run.proc.stdout,
+                     re.MULTILINE), run.proc.stdout
+
+
+def test_a_host_that_does_not_come_back_is_watched_line_by_line_then_reported(make_fleet: Any) -> None:
+    runner = make_fleet(1, {"faults": {"reboot": {"hang": True}}})
+    run = reboot(runner, reboot_timeout=10, progress_interval=1, connect_timeout=1)
+    res = run.result(HOST)
+    assert res.get("failed") is True and res["rebooted"] is True
+    assert res["msg"].startswith("site01: the restart did not end within ") and "--tags step8" in res["msg"]
+    waits = AWAY.findall(run.proc.stdout)
+    assert len(waits) >= 8, run.proc.stdout  # one line a second through a wait of 10 s and more
+    assert waits == sorted(waits, key=lambda w: (len(w), w))
+
+
+def test_check_mode_restarts_nothing(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    boot = host.boot_time
+    res = runner.playbook(play("      configmgr.sql_upgrade.site_reboot:\n", run_id=None), "--check").result(HOST)
+    assert res["changed"] is True and res["rebooted"] is False and host.boot_time == boot

@@ -198,7 +198,15 @@ def _setup(p: dict[str, Any]) -> dict[str, Any]:
 
 
 #: module short name -> its checks beyond the spec (every module of SPECS has one).
+def _reboot(p: dict[str, Any]) -> dict[str, Any]:
+    return {**p, "reboot_timeout": _range("reboot_timeout", p["reboot_timeout"], 10, 86400),
+            "pre_reboot_delay": _range("pre_reboot_delay", p["pre_reboot_delay"], 0, 3600),
+            "post_reboot_delay": _range("post_reboot_delay", p["post_reboot_delay"], 0, 3600),
+            "connect_timeout": _range("connect_timeout", p["connect_timeout"], 1, 600),
+            "progress_interval": _range("progress_interval", p["progress_interval"], 1, 3600)}
+
+
 DOMAIN_CHECKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "win_service_quiesce": _quiesce, "wmi_disable": _wmi, "net_isolate": _net, "sql_single_user_check": _gate,
-    "site_preflight": _preflight, "sql_media": _media, "sql_setup": _setup,
+    "site_preflight": _preflight, "sql_media": _media, "sql_setup": _setup, "site_reboot": _reboot,
 }

@@ -33,6 +33,9 @@ def _str_list(default: list[str] | None = None) -> dict[str, Any]:
     return spec
 
 
+#: Modules that are an action plugin alone (no executor on the host), as ansible.windows' win_reboot is.
+ACTION_ONLY: tuple[str, ...] = ("site_reboot",)
+
 #: module short name -> keyword arguments of ArgumentSpecValidator (argument_spec and its constraints).
 SPECS: dict[str, dict[str, Any]] = {
     "win_service_quiesce": {
@@ -82,6 +85,17 @@ SPECS: dict[str, dict[str, Any]] = {
         },
         # Without a login the connection uses Windows authentication: a password alone is a mistake.
         "required_by": {"login_password": ["login_user"]},
+    },
+    "site_reboot": {
+        "argument_spec": {
+            "reboot_timeout": {"type": "int", "default": 600},
+            "msg": {"type": "str", "default": "configmgr.sql_upgrade - KB 256202 step 8"},
+            "pre_reboot_delay": {"type": "int", "default": 2},
+            "post_reboot_delay": {"type": "int", "default": 0},
+            "connect_timeout": {"type": "int", "default": 5},
+            "test_command": {"type": "str"},
+            "progress_interval": {"type": "int", "default": 30},
+        },
     },
     "site_preflight": {
         "argument_spec": {

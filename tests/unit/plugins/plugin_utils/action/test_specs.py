@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 
 from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.checks import DOMAIN_CHECKS, validate
-from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.specs import SPECS
+from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._action.specs import ACTION_ONLY, SPECS
 from pscontract import compare_spec_docs, load_docs, load_module_contract, module_paths
 
 MODULES = sorted(SPECS)
+#: The modules with an executor on the host (the others are an action plugin alone, as win_reboot is).
+EXECUTORS = sorted(set(SPECS) - set(ACTION_ONLY))
 
 
 def as_docs(spec: dict[str, Any]) -> dict[str, Any]:
@@ -22,11 +24,14 @@ def as_docs(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_every_module_has_a_spec_and_its_domain_checks() -> None:
-    assert MODULES == sorted(p.stem for p in module_paths("configmgr.sql_upgrade.x")[0].parent.glob("*.ps1"))
+    folder = module_paths("configmgr.sql_upgrade.x")[0].parent
+    assert EXECUTORS == sorted(p.stem for p in folder.glob("*.ps1"))
+    assert MODULES == sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
     assert set(DOMAIN_CHECKS) == set(SPECS)
+    assert all((folder.parent / "action" / f"{name}.py").is_file() for name in ACTION_ONLY)
 
 
-@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("module", EXECUTORS)
 def test_the_executor_spec_declares_the_same_options(module: str) -> None:
     ps1, _py = module_paths(f"configmgr.sql_upgrade.{module}")
     executor = load_module_contract(ps1).spec
