@@ -49,7 +49,7 @@ notes:
 seealso:
   - module: ansible.windows.win_reboot
 author:
-  - configmgr.sql_upgrade contributors
+  - configmgr.sql_upgrade maintainers (@configmgr)
 """
 
 EXAMPLES = r"""

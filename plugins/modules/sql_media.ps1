@@ -256,7 +256,7 @@ if ($module.Params._phase -eq 'stage') {
             $offset = (Get-Item -LiteralPath $target).Length
         }
         if ($offset -gt 0 -and $request -is [System.Net.HttpWebRequest]) {
-            $request.AddRange($offset)  # Range: bytes=<offset>- (RFC 7233); 206 answers with the rest
+            $request.AddRange($offset)  # Range: bytes=<offset>- (RFC 9110 section 14); 206 answers with the rest
         }
         Invoke-AnsibleWindowsWebRequest -Module $module -Request $request -Script {
             param ([System.Net.WebResponse]$Response, [System.IO.Stream]$Stream)

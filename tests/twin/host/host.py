@@ -79,7 +79,7 @@ class Host:
         self.shares: dict[str, Share] = {}
         # The host's link to those web servers and shares, in bytes per second of the host's clock (None: the
         # bytes arrive at once), and the URLs whose server answers a range request with the whole file (no
-        # "Accept-Ranges: bytes"; RFC 7233 lets a server ignore Range). IIS serves static files with ranges.
+        # "Accept-Ranges: bytes"; RFC 9110 section 14 lets a server ignore Range). IIS serves static files with ranges.
         self.pull_rate: float | None = None
         self.web_no_ranges: set[str] = set()
         self.sql: SqlServer = parts["sql"](self)

@@ -163,7 +163,7 @@ def test_setup_writes_its_log_folder_as_it_goes() -> None:
     folder = run.log.folder
     assert re.fullmatch(r".*\\150\\Setup Bootstrap\\Log\\\d{8}_\d{6}", folder)
     seen = []
-    for _ in range(40):
+    for _look in range(40):
         host.tick(1)
         host.tasks.run_due()
         found = setup_progress(host, "15.0.2000.5", setup_state(host)["run_state"])
@@ -188,7 +188,7 @@ def test_a_stalled_setup_writes_nothing_for_its_stall_then_goes_on() -> None:
     start(host, seconds=12)
     detail = host.sql.runs[-1].log.folder + r"\Detail.txt"
     sizes = []
-    for _ in range(130):
+    for _look in range(130):
         host.tick(1)
         host.tasks.run_due()
         sizes.append(len(host.fs.read(detail)))
