@@ -81,8 +81,8 @@ def test_setup_progress_reaches_ansible_runner_while_setup_runs(tmp_path: Path) 
     with Fleet(1) as fleet:
         runner = Runner(fleet, tmp_path, "winrm")
         host = fleet.host("site01")
-        stage(host, seconds=240)
-        minutes_per_poll(runner)
+        stage(host, seconds=120)
+        minutes_per_poll(runner, 10)
         dropped = ("ANSIBLE_STDOUT", "ANSIBLE_CALLBACK_PLUGINS", "ANSIBLE_LOAD_CALLBACK")
         env = {k: v for k, v in runner.env.items() if not k.startswith(dropped)}
         env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
