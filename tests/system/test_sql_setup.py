@@ -242,6 +242,9 @@ def test_each_poll_prints_where_setup_is_from_its_own_logs(make_fleet: Any) -> N
     packages = re.findall(r"package (\w+)", run.proc.stdout)
     assert {"sql_common_core", "sql_engine_core_shared", "sql_engine_core_inst"} <= set(packages)
     assert packages.index("sql_common_core") < packages.index("sql_engine_core_inst")
+    # The package named is the one whose action runs (the newest MSI log), never the one before it.
+    assert all(f"package {m.group(1)}" in line.group(0) for line in lines
+               if (m := re.search(r"running Install_(\w+)_Cpu64_Action", line.group(0))))
     assert any("running Install_sql_engine_core_shared_Cpu64_Action" in m.group("rest") for m in lines)
     assert all("\n" not in m.group(0) and len(m.group(0)) <= 240 for m in lines)
     assert 'last: "' in run.proc.stdout

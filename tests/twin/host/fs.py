@@ -102,7 +102,7 @@ class FileSystem:
 
     def write(self, path: str, data: bytes, version: dict[str, str] | None = None, mtime: float | None = None) -> None:
         """mtime: when the write happened, for a process whose writes the model runs late (setup's parts run when
-        the Task Scheduler looks, stamped with the time each part was due); never later than the clock."""
+        the Task Scheduler looks, stamped with the time each part was due) or several in one model instant."""
         if self.is_full():
             # WriteFile on a full volume: ERROR_DISK_FULL (112), "There is not enough space on the disk."
             raise WindowsError_(112, path)
@@ -121,7 +121,7 @@ class FileSystem:
         display = existing.path if existing is not None else norm
         # Overwriting a file keeps its security descriptor (so does File.Replace for the destination's DACL).
         security = existing.security if existing is not None else None
-        when = self._clock.now() if mtime is None else min(mtime, self._clock.now())
+        when = self._clock.now() if mtime is None else mtime
         self._entries[norm.lower()] = Entry(display, False, bytes(data), when, version, security)
 
     def used_bytes(self, drive: str) -> int:

@@ -41,6 +41,9 @@ class SetupLog:
         # it was due): its lines and files carry the time they would have been written.
         self.lag = 0.0
         self.current: str | None = None  # the action running (no Completed Action line yet)
+        # NTFS keeps file times to 100 ns, and setup's writes are milliseconds apart: two writes of one model
+        # instant still come one after the other (what makes "the newest MSI log" the package being installed).
+        self._last_write = 0.0
         self.folder = f"{log_root}\\{to_datetime(started).strftime('%Y%m%d_%H%M%S')}"
         host.fs.mkdir(self.folder)
         self.detail = f"{self.folder}\\Detail.txt"
@@ -49,7 +52,9 @@ class SetupLog:
     def _append(self, path: str, text: str) -> None:
         fs = self._host.fs
         old = fs.read(path) if fs.exists(path) else b""
-        fs.write(path, old + text.encode("utf-8"), mtime=self.now())
+        when = max(self.now(), self._last_write + 0.001)
+        self._last_write = when
+        fs.write(path, old + text.encode("utf-8"), mtime=when)
 
     def now(self) -> float:
         return self._host.clock.now() - self.lag
