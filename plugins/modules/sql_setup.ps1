@@ -280,8 +280,12 @@ Function Get-SetupProgress {
     $invariant = [System.Globalization.CultureInfo]::InvariantCulture
     $stamp = "yyyy-MM-dd'T'HH:mm:ss'Z'"
     $utc = [System.Globalization.DateTimeStyles]::AdjustToUniversal -bor [System.Globalization.DateTimeStyles]::AssumeUniversal
+    $started = [System.DateTime]::MinValue
+    if (-not [System.DateTime]::TryParseExact([string]$run.started, $stamp, $invariant, $utc, [ref]$started)) {
+        return  # a runner of another version that wrote its time in the session's culture: no progress, no failure
+    }
     # Two minutes of slack: the runner stamps setup's start after CreateProcess returns; setup makes its folder at once.
-    $since = [System.DateTime]::ParseExact([string]$run.started, $stamp, $invariant, $utc).AddSeconds(-120)
+    $since = $started.AddSeconds(-120)
     $nnn = [string]([int]($Version.Split('.')[0]) * 10)
     $root = Join-Path -Path $env:ProgramFiles -ChildPath "Microsoft SQL Server\$nnn\Setup Bootstrap\Log"
     if (-not (Test-Path -LiteralPath $root -PathType Container)) {

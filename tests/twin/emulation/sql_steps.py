@@ -478,7 +478,11 @@ def setup_progress(host: Host, version: str | None, run_state: dict[str, Any] | 
     minutes), its Detail.txt and its newest MSI log. The twin's folder time is its creation time, as CreationTimeUtc."""
     if not version or not run_state or not run_state.get("started"):
         return None
-    since = parse_iso(str(run_state["started"])) - 120
+    try:  # TryParseExact with "yyyy-MM-dd'T'HH:mm:ss'Z'": anything else means no progress, no failure
+        started = _dt.datetime.strptime(str(run_state["started"]), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=_dt.UTC)
+    except ValueError:
+        return None
+    since = started.timestamp() - 120
     root = f"C:\\Program Files\\Microsoft SQL Server\\{parse_version(version)[0] * 10}\\Setup Bootstrap\\Log"
     if not host.fs.is_dir(root):
         return None

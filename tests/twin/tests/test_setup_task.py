@@ -204,3 +204,14 @@ def test_the_log_tail_starts_at_a_whole_line_in_utf8_and_utf16() -> None:
     wide = read_log_tail(b"\xff\xfe" + text.encode("utf-16-le"), 101)
     assert wide.startswith("(01) line ") and wide.endswith("line 999\r\n")
     assert read_log_tail(b"\xef\xbb\xbfshort\r\n") == "short\r\n"
+
+
+def test_a_start_time_in_another_format_gives_no_progress_and_no_failure() -> None:
+    from twin.emulation.sql_steps import setup_progress
+    host = load_host()
+    start(host, seconds=60)
+    state = setup_state(host)["run_state"]
+    assert setup_progress(host, "15.0.2000.5", state) is not None
+    # A runner that wrote its time in the session's culture (a '.' time separator): Get-SetupProgress's
+    # TryParseExact fails, and the poll goes on without progress.
+    assert setup_progress(host, "15.0.2000.5", {**state, "started": "2026-12-08T01.15.00Z"}) is None
