@@ -5,7 +5,7 @@ DOCUMENTATION = r"""
 ---
 module: site_reboot
 short_description: Restart a site server and say, while it waits, how long it has waited and for what
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - KB 256202 step 8, the restart after the upgrade. The restart and the wait are
     M(ansible.windows.win_reboot)'s own (C(shutdown.exe /r), then a new boot time over the connection, then the

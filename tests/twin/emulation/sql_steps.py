@@ -406,6 +406,8 @@ def run_setup_task(host: Host, trigger: str) -> bool:
         except StopIteration as done:
             _end_setup(host, pid, state, int(done.value))
             return True
+        except WindowsError_ as err:
+            return _setup_cannot_write(host, pid, state, err)
         host.sql.active_setup = (steps, pid, host.clock.now() + seconds)
         return False
     steps, pid, wake = host.sql.active_setup
@@ -421,12 +423,30 @@ def run_setup_task(host: Host, trigger: str) -> bool:
             state = json.loads(host.fs.read(_state_path(host)).decode("utf-8"))
             _end_setup(host, pid, state, int(done.value))
             return True
+        except WindowsError_ as err:
+            host.sql.active_setup = None
+            state = json.loads(host.fs.read(_state_path(host)).decode("utf-8"))
+            return _setup_cannot_write(host, pid, state, err)
         finally:
             if log is not None:
                 log.lag = 0.0
         wake += seconds
         host.sql.active_setup = (steps, pid, wake)
     return False
+
+
+def _setup_cannot_write(host: Host, pid: int, state: dict[str, Any], err: WindowsError_) -> bool:
+    """Setup could not write a file of its own (its log, a binary: fault disk.full): it fails with the Win32 error
+    as an HRESULT (HRESULT_FROM_WIN32: 0x8007xxxx). The runner records that end if it can still write its state;
+    if not, it dies with the write, and the task ends with nothing recorded (the controller then finds setup's
+    process gone without an end, and says so)."""
+    code = -(0x100000000 - (0x80070000 | (err.code & 0xFFFF)))
+    try:
+        _end_setup(host, pid, state, code)
+    except WindowsError_:
+        if host.processes.get(pid) is not None:
+            host.processes.exit(pid)
+    return True
 
 
 def _end_setup(host: Host, pid: int, state: dict[str, Any], code: int) -> None:
