@@ -18,6 +18,10 @@ BUILD := .build
 LAYOUT := $(BUILD)/collections/ansible_collections/configmgr/sql_upgrade
 SIZE ?= 5
 PYTEST_ARGS ?=
+# Test processes for pytest (pytest-xdist). A file's tests stay in one process (--dist loadfile): module fixtures such
+# as the fault matrix's run once. PYTEST_WORKERS=0 runs everything in this process (a debugger, -x, -s).
+PYTEST_WORKERS ?= 2
+PYTEST_XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist loadfile)
 TWIN_ARGS ?=
 BENCH_ARGS ?=
 FAULTS_ARGS ?=
@@ -90,20 +94,20 @@ test: venv
 
 # pytest's exit code 5 (no tests collected) is non-zero, so an empty suite fails the build too.
 pytest: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 unit: venv
-	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 twin-test: venv
-	$(PY) -m pytest tests/twin/tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests/twin/tests $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 system: venv
-	$(PY) -m pytest tests/system $(PYTEST_ARGS)
+	$(PY) -m pytest tests/system $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 # Every system test over winrm and psrp (make test runs psrp for the tests marked both_connections).
 system-all: venv
-	TWIN_ALL_CONNECTIONS=1 $(PY) -m pytest tests/system $(PYTEST_ARGS)
+	TWIN_ALL_CONNECTIONS=1 $(PY) -m pytest tests/system $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 sanity: venv
 	$(PY) tests/tools/sanity.py
