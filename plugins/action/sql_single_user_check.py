@@ -16,6 +16,7 @@ from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql.gate im
     check_instance,
     describe,
     session_view,
+    visibility_problem,
 )
 
 
@@ -38,9 +39,15 @@ class ActionModule(ExecutorAction):
                 check_instance(opts["instance"], list(read.get("instances") or []))
             except PlanError as exc:
                 raise Failed(str(exc), polls=polls, instance=instance) from None
+            answered = bool(read.get("connected"))
+            blind = visibility_problem(read.get("permissions")) if answered else None
+            if blind:
+                # Never a wait and never fail_when_blocked=false: a gate that cannot see is no gate, and the sessions
+                # it would hand to step 2 would be empty.
+                raise Failed(f"the gate cannot see the sessions of instance {opts['instance']}: {blind}; nothing was "
+                             "changed", polls=polls, instance=instance, permissions=read.get("permissions"))
             sessions = [session_view(s) for s in read.get("sessions") or []]
             blocking = blocking_sessions(sessions, opts["allowed_programs"])
-            answered = bool(read.get("connected"))
             ready = answered and not blocking
             if ready or time.monotonic() + opts["poll_interval"] > deadline:
                 break
@@ -48,7 +55,8 @@ class ActionModule(ExecutorAction):
         result: dict[str, Any] = {"changed": False, "ready": ready, "blocking_sessions": blocking,
                                   "instance": instance, "polls": polls}
         if answered:
-            result.update({"sessions": sessions, "databases": list(read.get("databases") or [])})
+            result.update({"sessions": sessions, "databases": list(read.get("databases") or []),
+                           "permissions": read.get("permissions")})
         else:
             service = f"its service {instance.get('service')} is {instance.get('service_state')}"
             result["connect_error"] = str(read.get("connect_error") or service)

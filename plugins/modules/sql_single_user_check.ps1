@@ -108,6 +108,13 @@ try {
     $server = (Read-Row -Connection $connection -Query "SELECT CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128)) AS version, CAST(SERVERPROPERTY('Edition') AS nvarchar(128)) AS edition")[0]
     $module.Result.instance.version = $server.version
     $module.Result.instance.edition = $server.edition
+    # What this login may see: without VIEW SERVER STATE, sys.dm_exec_sessions returns its own session only
+    # (Microsoft Learn, sys.dm_exec_sessions, Permissions), and the gate would call a busy instance ready.
+    $rights = (Read-Row -Connection $connection -Query ("SELECT SUSER_SNAME() AS login, " +
+            "CAST(IS_SRVROLEMEMBER('sysadmin') AS int) AS sysadmin, " +
+            "CAST(HAS_PERMS_BY_NAME(NULL, NULL, 'VIEW SERVER STATE') AS int) AS view_server_state"))[0]
+    $module.Result.permissions = @{ login = [string]$rights.login; sysadmin = ([int]$rights.sysadmin -eq 1)
+        view_server_state = ([int]$rights.view_server_state -eq 1) }
     $module.Result.sessions = @(Read-Row -Connection $connection -Query (
             'SELECT session_id, login_name, host_name, program_name, host_process_id, status ' +
             'FROM sys.dm_exec_sessions WHERE is_user_process = 1 AND session_id <> @@SPID ORDER BY session_id'))

@@ -171,6 +171,22 @@ instance:
     edition:
       description: SERVERPROPERTY('Edition'), when the instance answered.
       type: str
+permissions:
+  description:
+    - What the connection's login may see. Without VIEW SERVER STATE (a sysadmin has it) the task fails before it
+      waits, naming the grant to give (sys.dm_exec_sessions would show the login only its own session).
+  returned: when the instance answered
+  type: dict
+  contains:
+    login:
+      description: The login of the connection (SUSER_SNAME()).
+      type: str
+    sysadmin:
+      description: The login is a member of the sysadmin role.
+      type: bool
+    view_server_state:
+      description: The login holds VIEW SERVER STATE.
+      type: bool
 connect_error:
   description: Why the instance did not answer (not running, single-user mode held by another client, login failed).
   returned: when the connection failed

@@ -336,3 +336,18 @@ def test_a_host_that_fails_under_a_tag_filter_is_put_back_and_the_report_names_t
                                                                              "put back and what is left")][0]
     assert 'failed at Step 3 ("Step 3 - stop and disable' in report["msg"] and "put back" in report["msg"]
     assert window_state(host) == before
+
+
+def test_a_gate_that_cannot_see_refuses_the_host_before_its_window(rollout: Any) -> None:
+    """Issue 26: a login without VIEW SERVER STATE would make the gate call a busy instance ready. The role's first
+    read of the sessions (before step 2) refuses the host, naming the grant, and nothing of the window is open."""
+    ro = rollout(ONE)
+    name = next(iter(ro.fleet.hosts))
+    host = ro.fleet.host(name)
+    host.sql.instance("MSSQLSERVER").logins = {"BUILTIN\\Administrators": {"sysadmin": False}}
+    before = window_state(host)
+    run = ro.run()
+    assert run.rc != 0
+    assert window_state(host) == before and not host.sql.runs
+    grant = f"GRANT VIEW SERVER STATE TO [{host.computer_name}\\Administrator];"
+    assert grant in json.dumps(run.data, ensure_ascii=False).replace("\\\\", "\\"), run.proc.stdout[-3000:]

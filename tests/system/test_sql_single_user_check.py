@@ -114,3 +114,48 @@ def test_an_instance_in_single_user_mode_held_by_another_client_is_not_ready(mak
     res = runner.playbook(play(GATE)).result(HOST)
     assert res["failed"] is True and res["ready"] is False
     assert "SQL Server error 18461" in res["connect_error"] and "did not answer" in res["msg"]
+
+
+def blind(host: Any, **rights: bool) -> None:
+    """The instance's logins as a server whose sysadmins are a DBA group the connection's account is not in, with
+    BUILTIN\\Administrators a login of its own that holds `rights` (SQL Server 2012 and later provision no
+    Administrators sysadmin by default)."""
+    host.sql.instance("MSSQLSERVER").logins = {
+        "CONTOSO\\SQL DBAs": {"sysadmin": True, "view_server_state": False},
+        "BUILTIN\\Administrators": {"sysadmin": False, "view_server_state": False, **rights},
+    }
+
+
+def test_a_gate_without_view_server_state_is_refused_naming_the_grant(make_fleet: Any) -> None:
+    """Without VIEW SERVER STATE, sys.dm_exec_sessions shows a login only its own session: the gate would see no
+    SMS session and call the busy instance ready. It refuses instead, before any wait, in both of its uses."""
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    blind(host)
+    before = services(host)
+    res = runner.playbook(play(GATE)).result(HOST)
+    assert res["failed"] is True and res["polls"] == 1
+    login = f"{host.computer_name}\\Administrator"
+    assert "cannot see the sessions" in res["msg"] and f"GRANT VIEW SERVER STATE TO [{login}];" in res["msg"]
+    assert res["permissions"] == {"login": login, "sysadmin": False, "view_server_state": False}
+    read = runner.playbook(play(GATE + "        fail_when_blocked: false\n")).result(HOST)
+    assert read["failed"] is True and "cannot see the sessions" in read["msg"]
+    assert services(host) == before
+
+
+def test_view_server_state_alone_lets_the_gate_see(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    blind(host, view_server_state=True)
+    res = runner.playbook(play(GATE)).result(HOST)
+    assert res["failed"] is True and "would race SQL Server setup" in res["msg"]
+    assert {"SMS_EXECUTIVE", "SMS Provider"} <= {s["program_name"] for s in res["blocking_sessions"]}
+    assert res["permissions"]["view_server_state"] is True and res["permissions"]["sysadmin"] is False
+
+
+def test_a_connection_without_any_login_does_not_answer(make_fleet: Any) -> None:
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    host.sql.instance("MSSQLSERVER").logins = {"CONTOSO\\SQL DBAs": {"sysadmin": True}}
+    res = runner.playbook(play(GATE)).result(HOST)
+    assert res["failed"] is True and "did not answer" in res["msg"] and "18456" in res["msg"]

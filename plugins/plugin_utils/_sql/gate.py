@@ -45,6 +45,22 @@ def describe(sessions: Iterable[Mapping[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def visibility_problem(permissions: Mapping[str, Any] | None) -> str | None:
+    """Why the gate's connection cannot see the sessions that would race setup, or None. Without VIEW SERVER STATE
+    (a sysadmin has it), sys.dm_exec_sessions shows a login its own session only (Microsoft Learn,
+    sys.dm_exec_sessions, Permissions): the gate would find no session and call a busy instance ready. Since SQL
+    Server 2012 neither BUILTIN\\Administrators nor NT AUTHORITY\\SYSTEM is a sysadmin by default, so a Windows
+    administrator's connection may lack it."""
+    if permissions is None:
+        return "the connection did not say what its login may see"
+    if permissions.get("view_server_state") or permissions.get("sysadmin"):
+        return None
+    login = str(permissions.get("login") or "?")
+    return (f"the login {login} cannot see other sessions (it has no VIEW SERVER STATE): sys.dm_exec_sessions would "
+            "show it only its own, and the instance would look ready with every client still connected. Grant it "
+            f"(GRANT VIEW SERVER STATE TO [{login}];), or give login_user and login_password of a login that has it")
+
+
 def check_instance(instance: str, instances: Sequence[str]) -> None:
     """An instance that setup did not register on the host: PlanError listing the ones it did."""
     if instance.casefold() not in {i.casefold() for i in instances}:

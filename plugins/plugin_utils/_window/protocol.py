@@ -285,6 +285,12 @@ RESULTS: dict[str, dict[str, dict[str, Any]]] = {
                                    "version": {"description": "ProductVersion.", **_STR},
                                    "edition": {"description": "Edition.", **_STR}}),
             "connected": _entry("The module's own connection opened.", "always", "bool"),
+            "permissions": _entry("What the connection's login may see: SUSER_SNAME(), IS_SRVROLEMEMBER('sysadmin'), "
+                                  "HAS_PERMS_BY_NAME(NULL, NULL, 'VIEW SERVER STATE').", "when it connected", "dict",
+                                  contains={"login": {"description": "The login.", **_STR},
+                                            "sysadmin": {"description": "A sysadmin.", "type": "bool"},
+                                            "view_server_state": {"description": "Holds VIEW SERVER STATE.",
+                                                                  "type": "bool"}}),
             "connect_error": _entry("Why it did not (the SqlException's number and message), else null.", "always",
                                     "str"),
             "sessions": _entry("sys.dm_exec_sessions' user sessions but its own.", "always", "list", elements="dict",

@@ -963,6 +963,9 @@ def build() -> dict[str, Any]:
                     "collation": "SQL_Latin1_General_CP1_CI_AS",
                     "port": 1433,
                     "root": r"C:\Program Files\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQL",
+                    # Setup provisioned the local Administrators group as sysadmin (/SQLSYSADMINACCOUNTS); the
+                    # connection's account is an administrator. Not a default of SQL Server since 2012.
+                    "logins": {"BUILTIN\\Administrators": {"sysadmin": True}},
                     "databases": {
                         "master": {"user_access": "MULTI_USER"},
                         "model": {"user_access": "MULTI_USER"},

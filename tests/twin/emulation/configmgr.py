@@ -28,7 +28,7 @@ from twin.host.errors import WIN32_MESSAGES
 from twin.host.fs import ADMINISTRATORS, SYSTEM
 from twin.host.net import PROFILES, FirewallRule
 from twin.host.scenario import binary_of
-from twin.host.sql import INSTANCE_NAMES_KEY, login_for
+from twin.host.sql import INSTANCE_NAMES_KEY, login_for, windows_rights
 
 # Where the journal lives: the schema's x-location (the same file the controller validates against).
 JOURNAL_SCHEMA = json.loads(files(
@@ -802,6 +802,18 @@ def net_isolate(ctx: ModuleContext) -> dict[str, Any]:
 GATE_APPLICATION = "configmgr.sql_upgrade sql_single_user_check"
 
 
+def connection_login(host: Host) -> str:
+    """SUSER_SNAME() of a Windows-authenticated connection as the WinRM account: DOMAIN\\user as given, the
+    computer's name for a local account (COMPUTER\\Administrator), the NetBIOS domain for a domain account given as
+    user or UPN."""
+    account = host.net.account
+    if "\\" in account.name:
+        return account.name
+    user = account.name.split("@", 1)[0]
+    prefix = (host.domain_netbios or host.computer_name) if account.domain else host.computer_name
+    return f"{prefix}\\{user}"
+
+
 @module("configmgr.sql_upgrade.sql_single_user_check")
 def sql_single_user_check(ctx: ModuleContext) -> dict[str, Any]:
     """The executor's one read: instances from the registry, the service from the SCM, then its own SqlClient
@@ -832,13 +844,23 @@ def sql_single_user_check(ctx: ModuleContext) -> dict[str, Any]:
         result["connect_error"] = (f"SQL Server error 18461: Login failed for user '{login}'. Reason: Server is in "
                                    "single user mode. Only one administrator can connect at this time.")
         return result
+    # Windows authentication as the connection's account; WinRM admits administrators (its default SDDL), so the
+    # account is a member of BUILTIN\Administrators too.
+    login = connection_login(host)
+    rights = windows_rights(inst, [login, "BUILTIN\\Administrators"])
+    if rights is None:
+        result["connect_error"] = f"SQL Server error 18456: Login failed for user '{login}'."
+        return result
     result["connected"] = True
     result["instance"].update(version=inst.version, edition=inst.edition)
+    result["permissions"] = rights
+    # Without VIEW SERVER STATE a login sees only its own session (sys.dm_exec_sessions, Permissions), which the
+    # query leaves out (session_id <> @@SPID).
     result["sessions"] = [
         {"session_id": s["spid"], "login_name": s["login_name"], "host_name": s["host_name"],
          "program_name": s["program_name"], "host_process_id": s["host_process_id"], "status": "sleeping"}
         for s in inst.sessions()
-    ]
+    ] if rights["view_server_state"] else []
     result["databases"] = [{"name": db, "state": "ONLINE", "user_access": spec.get("user_access", "MULTI_USER")}
                            for db, spec in sorted(inst.databases.items(), key=lambda item: item[0].casefold())]
     return result

@@ -56,7 +56,7 @@ from .processes import build_specs
 from .registry import Registry
 from .scenario_check import LOAD_STATES, STATIC_KEYS, default_service_name, validate
 from .scm import Service
-from .sql import SqlInstance, SqlServer
+from .sql import DEFAULT_LOGINS, SqlInstance, SqlServer
 
 if TYPE_CHECKING:
     from .host import Host
@@ -285,6 +285,9 @@ def build_parts(host: Host, data: dict[str, Any]) -> dict[str, Any]:
                     for k, v in (i.get("databases") or {}).items()
                 },
                 host=owner,
+                logins={str(k): {"sysadmin": bool((v or {}).get("sysadmin")),
+                                 "view_server_state": bool((v or {}).get("view_server_state"))}
+                        for k, v in (i["logins"] if "logins" in i else DEFAULT_LOGINS).items()},
             )
             for i in sql["instances"]
         ]

@@ -291,6 +291,7 @@ def _validate_sql(sql: dict[str, Any], names: set[str]) -> None:
                 "port",
                 "root",
                 "databases",
+                "logins",
             ),
             path,
             required=("name", "instance_id", "version", "edition", "root"),
@@ -308,6 +309,11 @@ def _validate_sql(sql: dict[str, Any], names: set[str]) -> None:
         except ValueError as err:
             raise ScenarioError(f"{path}.version", str(err)) from None
         expect_int(inst.get("port", 1433), f"{path}.port", minimum=1)
+        for login, spec in expect_map(inst.get("logins") or {}, f"{path}.logins").items():
+            spec = expect_map(spec or {}, f"{path}.logins.{login}")
+            expect_keys(spec, ("sysadmin", "view_server_state"), f"{path}.logins.{login}")
+            for key in ("sysadmin", "view_server_state"):
+                expect_bool(spec.get(key, False), f"{path}.logins.{login}.{key}")
         for db, spec in expect_map(inst.get("databases") or {}, f"{path}.databases").items():
             spec = expect_map(spec, f"{path}.databases.{db}")
             expect_keys(spec, ("user_access", "collation", "last_full_backup"), f"{path}.databases.{db}")

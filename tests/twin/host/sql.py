@@ -89,6 +89,10 @@ class SqlInstance:
     root: str  # e.g. C:\Program Files\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQL
     databases: dict[str, dict[str, str]]
     host: Host
+    # Server logins and what they hold: login name (a Windows account or group) -> {sysadmin, view_server_state}.
+    # Since SQL Server 2012 neither BUILTIN\Administrators nor NT AUTHORITY\SYSTEM is provisioned as sysadmin by
+    # setup; whoever installed the instance names the sysadmins (/SQLSYSADMINACCOUNTS). See DEFAULT_LOGINS.
+    logins: dict[str, dict[str, bool]] = field(default_factory=dict)
     single_user: bool = False
     single_user_owner: str | None = None  # the application that holds the one connection
     _spids: dict[str, int] = field(default_factory=dict)
@@ -189,6 +193,24 @@ class SqlInstance:
             "databases": {k: dict(v) for k, v in self.databases.items()},
             "sessions": self.sessions(),
         }
+
+
+#: An instance whose scenario names no logins: setup provisioned the local Administrators group as sysadmin
+#: (/SQLSYSADMINACCOUNTS="BUILTIN\Administrators"), which is what this collection's lab and the KB's era assume.
+DEFAULT_LOGINS: dict[str, dict[str, bool]] = {"BUILTIN\\Administrators": {"sysadmin": True, "view_server_state": False}}
+
+
+def windows_rights(inst: SqlInstance, identities: list[str]) -> dict[str, Any] | None:
+    """A Windows-authenticated connection: the logins that match the caller's account or one of its groups
+    (names compare without case). None when none does (the connection fails with 18456). sysadmin holds every
+    permission, VIEW SERVER STATE included."""
+    wanted = {i.casefold() for i in identities}
+    matched = [v for k, v in inst.logins.items() if k.casefold() in wanted]
+    if not matched:
+        return None
+    sysadmin = any(v.get("sysadmin") for v in matched)
+    return {"login": identities[0], "sysadmin": sysadmin,
+            "view_server_state": sysadmin or any(v.get("view_server_state") for v in matched)}
 
 
 def login_for(username: str | None, domain: str | None, computer: str) -> str:

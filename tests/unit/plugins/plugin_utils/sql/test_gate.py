@@ -64,3 +64,12 @@ def test_bad_gate_options_are_named(args: dict[str, Any], words: str) -> None:
     with pytest.raises(PlanError) as err:
         validate_gate_args(args)
     assert words in str(err.value)
+
+
+def test_a_login_that_cannot_see_other_sessions_is_named_with_its_grant() -> None:
+    from ansible_collections.configmgr.sql_upgrade.plugins.plugin_utils._sql.gate import visibility_problem
+    assert visibility_problem({"login": "CM01\\Administrator", "sysadmin": True, "view_server_state": False}) is None
+    assert visibility_problem({"login": "x", "sysadmin": False, "view_server_state": True}) is None
+    problem = visibility_problem({"login": "CONTOSO\\svc-ansible", "sysadmin": False, "view_server_state": False})
+    assert problem is not None and "GRANT VIEW SERVER STATE TO [CONTOSO\\svc-ansible];" in problem
+    assert visibility_problem(None) == "the connection did not say what its login may see"
