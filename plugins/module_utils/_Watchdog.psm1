@@ -33,7 +33,8 @@ Function Get-WatchdogTask {
     foreach ($trigger in $xml.Task.Triggers.ChildNodes) {
         if ($trigger.LocalName -eq 'TimeTrigger') {
             $fires = [string]$trigger.StartBoundary
-            # StartBoundary without a zone is the host's local time, as Get-Date is.
+            # StartBoundary with its offset (or, written by an older version, without a zone: the host's local time,
+            # as Get-Date is); a [datetime] cast parses it in the invariant culture either way.
             $expired = ([datetime]$fires -lt (Get-Date))
         }
     }
@@ -54,7 +55,9 @@ Function Register-Watchdog {
     )
     $script = Get-WatchdogScriptPath -JournalPath $JournalPath
     Write-JournalText -Path $script -Text (Get-WatchdogScriptText)
-    $fires = (Get-Date).AddMinutes($Minutes).ToString('yyyy-MM-ddTHH:mm:ss')
+    # The invariant culture (':' in a custom format is the session culture's time separator) and the local offset:
+    # Task Scheduler reads StartBoundary as YYYY-MM-DDTHH:MM:SS(+-)HH:MM ("StartBoundary (triggerBaseType)").
+    $fires = (Get-Date).AddMinutes($Minutes).ToString("yyyy-MM-dd'T'HH:mm:sszzz", [System.Globalization.CultureInfo]::InvariantCulture)
     $command = [System.Security.SecurityElement]::Escape("$env:SystemRoot\System32\WindowsPowerShell\v1.0\powershell.exe")
     $arguments = [System.Security.SecurityElement]::Escape("-NoProfile -NonInteractive -ExecutionPolicy Bypass -File `"$script`"")
     $xml = @"
@@ -434,7 +437,7 @@ Function Invoke-ServiceWindowWatchdog {
         $doc.undo = @()
     }
 
-    $now = (Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ')
+    $now = (Get-Date).ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", [System.Globalization.CultureInfo]::InvariantCulture)
     $said = $log -join '; '
     if ($said.Length -gt 2000) {
         $said = $said.Substring(0, 1997) + '...'

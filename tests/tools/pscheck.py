@@ -334,6 +334,24 @@ def style_findings(path: str, source: str) -> list[Finding]:
     return out
 
 
+# A custom date or time format given to ToString() alone: its ':' and '/' are the session culture's separators
+# (Microsoft Learn, "Custom date and time format strings": "The ':' custom format specifier ... the time separator
+# ... of the current culture"), so a host in a culture whose time separator is '.' writes 01.15.00 where a
+# reader (ParseExact, Task Scheduler's StartBoundary) expects 01:15:00. Issue 26: the watchdog's start boundary.
+_CULTURE_FORMAT = re.compile(r"""\.ToString\(\s*(['"])([^'"]*(?:yyyy|HH|mm|ss|dd)[^'"]*)\1\s*\)""")
+
+
+def culture_findings(path: str, source: str) -> list[Finding]:
+    out: list[Finding] = []
+    for number, line in enumerate(source.splitlines(), 1):
+        code = line.split("#", 1)[0] if not line.lstrip().startswith("#") else ""
+        for match in _CULTURE_FORMAT.finditer(code):
+            out.append(Finding(path, number, match.start() + 1, "culture",
+                               f"date format '{match.group(2)}' in the session's culture: pass "
+                               "[System.Globalization.CultureInfo]::InvariantCulture as ToString's second argument"))
+    return out
+
+
 def module_findings(path: str, source: str) -> list[Finding]:
     """House rules for an Ansible module executor."""
     tree = parse_powershell(source)
@@ -356,6 +374,7 @@ def _is_eap_stop(node: Node) -> bool:
 
 def check_source(path: str, source: str, module: bool, utils_dir: Path = UTILS_DIR) -> list[Finding]:
     findings = syntax_findings(path, source) + wmi_findings(path, source) + style_findings(path, source)
+    findings += culture_findings(path, source)
     findings += requires_findings(path, source, utils_dir)
     if module:
         findings += module_findings(path, source)

@@ -560,7 +560,8 @@ def watchdog_task(host: Host) -> dict[str, str] | None:
     task = host.tasks.get(WATCHDOG_TASK)
     if task is None:
         return None
-    fires = _dt.datetime.fromtimestamp(task.fires, tz=_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    # Register-Watchdog's StartBoundary: invariant culture, with the local offset (twin hosts run in UTC).
+    fires = _dt.datetime.fromtimestamp(task.fires, tz=_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
     return {"task": WATCHDOG_TASK, "fires": fires, "expired": task.fires < host.clock.now()}
 
 

@@ -254,3 +254,14 @@ def test_cs_util_assembly_reference_header_is_seen(tmp_path: Path):
 def test_repository_is_clean():
     count, findings = check_paths([Path(__file__).resolve().parents[3] / p for p in ("plugins", "roles")])
     assert count >= 3 and findings == []
+
+
+def test_a_date_format_in_the_sessions_culture_is_found() -> None:
+    """Issue 26: ':' in a custom date format is the culture's time separator; a host whose culture writes '.'
+    would give Task Scheduler or ParseExact a time they cannot read."""
+    from pscheck import culture_findings
+    bad = "$fires = (Get-Date).AddMinutes(5).ToString('yyyy-MM-ddTHH:mm:ss')\n"
+    good = ("$fires = (Get-Date).ToString(\"yyyy-MM-dd'T'HH:mm:sszzz\", "
+            "[System.Globalization.CultureInfo]::InvariantCulture)\n$hex = $b.ToString('x2')\n# .ToString('HH:mm')\n")
+    assert [f.rule for f in culture_findings("x.ps1", bad)] == ["culture"]
+    assert culture_findings("x.ps1", good) == []
