@@ -29,7 +29,7 @@ $spec = @{
         allow_to = @{ type = 'list'; elements = 'str'; default = @() }
         domain_controllers = @{ type = 'list'; elements = 'str' }
         lease_minutes = @{ type = 'int'; default = 30 }
-        probation_seconds = @{ type = 'int'; default = 120 }
+        probation_seconds = @{ type = 'int'; default = 300 }
         timeout = @{ type = 'int'; default = 120 }
         run_id = @{ type = 'str' }
         takeover = @{ type = 'str' }

@@ -81,8 +81,11 @@ options:
     description:
       - How long a new isolation waits for the controller's new connection before the watchdog undoes it (when
         the controller cannot even reach the host to undo it itself). From 60 to 3600.
+      - Five minutes by default - on a busy server the proof over a new connection (a logon a domain controller
+        validates, a new shell or runspace, a host slow to answer while its services stop) can take minutes, and a
+        probation that ends during it undoes an isolation that worked.
     type: int
-    default: 120
+    default: 300
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - configmgr.sql_upgrade.service_window

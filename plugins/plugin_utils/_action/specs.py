@@ -69,7 +69,7 @@ SPECS: dict[str, dict[str, Any]] = {
             "allow_to": _str_list([]),
             "domain_controllers": _str_list(),
             "lease_minutes": {"type": "int", "default": 30},
-            "probation_seconds": {"type": "int", "default": 120},
+            "probation_seconds": {"type": "int", "default": 300},
             **_TIMEOUT,
             **_RUN,
         },
