@@ -154,3 +154,26 @@ def test_restoring_services_while_wmi_is_disabled_restores_the_rest_and_names_wh
     ))
     assert late.rc == 0, late.proc.stdout[-2000:]
     assert services(host) == before
+
+
+def test_a_winmgmt_demand_started_between_gather_and_apply_ends_stopped_and_disabled(make_fleet: Any) -> None:
+    """Issue 26: winmgmt stopped (manual) at the gather, then started by a WMI client's request before the apply
+    (Windows demand-starts it until it is disabled). The apply acts on the state it finds: disabled, then stopped -
+    never disabled but running."""
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    # No remote WMI client until the apply (they demand-start winmgmt on every look), winmgmt stopped, manual.
+    host.net.remote_clients = [c for c in host.net.remote_clients if c.target != "wmi"]
+    for name in running_dependents(host):
+        host.scm.stop(name, force=True)
+    host.scm.set_start_mode(WMI, "manual")
+    host.scm.stop(WMI, force=True)
+    client = {"service": WMI, "do": "start", "at_module": "configmgr.sql_upgrade.wmi_disable:apply"}
+    host.faults.update({"events": [client]})
+    res = wmi(runner, "disabled")
+    assert not res.get("failed"), res.get("msg")
+    assert host.scm.get(WMI).start_mode == "disabled" and host.scm.get(WMI).state == "stopped"
+    assert WMI in res["stopped"]
+    back = wmi(runner, "enabled")
+    assert not back.get("failed"), back.get("msg")
+    assert host.scm.get(WMI).start_mode == "manual" and host.scm.get(WMI).state == "stopped"

@@ -70,7 +70,9 @@ def plan_wmi_disable(facts: Sequence[ServiceFact], existing: Mapping[str, Any] |
         ops.append(op_stop(name))
         before[name] = {"start_mode": index[name.casefold()].start_mode, "state": index[name.casefold()].state}
         after[name] = {"start_mode": index[name.casefold()].start_mode, "state": "stopped"}
-    if win.is_running:
+    if win.is_running or ops:
+        # Act on the state at apply: a WMI client may demand-start a stopped winmgmt between the gather and the
+        # apply (until it is disabled, the first operation). The stop finds it stopped (already_stopped) or stops it.
         ops.append(op_stop(win.name))
     if ops:
         before[win.name] = {"start_mode": win.start_mode, "state": win.state}
