@@ -58,8 +58,9 @@ class ActionModule(JournalAction):
         """Name every service whose own process was ended because it hung while stopping (end_hung_services)."""
         for op in applied.get("applied") or []:
             if op.get("op") == "stop" and op.get("result") == "ended_hung":
+                timeout = op.get("timeout") or opts["timeout"]  # a Configuration Manager service's own
                 result.setdefault("warnings", []).append(
-                    f"{op['name']} did not stop within {opts['timeout']} seconds (hung in STOP_PENDING): its own "
+                    f"{op['name']} did not stop within {timeout} seconds (hung in STOP_PENDING): its own "
                     f"process (id {op.get('process_id')}) was ended; it is disabled for the window and the restore "
                     "starts it as recorded")
         return result
@@ -107,6 +108,8 @@ class ActionModule(JournalAction):
             disable=opts["disable"],
             sql_sessions=tuple(local_sessions(opts["sql_sessions"], str(gathered.get("host_name") or ""))),
             system_root=str(gathered.get("system_root") or ""),
+            configmgr_stop_timeout=opts["configmgr_stop_timeout"],
+            end_hung_configmgr=opts["end_hung_configmgr"],
         )
         instances = sql_instance_services(facts)
         if opts["instance"].casefold() not in {i.casefold() for i in instances}:

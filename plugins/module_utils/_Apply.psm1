@@ -140,8 +140,17 @@ Function Invoke-PlanLocked {
         # The slice travels with the operation for its handler (Invoke-StopOp), and leaves it afterwards.
         $op['_slice'] = [int]$Module.Params._slice
         $op['_waited'] = if ($index -eq $resumeAt) { [int]$Module.Params._waited } else { 0 }
+        # A stop of a Configuration Manager service carries its own timeout and end_hung (ops.py OPS).
+        $opTimeout = [int]$Module.Params.timeout
+        $opEndHung = $endHung
+        if ($op['op'] -eq 'stop' -and $null -ne $op['timeout']) {
+            $opTimeout = [int]$op['timeout']
+        }
+        if ($op['op'] -eq 'stop' -and $null -ne $op['end_hung']) {
+            $opEndHung = [bool]$op['end_hung']
+        }
         try {
-            Invoke-ServiceOp -Op $op -TimeoutSeconds $Module.Params.timeout -EndHung:$endHung
+            Invoke-ServiceOp -Op $op -TimeoutSeconds $opTimeout -EndHung:$opEndHung
         }
         catch {
             $what = "service $($op.name)"
@@ -176,7 +185,7 @@ Function Invoke-PlanLocked {
             # Still stopping at the end of the slice: the journal keeps every record (_journal_after unwritten)
             # until the plan has run to its end. The caller is alive: its lease is renewed.
             $Module.Result.pending = @{ index = $index; op = [string]$op.op; name = [string]$op.name; waited = $waited
-                timeout = [int]$Module.Params.timeout; state = (Get-ServiceState -Names @([string]$op.name))[0].state }
+                timeout = $opTimeout; state = (Get-ServiceState -Names @([string]$op.name))[0].state }
             $renew = Get-Command -Name 'Get-RenewedLease' -CommandType Function -ErrorAction SilentlyContinue
             if ($null -ne $renew) {
                 $null = & $renew -JournalPath $JournalPath

@@ -34,6 +34,8 @@ $spec = @{
         missing_journal_ok = @{ type = 'bool'; default = $false }
         lease_minutes = @{ type = 'int'; default = 60 }
         end_hung_services = @{ type = 'bool'; default = $true }
+        configmgr_stop_timeout = @{ type = 'int'; default = 1800 }
+        end_hung_configmgr = @{ type = 'bool'; default = $false }
         run_id = @{ type = 'str' }
         takeover = @{ type = 'str' }
         _phase = @{ type = 'str'; default = 'gather'; choices = @('gather', 'apply') }
@@ -46,6 +48,8 @@ $spec = @{
                     choices = @('register_watchdog', 'set_mode', 'stop', 'start', 'end_process', 'remove_watchdog')
                 }
                 name = @{ type = 'str'; required = $true }
+                timeout = @{ type = 'int' }
+                end_hung = @{ type = 'bool' }
                 start_mode = @{ type = 'str'; choices = @('auto', 'delayed', 'manual', 'disabled') }
                 process_id = @{ type = 'int' }
                 created = @{ type = 'raw' }

@@ -104,8 +104,24 @@ options:
       - Windows does the same to services still running at shutdown after C(WaitToKillServiceTimeout). A service
         that is only slow is ended too; give a longer O(timeout) for one you know to be slow.
       - With V(false), such a stop fails the task (and the role restores the host).
+      - Configuration Manager's own services follow O(end_hung_configmgr) instead.
     type: bool
     default: true
+  configmgr_stop_timeout:
+    description:
+      - Seconds each Configuration Manager service (the ones the documented list names, for example
+        C(SMS_EXECUTIVE)) may take to stop, instead of O(timeout). SMS_EXECUTIVE finishes its components' work
+        before it stops and can take many minutes on a busy primary site. From 30 to 14400.
+      - While a stop waits, the task prints the service, its wait so far and this timeout every 30 seconds.
+    type: int
+    default: 1800
+  end_hung_configmgr:
+    description:
+      - Whether a Configuration Manager service still STOP_PENDING after O(configmgr_stop_timeout) has its process
+        ended, as O(end_hung_services) does for the others. Off by default - ending SMS_EXECUTIVE in the middle of
+        its work can leave site data to recover; the stop fails the task instead (and the role restores the host).
+    type: bool
+    default: false
   lease_minutes:
     description:
       - The window's lease. The quiesce that opens a window (its first change) registers the host's watchdog

@@ -33,6 +33,8 @@ $spec = @{
             options = @{
                 op = @{ type = 'str'; required = $true; choices = @('set_mode', 'stop', 'start', 'expect_stopped') }
                 name = @{ type = 'str'; required = $true }
+                timeout = @{ type = 'int' }
+                end_hung = @{ type = 'bool' }
                 start_mode = @{ type = 'str'; choices = @('auto', 'delayed', 'manual', 'disabled') }
                 seconds = @{ type = 'int' }
             }

@@ -26,7 +26,7 @@ def test_a_slow_stop_is_printed_every_slice_and_the_window_is_whole(make_fleet: 
     host = runner.fleet.host(HOST)
     before = services(host)
     commands = host.counters.winrm_commands
-    run = quiesce(runner, "quiesced", "        timeout: 300\n")
+    run = quiesce(runner, "quiesced", "        configmgr_stop_timeout: 300\n")
     res = run.result(HOST)
     assert not res.get("failed"), res.get("msg")
     waits = WAIT.findall(run.proc.stdout)
@@ -55,7 +55,7 @@ def test_a_stop_that_is_quick_costs_no_extra_command(make_fleet: Any) -> None:
 def test_a_stop_that_times_out_across_slices_ends_the_hung_service_as_in_one_call(make_fleet: Any) -> None:
     runner = make_fleet(1, {"faults": {"services": {"SMS_EXECUTIVE": {"stop": "stuck"}}}})
     host = runner.fleet.host(HOST)
-    run = quiesce(runner, "quiesced", "        timeout: 70\n")
+    run = quiesce(runner, "quiesced", "        configmgr_stop_timeout: 70\n        end_hung_configmgr: true\n")
     res = run.result(HOST)
     assert not res.get("failed"), res.get("msg")
     assert len(WAIT.findall(run.proc.stdout)) == 2

@@ -33,7 +33,7 @@ def test_a_restore_tries_every_record_lists_what_is_left_and_a_second_restore_fi
     host = runner.fleet.host(HOST)
     before = services(host)
     # end_hung_services: false - the restore's side of a stop that times out is what this test is about.
-    quiesced = run(runner, "win_service_quiesce", "quiesced", "        timeout: 5\n        end_hung_services: false\n")
+    quiesced = run(runner, "win_service_quiesce", "quiesced", "        configmgr_stop_timeout: 30\n")
     assert quiesced["failed"] is True and quiesced["failed_op"]["name"] == "SMS_EXECUTIVE"
     assert host.scm.get("SMS_EXECUTIVE").state == "stop_pending"
     stopped_by_run = [n for n, (mode, _state) in services(host).items() if mode == "disabled" and before[n][0] != mode]
@@ -399,7 +399,7 @@ def test_a_restore_whose_output_is_lost_is_finished_by_a_second_restore(make_fle
     host = runner.fleet.host(HOST)
     before = services(host)
     assert run(runner, "win_service_quiesce", "quiesced",
-               "        timeout: 5\n        end_hung_services: false\n")["failed"] is True
+               "        configmgr_stop_timeout: 30\n")["failed"] is True
     host.faults.lose_output_of_command = host.counters.winrm_commands + 2
     lost = run(runner, "win_service_quiesce", "restored", "        timeout: 5\n")
     assert lost["failed"] is True and "connection dropped while" in lost["msg"] and "partly changed" in lost["msg"]

@@ -85,11 +85,13 @@ def record_all() -> None:
     save("restore", calls)
 
     stuck = host({"services": {"SMS_EXECUTIVE": {"stop": "stuck"}}})
-    calls = run_task(stuck, "win_service_quiesce", {"state": "quiesced", "timeout": 5, "end_hung_services": False})[1]
+    calls = run_task(stuck, "win_service_quiesce", {"state": "quiesced", "timeout": 5, "configmgr_stop_timeout": 30,
+                                                    "end_hung_services": False})[1]
     save("quiesce_stuck", calls)  # the apply fails on SMS_EXECUTIVE, after the journal was written
     hung = host({"services": {"SMS_EXECUTIVE": {"stop": "stuck"}}})
-    calls = run_task(hung, "win_service_quiesce", {"state": "quiesced", "timeout": 5})[1]
-    save("quiesce_hung_ended", calls)  # end_hung_services: SMS_EXECUTIVE's own process is ended, the window goes on
+    calls = run_task(hung, "win_service_quiesce", {"state": "quiesced", "timeout": 5, "configmgr_stop_timeout": 30,
+                                                   "end_hung_configmgr": True})[1]
+    save("quiesce_hung_ended", calls)  # end_hung_configmgr: SMS_EXECUTIVE's own process is ended, the window goes on
 
 
 if __name__ == "__main__":

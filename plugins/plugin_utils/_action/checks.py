@@ -110,6 +110,7 @@ def _quiesce(p: dict[str, Any]) -> dict[str, Any]:
     return {**p, "keep": validate_patterns("keep", p["keep"]), "stop": validate_patterns("stop", p["stop"]),
             "processes": list(processes), "instance": _instance(p), "sql_sessions": [dict(s) for s in sessions],
             "timeout": _timeout(p),
+            "configmgr_stop_timeout": _range("configmgr_stop_timeout", p["configmgr_stop_timeout"], 30, 14400),
             "lease_minutes": _range("lease_minutes", p["lease_minutes"], 5, 1440)}
 
 

@@ -50,6 +50,8 @@ SPECS: dict[str, dict[str, Any]] = {
             **_TIMEOUT,
             "missing_journal_ok": {"type": "bool", "default": False},
             "end_hung_services": {"type": "bool", "default": True},
+            "configmgr_stop_timeout": {"type": "int", "default": 1800},
+            "end_hung_configmgr": {"type": "bool", "default": False},
             "lease_minutes": {"type": "int", "default": 60},
             **_RUN,
         },

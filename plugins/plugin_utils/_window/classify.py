@@ -48,6 +48,10 @@ class QuiesceOptions:
     sql_sessions: tuple[Mapping[str, Any], ...] = ()
     #: The host's %SystemRoot% (for Windows binaries whose ProductName is localized).
     system_root: str = ""
+    #: Configuration Manager's services stop with a timeout of their own, and are never ended unless asked
+    #: (SMS_EXECUTIVE can take minutes to stop on a busy primary); None: the task's timeout and end_hung_services.
+    configmgr_stop_timeout: int | None = None
+    end_hung_configmgr: bool = False
 
 
 def _norm_product(text: str) -> str:

@@ -27,8 +27,9 @@ Op = dict[str, Any]
 OPS: dict[str, tuple[str, ...]] = {
     # ChangeServiceConfig: the start mode (and the delayed auto-start flag).
     "set_mode": ("name", "start_mode"),
-    # ControlService(SERVICE_CONTROL_STOP), then wait until SERVICE_STOPPED.
-    "stop": ("name",),
+    # ControlService(SERVICE_CONTROL_STOP), then wait until SERVICE_STOPPED; `timeout` and `end_hung`, when given,
+    # are this service's own instead of the task's timeout and end_hung_services (Configuration Manager's services).
+    "stop": ("name", "timeout", "end_hung"),
     # StartService, then wait until SERVICE_RUNNING (continues a paused service).
     "start": ("name",),
     # Wait, then fail unless the service is still stopped (something restarting it).
@@ -65,6 +66,8 @@ FIELDS: dict[str, str] = {
     "remote_addresses": "list",
     "remote_ports": "list",
     "minutes": "int",
+    "timeout": "int",
+    "end_hung": "bool",
 }
 
 #: The operations each executor accepts (its ``_plan.op`` choices).
@@ -87,8 +90,13 @@ def op_set_mode(name: str, start_mode: str) -> Op:
     return {"op": "set_mode", "name": name, "start_mode": start_mode}
 
 
-def op_stop(name: str) -> Op:
-    return {"op": "stop", "name": name}
+def op_stop(name: str, timeout: int | None = None, end_hung: bool | None = None) -> Op:
+    op: Op = {"op": "stop", "name": name}
+    if timeout is not None:
+        op["timeout"] = timeout
+    if end_hung is not None:
+        op["end_hung"] = end_hung
+    return op
 
 
 def op_start(name: str) -> Op:

@@ -75,9 +75,14 @@ def plan_quiesce(
     # Decide by service, act on the state at apply time: every service the plan changes gets its stop, also
     # one stopped at gather (a recovery action or an operator may start it before the apply); the executor's
     # stop of a stopped service is a no-op that reports already_stopped.
+    sources = {d.name.casefold(): d.source for d in decisions}
     for name in stop_order:
         fact = index[name.casefold()]
-        if fact.name in records:
+        if fact.name not in records:
+            continue
+        if sources.get(fact.name.casefold()) == "configmgr" and options.configmgr_stop_timeout is not None:
+            ops.append(op_stop(fact.name, options.configmgr_stop_timeout, options.end_hung_configmgr))
+        else:
             ops.append(op_stop(fact.name))
     return QuiescePlan(decisions, ops, records, stop_order, before, after)
 

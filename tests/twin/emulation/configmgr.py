@@ -448,8 +448,14 @@ def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
         # Invoke-PlanLocked: the slice travels with the operation for its handler, and leaves it afterwards.
         op["_slice"] = int(params.get("_slice") or 0)
         op["_waited"] = int(params.get("_waited") or 0) if index == resume_at else 0
+        # A stop of a Configuration Manager service carries its own timeout and end_hung (ops.py OPS).
+        op_timeout, op_end_hung = int(params["timeout"]), end_hung
+        if op.get("op") == "stop" and op.get("timeout") is not None:
+            op_timeout = int(op["timeout"])
+        if op.get("op") == "stop" and op.get("end_hung") is not None:
+            op_end_hung = bool(op["end_hung"])
         try:
-            run_op(host, op, int(params["timeout"]), end_hung)
+            run_op(host, op, op_timeout, op_end_hung)
         except (WindowsError_, _OpError) as err:
             what = _what(op)
             failures.append({"op": op.get("op"), "name": op.get("name"),
@@ -466,7 +472,7 @@ def _apply(ctx: ModuleContext, fix: str) -> dict[str, Any]:
         if op.get("result") == "stopping":
             # Still stopping at the end of the slice: _journal_after unwritten; the caller's lease is renewed.
             result["pending"] = {"index": index, "op": op.get("op"), "name": op.get("name"), "waited": waited,
-                                 "timeout": int(params["timeout"]),
+                                 "timeout": op_timeout,
                                  "state": service_state(host, str(op.get("name")))["state"]}
             found = watchdog_task(host)  # Get-RenewedLease: renewed unless it has ended
             if found and not found["expired"]:

@@ -101,8 +101,8 @@ def test_a_second_quiesce_changes_nothing_and_makes_no_apply_call() -> None:
 
 
 def test_a_failed_operation_fails_the_task_naming_host_service_and_undo() -> None:
-    result, sent = replay("win_service_quiesce", {"timeout": 5, "end_hung_services": False},
-                          results_of("quiesce_stuck"))
+    result, sent = replay("win_service_quiesce", {"timeout": 5, "configmgr_stop_timeout": 30,
+                                                  "end_hung_services": False}, results_of("quiesce_stuck"))
     assert [s["_phase"] for s in sent] == ["gather", "apply"]
     assert result["failed"] is True
     assert result["msg"].startswith("site01: stop of service SMS_EXECUTIVE failed")
@@ -112,12 +112,17 @@ def test_a_failed_operation_fails_the_task_naming_host_service_and_undo() -> Non
 
 
 def test_a_hung_stop_ends_the_services_own_process_and_says_so() -> None:
-    result, sent = replay("win_service_quiesce", {"timeout": 5}, results_of("quiesce_hung_ended"))
-    assert [s["_phase"] for s in sent] == ["gather", "apply"] and sent[1]["end_hung_services"] is True
+    result, sent = replay("win_service_quiesce", {"timeout": 5, "configmgr_stop_timeout": 30,
+                                                  "end_hung_configmgr": True}, results_of("quiesce_hung_ended"))
+    assert [s["_phase"] for s in sent] == ["gather", "apply"] and sent[1]["end_hung_configmgr"] is True
+    # Configuration Manager's service stops with its own timeout and end_hung, the others with the task's.
+    stops = {op["name"]: op for op in sent[1]["_plan"] if op["op"] == "stop"}
+    assert stops["SMS_EXECUTIVE"]["timeout"] == 30 and stops["SMS_EXECUTIVE"]["end_hung"] is True
+    assert "timeout" not in stops["VMTools"]
     assert not result.get("failed"), result.get("msg")
     assert "SMS_EXECUTIVE" in result["stopped"]
     [warning] = [w for w in result["warnings"] if "hung in STOP_PENDING" in w]
-    assert warning.startswith("site01: SMS_EXECUTIVE did not stop within 5 seconds") and "process (id " in warning
+    assert warning.startswith("site01: SMS_EXECUTIVE did not stop within 30 seconds") and "process (id " in warning
 
 
 def test_restore_starts_what_was_running_and_marks_the_journal_restored_after() -> None:

@@ -75,7 +75,9 @@ def test_operations_are_built_only_in_ops_py() -> None:
 
 
 def test_every_builder_emits_exactly_its_declared_fields() -> None:
-    built = [ops.op_set_mode("A", "manual"), ops.op_stop("A"), ops.op_start("A"), ops.op_expect_stopped("A", 5),
+    assert ops.op_stop("A") == {"op": "stop", "name": "A"}  # its own timeout and end_hung only when given
+    built = [ops.op_set_mode("A", "manual"), ops.op_stop("A", 1800, False), ops.op_start("A"),
+             ops.op_expect_stopped("A", 5),
              ops.op_end_process("p", 1, 2, "why"), ops.op_set_profile("domain", True),
              ops.op_add_rule("r", "in", "any", ["10.0.0.1"], []), ops.op_remove_rule("r"),
              ops.op_register_watchdog("\\t", 30), ops.op_remove_watchdog("\\t")]
