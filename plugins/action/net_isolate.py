@@ -149,6 +149,15 @@ class ActionModule(JournalAction):
             confirmed = self._over_new_connection(opts, call)
         except AnsibleError as exc:
             return self._undo_at_once(result, opts, planned, applied, call, str(exc))
+        if confirmed.get("failed") and confirmed.get("lease_lost"):
+            # The watchdog already put the network back (and wrote it in the journal): nothing left to undo here.
+            result.update({"failed": True, "changed": True, "confirmed": False})
+            result.pop("lease", None)
+            result["msg"] = (f"the isolation worked, but its probation of {opts['probation_seconds']} seconds ended "
+                             "before the controller's new connection proved it, and the host's watchdog put the "
+                             f"network back by itself ({confirmed.get('msg')}). The host is on the network; raise "
+                             "probation_seconds and run the task again")
+            return result
         if confirmed.get("failed"):
             return self._undo_at_once(result, opts, planned, applied, call, str(confirmed.get("msg")))
         result["confirmed"] = True

@@ -83,10 +83,16 @@ if ($module.Params._phase -eq 'gather') {
 }
 
 if ($module.Params._phase -eq 'confirm') {
-    # This request came over a new connection: the channel works. Probation over, the full lease runs.
+    # This request came over a new connection: the channel works. Probation over, the full lease runs - if the
+    # lease still holds: the task is there and the journal still records the isolation. A probation that ended
+    # before this request (the new connection took longer) has let the watchdog put the network back.
     if (-not $module.CheckMode) {
         $module.Result.watchdog = Update-ServiceWindowLease -JournalPath $journalPath -Name $taskName
         $module.Result.changed = $true
+        if ($null -eq $module.Result.watchdog) {
+            $module.Result.lease_lost = $true
+            $module.FailJson("the isolation's lease no longer holds: the watchdog task $taskName is gone or the journal $journalPath no longer records the isolation (its probation ended before this confirm, and the watchdog put the network back)")
+        }
     }
     $module.ExitJson()
 }

@@ -135,6 +135,9 @@ SPECIAL_CASES = [
                             {"service": "SMS_EXECUTIVE", "do": "start", "at_module": M + "sql_setup:start"}]}),
     Case("setup-exit-code", "5 setup", "setup ends with exit code 0x84B40000 (-2068578304)",
          faults={"setup": {"exit_code": -2068578304}}),
+    Case("lease-ends-at-confirm", "4 off the network", "the isolation's probation ends before its confirm arrives "
+         "(the watchdog puts the network back on its own)",
+         faults={"at_module": [{"module": M + "net_isolate:confirm", "do": "lease_ends"}]}, fast=True),
     Case("reboot-hang", "8 reboot", "the reboot never returns",
          faults={"reboot": {"hang": True}}, host_vars={"site_sql_upgrade_reboot_timeout": 5}),
     Case("disk-full-before", "2 services", "the disk is full before the window (the journal cannot be written)",

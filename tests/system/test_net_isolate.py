@@ -319,3 +319,19 @@ def test_the_network_restore_keeps_the_lease_while_services_are_out_and_their_re
     back = runner.playbook(play(SERVICES_BACK)).result(HOST)
     assert not back.get("failed"), back.get("msg")
     assert services(host) == table and host.tasks.get(WATCHDOG) is None  # the window is closed: so is its lease
+
+
+def test_a_probation_that_ends_before_the_confirm_is_reported_and_the_host_is_back(make_fleet: Any) -> None:
+    """Issue 26: the watchdog fires during the confirm (the new connection took longer than the probation). The
+    confirm finds the lease gone and says so; the watchdog has put the network back; the task fails naming the fix."""
+    runner = make_fleet(1)
+    host = runner.fleet.host(HOST)
+    fw = firewall(host)
+    host.faults.update({"at_module": [{"module": "configmgr.sql_upgrade.net_isolate:confirm", "do": "lease_ends"}]})
+    res = runner.playbook(play(ISOLATE)).result(HOST)
+    assert res["failed"] is True and res["confirmed"] is False
+    assert "probation of 300 seconds ended before the controller's new connection proved it" in res["msg"]
+    assert "raise probation_seconds" in res["msg"]
+    assert firewall(host) == fw and all(clients(host).values())
+    assert journal(host)["network"]["status"] == "restored" and journal(host)["watchdog"]["trigger"] == "lease"
+    assert host.tasks.get("\\configmgr.sql_upgrade\\watchdog") is None

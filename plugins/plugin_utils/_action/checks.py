@@ -200,7 +200,7 @@ def _setup(p: dict[str, Any]) -> dict[str, Any]:
 
 #: module short name -> its checks beyond the spec (every module of SPECS has one).
 def _reboot(p: dict[str, Any]) -> dict[str, Any]:
-    return {**p, "reboot_timeout": _range("reboot_timeout", p["reboot_timeout"], 10, 86400),
+    return {**p, "reboot_timeout": _range("reboot_timeout", p["reboot_timeout"], 1, 86400),
             "pre_reboot_delay": _range("pre_reboot_delay", p["pre_reboot_delay"], 0, 3600),
             "post_reboot_delay": _range("post_reboot_delay", p["post_reboot_delay"], 0, 3600),
             "connect_timeout": _range("connect_timeout", p["connect_timeout"], 1, 600),

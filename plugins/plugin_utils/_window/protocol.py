@@ -333,6 +333,9 @@ RESULTS: dict[str, dict[str, dict[str, Any]]] = {
         "confirm": {
             "journal_path": _entry("Where the on-host journal is.", "always", "str"),
             "watchdog": _WATCHDOG,
+            "lease_lost": _entry("The lease no longer held at the confirm (the task gone, or the journal no longer "
+                                 "records the isolation): its probation ended first and the watchdog put the network "
+                                 "back.", "when the confirm failed for it", "bool"),
         },
     },
 }

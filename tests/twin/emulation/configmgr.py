@@ -794,6 +794,12 @@ def net_isolate(ctx: ModuleContext) -> dict[str, Any]:
         if not ctx.check_mode:
             result["watchdog"] = renew_lease(host)
             result["changed"] = True
+            if result["watchdog"] is None:
+                # net_isolate.ps1: the lease no longer holds (the probation ended before this confirm).
+                raise ModuleFailed(f"the isolation's lease no longer holds: the watchdog task {WATCHDOG_TASK} is gone "
+                                   f"or the journal {journal_path(host)} no longer records the isolation (its "
+                                   "probation ended before this confirm, and the watchdog put the network back)",
+                                   lease_lost=True, **result)
         return result
     result = _apply(ctx, "the firewall profiles' prior state and this collection's rules: run net_isolate with "
                          "state=restored to put the network back, or fix {name} and run again.")

@@ -50,7 +50,7 @@ class Event:
                 "seconds": self.seconds}
 
 
-MODULE_FAULTS = ("drop", "lose_output", "disk_full")
+MODULE_FAULTS = ("drop", "lose_output", "disk_full", "lease_ends")
 
 
 @dataclass
@@ -61,7 +61,9 @@ class ModuleFault:
 
     drop: the connection resets before that command runs, and the host stays unreachable (the network is gone
     until a test brings it back); lose_output: the command runs to the end and the connection resets before its
-    output is read (once); disk_full: from that command on, every file write fails with ERROR_DISK_FULL (112)."""
+    output is read (once); disk_full: from that command on, every file write fails with ERROR_DISK_FULL (112);
+    lease_ends: the host's clock moves to the next scheduled task's time trigger (the watchdog's lease or probation)
+    and the task runs, just before that command (a new connection slower than the probation)."""
 
     module: str
     action: str

@@ -58,6 +58,13 @@ class TaskScheduler:
             self._run(task, trigger)
         return ran
 
+    def fire_next_time_trigger(self) -> None:
+        """Time passes to the earliest time trigger still to fire, and the tasks due then run (fault lease_ends)."""
+        pending = [t.fires for t in self.tasks.values() if t.running is None and t.fires != float("inf")]
+        if pending and min(pending) > self._host.clock.now():
+            self._host.tick(min(pending) - self._host.clock.now())
+        self.run_due()
+
     def run_now(self, name: str) -> None:
         """schtasks.exe /Run: an instance starts now (IgnoreNew: none while one runs)."""
         task = self.tasks.get(name.lower())

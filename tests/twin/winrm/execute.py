@@ -204,6 +204,8 @@ def _module_fault(host: Host, label: str) -> str | None:
         raise ConnectionFault(f"fault at_module drop before {label}")
     if fault == "disk_full":
         host.faults.disk_full = True
+    if fault == "lease_ends":
+        host.tasks.fire_next_time_trigger()
     return fault
 
 
