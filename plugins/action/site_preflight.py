@@ -58,6 +58,15 @@ class ActionModule(ExecutorAction):
                                              opts["backup_max_age_hours"])
         problems += pf.key_problems(opts["product_key_given"], read.get("media_has_key"), opts["evaluation"])
         problems += self._holder_problems(read.get("journal_text"), opts, call.check_mode)
+        if opts["probe"]:
+            # The readiness probe (issue 26): the mechanisms the window relies on, exercised before any change.
+            probed = call.executor("probe", opts)
+            if probed.get("failed"):
+                raise Failed(f"the readiness probe failed on the host: {probed.get('msg')}; nothing was left behind",
+                             upgrade_needed=True, facts=facts, problems=[*problems, str(probed.get("msg"))])
+            readiness = [pf.lease_readiness(probed.get("probe"))]
+            result["readiness"] = readiness
+            problems += [f"readiness ({row['check']}): {row['detail']}" for row in readiness if not row["ok"]]
         result.update({"upgrade_needed": True, "problems": problems})
         if problems:
             raise Failed(f"the preflight refuses the upgrade to {target}; nothing was changed: {'; '.join(problems)}",

@@ -5,13 +5,16 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 #AnsibleRequires -CSharpUtil Ansible.Basic
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils._Journal
+#AnsibleRequires -PowerShell ansible_collections.configmgr.sql_upgrade.plugins.module_utils._NativeCommand
 
 # Thin executor of site_preflight (the read-only checks of the role site_sql_upgrade before anything changes).
 # The action plugin (plugins/action/site_preflight.py) decides; this script reads, with _phase=read: the markers
 # of a pending restart, the free space of the drives named, the site's Configuration Manager identity and version
 # and its site database's name (registry), and over its own System.Data.SqlClient connection (closed before it
 # returns) each database's collation and the age of its last full backup (msdb.dbo.backupset). The query takes
-# no input. No WMI.
+# no input. With _phase=probe (option probe): the readiness probe of the window's watchdog, a one-shot SYSTEM task
+# removed before it returns. No WMI.
 
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
@@ -27,12 +30,90 @@ $spec = @{
         evaluation = @{ type = 'bool'; default = $false }
         run_id = @{ type = 'str' }
         takeover = @{ type = 'str' }
-        _phase = @{ type = 'str'; default = 'read'; choices = @('read') }
+        probe = @{ type = 'bool'; default = $false }
+        _phase = @{ type = 'str'; default = 'read'; choices = @('read', 'probe') }
     }
     supports_check_mode = $true
 }
 
 $module = [Ansible.Basic.AnsibleModule]::Create($args, $spec)
+
+if ($module.Params._phase -eq 'probe') {
+    # The lease can run (issue 26): a one-shot task as SYSTEM with the watchdog's PowerShell host, arguments and
+    # script folder (Register-Watchdog in _Watchdog.psm1) runs a script that writes what it could do. The task,
+    # the script and its answer are removed before this returns, in check mode too: nothing is left behind.
+    $folder = Split-Path -Path (Get-JournalPath) -Parent
+    $taskName = '\configmgr.sql_upgrade\probe'
+    $script = Join-Path -Path $folder -ChildPath 'probe.ps1'
+    $answer = Join-Path -Path $folder -ChildPath 'probe.json'
+    $probe = @{ registered = $false; register_error = $null; ran = $false; language_mode = $null; com = $false
+        com_error = $null; machine_policy = [string](Get-ExecutionPolicy -Scope MachinePolicy) }
+    # Only cmdlets and core types before the COM test: the script must answer in ConstrainedLanguage too.
+    $text = @"
+`$out = @{ language_mode = [string]`$ExecutionContext.SessionState.LanguageMode; com = `$false; com_error = `$null }
+try { `$null = New-Object -ComObject HNetCfg.FwPolicy2; `$out.com = `$true } catch { `$out.com_error = `$_.Exception.Message }
+Set-Content -LiteralPath '$answer' -Value (ConvertTo-Json -Compress -InputObject `$out) -Encoding UTF8
+"@
+    try {
+        if (Test-Path -LiteralPath $answer) {
+            Remove-Item -LiteralPath $answer -Force
+        }
+        Write-JournalText -Path $script -Text $text
+        $command = [System.Security.SecurityElement]::Escape("$env:SystemRoot\System32\WindowsPowerShell\v1.0\powershell.exe")
+        $arguments = [System.Security.SecurityElement]::Escape("-NoProfile -NonInteractive -ExecutionPolicy Bypass -File `"$script`"")
+        $xml = @"
+<?xml version="1.0" encoding="UTF-16"?>
+<Task version="1.2" xmlns="http://schemas.microsoft.com/windows/2004/02/mit/task">
+  <RegistrationInfo><Description>configmgr.sql_upgrade: readiness probe of the window's watchdog (removed at once)</Description></RegistrationInfo>
+  <Principals><Principal id="System"><UserId>S-1-5-18</UserId><RunLevel>HighestAvailable</RunLevel></Principal></Principals>
+  <Settings>
+    <DisallowStartIfOnBatteries>false</DisallowStartIfOnBatteries>
+    <StopIfGoingOnBatteries>false</StopIfGoingOnBatteries>
+    <ExecutionTimeLimit>PT5M</ExecutionTimeLimit>
+  </Settings>
+  <Actions Context="System"><Exec><Command>$command</Command><Arguments>$arguments</Arguments></Exec></Actions>
+</Task>
+"@
+        $xmlPath = Join-Path -Path $folder -ChildPath 'probe.xml'
+        [System.IO.File]::WriteAllText($xmlPath, $xml, [System.Text.Encoding]::Unicode)
+        try {
+            $create = Invoke-NativeCommand -FilePath 'schtasks.exe' -ArgumentList @('/Create', '/TN', $taskName, '/XML', $xmlPath, '/F')
+        }
+        finally {
+            [System.IO.File]::Delete($xmlPath)
+        }
+        if ($create.rc -ne 0) {
+            $probe.register_error = "schtasks.exe /Create failed ($($create.rc)): $($create.output -join ' ')"
+        }
+        else {
+            $probe.registered = $true
+            $null = Invoke-NativeCommand -FilePath 'schtasks.exe' -ArgumentList @('/Run', '/TN', $taskName)
+            $deadline = [System.DateTime]::UtcNow.AddSeconds(60)
+            while (-not (Test-Path -LiteralPath $answer) -and [System.DateTime]::UtcNow -lt $deadline) {
+                Start-Sleep -Milliseconds 500
+            }
+            if (Test-Path -LiteralPath $answer) {
+                Start-Sleep -Milliseconds 200  # Set-Content may still be writing
+                $said = ConvertFrom-Json -InputObject ([System.IO.File]::ReadAllText($answer))
+                $probe.ran = $true
+                $probe.language_mode = [string]$said.language_mode
+                $probe.com = [bool]$said.com
+                $probe.com_error = $said.com_error
+            }
+        }
+    }
+    finally {
+        $null = Invoke-NativeCommand -FilePath 'schtasks.exe' -ArgumentList @('/Delete', '/TN', $taskName, '/F')
+        foreach ($path in @($script, $answer)) {
+            if (Test-Path -LiteralPath $path) {
+                Remove-Item -LiteralPath $path -Force
+            }
+        }
+    }
+    $module.Result.probe = $probe
+    $module.ExitJson()
+}
+
 
 Function Get-RegistryValue {
     param ([Parameter(Mandatory = $true)][string]$Key, [Parameter(Mandatory = $true)][string]$Name)

@@ -55,6 +55,17 @@ options:
   takeover:
     description: The run id of a dead run that holds the host; the upgrade may continue its journal.
     type: str
+  probe:
+    description:
+      - Also prove, before anything changes, that the window's watchdog can run on this host - the readiness probe.
+        A one-shot task as SYSTEM runs a script with the watchdog's PowerShell host, arguments and folder, and the
+        script creates the firewall object the watchdog's network restore uses; the task, the script and its
+        answer are removed before the module returns (in check mode too). A host where a Group Policy execution
+        policy (AllSigned, Restricted) blocks the script, where AppLocker or WDAC run it in ConstrainedLanguage (no
+        COM), or where the Task Scheduler refuses a SYSTEM task is refused, naming what failed and the fix.
+      - The role sets it. RV(readiness) lists each check.
+    type: bool
+    default: false
 notes:
   - Supports check mode; it only reads.
 seealso:
@@ -73,6 +84,22 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+readiness:
+  description:
+    - The readiness table of O(probe), one row per mechanism the window relies on, as the probe found it.
+  returned: with O(probe)
+  type: list
+  elements: dict
+  contains:
+    check:
+      description: What was proved, for example V(lease) (the watchdog can run as SYSTEM and reach the firewall).
+      type: str
+    ok:
+      description: It works on this host.
+      type: bool
+    detail:
+      description: What the probe saw; when not ok, what failed and the fix.
+      type: str
 upgrade_needed:
   description: The instance is below the target.
   returned: always

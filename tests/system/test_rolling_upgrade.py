@@ -21,6 +21,7 @@ from conftest import BIN, Runner, _run, services
 from twin.fleet import Fleet
 from twin.hierarchy import Hierarchy
 from twin.host import make_iso, media_setup_exe
+from twin.host.powershell import PowerShellPolicy
 
 REPO = Path(__file__).resolve().parents[2]
 ROLLING = REPO / "playbooks" / "rolling_sql_upgrade.yml"
@@ -351,3 +352,18 @@ def test_a_gate_that_cannot_see_refuses_the_host_before_its_window(rollout: Any)
     assert window_state(host) == before and not host.sql.runs
     grant = f"GRANT VIEW SERVER STATE TO [{host.computer_name}\\Administrator];"
     assert grant in json.dumps(run.data, ensure_ascii=False).replace("\\\\", "\\"), run.proc.stdout[-3000:]
+
+
+def test_a_host_whose_watchdog_could_not_run_is_refused_before_step_1(rollout: Any) -> None:
+    """Issue 26: the role's preflight runs the readiness probe; a Group Policy execution policy that blocks the
+    watchdog's script refuses the host before anything changes (no media staged, no window)."""
+    ro = rollout(ONE)
+    name = next(iter(ro.fleet.hosts))
+    host = ro.fleet.host(name)
+    host.powershell = PowerShellPolicy(machine_policy="AllSigned")
+    before = window_state(host)
+    run = ro.run()
+    assert run.rc != 0
+    assert window_state(host) == before and not host.sql.runs
+    assert not host.fs.exists("C:\\SQLMedia\\SQL2019")
+    assert "Turn on Script Execution" in json.dumps(run.data), run.proc.stdout[-3000:]

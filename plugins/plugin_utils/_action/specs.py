@@ -109,6 +109,7 @@ SPECS: dict[str, dict[str, Any]] = {
             "product_key_given": {"type": "bool", "default": False},
             "evaluation": {"type": "bool", "default": False},
             **_RUN,
+            "probe": {"type": "bool", "default": False},
         },
     },
     "sql_media": {

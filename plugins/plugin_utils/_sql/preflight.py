@@ -131,3 +131,36 @@ def key_problems(product_key: bool, media_has_key: bool | None, evaluation: bool
         return []
     return ["no product key: give site_sql_upgrade_product_key (no_log), use media with a key, or set "
             "site_sql_upgrade_evaluation if the Evaluation edition is intended"]
+
+
+def lease_readiness(probe: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The readiness row of the watchdog (issue 26): a SYSTEM task with the watchdog's PowerShell host and arguments
+    ran its script, in FullLanguage, and the script created the firewall object. Each failure says what failed and
+    the fix. Sources: Microsoft Learn "about_Execution_Policies" (MachinePolicy takes precedence over the Process
+    scope that -ExecutionPolicy Bypass sets), "about_Language_Modes" (ConstrainedLanguage refuses COM objects)."""
+    probe = probe or {}
+    policy = str(probe.get("machine_policy") or "Undefined")
+    if not probe.get("registered"):
+        return {"check": "lease", "ok": False,
+                "detail": f"the Task Scheduler did not register a task as SYSTEM ({probe.get('register_error')}): the "
+                          "window's watchdog could not be registered, and nothing would put the host back without the "
+                          "controller. Allow SYSTEM tasks (Task Scheduler policy, a security agent), then run again"}
+    if not probe.get("ran"):
+        if policy in ("AllSigned", "Restricted"):
+            why = (f"Group Policy sets the machine execution policy to {policy}, which overrides -ExecutionPolicy "
+                   "Bypass: the watchdog's unsigned script would not run. Set \"Turn on Script Execution\" to allow "
+                   "local scripts (RemoteSigned) for this server, or exempt it")
+        else:
+            why = ("the probe's task ran but its script never answered within 60 s: an application control or "
+                   "security agent may block PowerShell scripts run as SYSTEM. Allow powershell.exe -File on "
+                   "%ProgramData%\\configmgr.sql_upgrade for SYSTEM, then run again")
+        return {"check": "lease", "ok": False, "detail": why}
+    if probe.get("language_mode") != "FullLanguage" or not probe.get("com"):
+        return {"check": "lease", "ok": False,
+                "detail": f"the watchdog's script runs in {probe.get('language_mode')} and cannot create the firewall "
+                          f"object its network restore uses ({probe.get('com_error')}): AppLocker or WDAC script rules "
+                          "apply to it. Allow %ProgramData%\\configmgr.sql_upgrade\\*.ps1 for SYSTEM in the policy, "
+                          "then run again"}
+    return {"check": "lease", "ok": True,
+            "detail": f"a SYSTEM task ran the watchdog's kind of script in FullLanguage and reached the firewall "
+                      f"(machine execution policy {policy}); nothing was left behind"}

@@ -272,6 +272,22 @@ RESULTS: dict[str, dict[str, dict[str, Any]]] = {
             "connect_error": _entry("Why the instance did not answer, else null.", "always", "str"),
             "journal_text": _entry("The on-host journal's text, null when there is none.", "always", "str"),
         },
+        "probe": {
+            "probe": _entry("The readiness probe of the watchdog: a one-shot SYSTEM task with the watchdog's "
+                            "PowerShell host, arguments and folder, removed before the phase returns.", "always",
+                            "dict", contains={
+                                "registered": {"description": "schtasks.exe /Create as SYSTEM succeeded.",
+                                               "type": "bool"},
+                                "register_error": {"description": "Why it did not, else null.", **_STR},
+                                "ran": {"description": "The task's script wrote its answer within 60 s.",
+                                        "type": "bool"},
+                                "language_mode": {"description": "The script's language mode.", **_STR},
+                                "com": {"description": "New-Object -ComObject HNetCfg.FwPolicy2 worked.",
+                                        "type": "bool"},
+                                "com_error": {"description": "Why it did not, else null.", **_STR},
+                                "machine_policy": {"description": "Get-ExecutionPolicy -Scope MachinePolicy (Group "
+                                                   "Policy), Undefined when not set.", **_STR}}),
+        },
     },
     "sql_single_user_check": {
         "read": {

@@ -638,7 +638,11 @@ WATCHDOG_OPS: dict[str, Callable[[Host, dict[str, Any], int], None]] = {
 
 def run_watchdog(host: Host, trigger: str) -> bool:
     """Invoke-ServiceWindowWatchdog, step by step: True when it has finished, False while it waits for SQL Server
-    setup (the script's Start-Sleep loop while the recorded setup process exists)."""
+    setup (the script's Start-Sleep loop while the recorded setup process exists). Under a Group Policy execution
+    policy that blocks local unsigned scripts, powershell.exe refuses watchdog.ps1 and the task ends having done
+    nothing (host/powershell.py)."""
+    if host.powershell.script_blocked():
+        return True
     path = journal_path(host)
     text = read_journal(host)
     if text is None:
@@ -682,6 +686,10 @@ def run_watchdog(host: Host, trigger: str) -> bool:
             log.append(f"refused {op.get('op')} of {op.get('name')}: {refused}")
             continue
         try:
+            if op.get("op") in ("remove_rule", "set_profile") and host.powershell.com_refused():
+                # net_isolate's firewall handlers use HNetCfg.FwPolicy2 (New-Object -ComObject): refused in
+                # ConstrainedLanguage.
+                raise _OpError(str(host.powershell.com_refused()))
             WATCHDOG_OPS[str(op["op"])](host, op, 120)
             ran += 1
         except (WindowsError_, _OpError) as err:

@@ -656,10 +656,49 @@ def _value(host: Host, key: str, name: str) -> Any:
         return None
 
 
+PROBE_TASK = "\\configmgr.sql_upgrade\\probe"
+
+
+def _readiness_probe(host: Host) -> dict[str, Any]:
+    """site_preflight.ps1's probe phase: the probe's task as SYSTEM runs its script under the host's PowerShell
+    policy (host/powershell.py: a Group Policy execution policy that blocks unsigned scripts, a language mode that
+    refuses COM), answers, and the task, script and answer are removed (in check mode too)."""
+    policy = host.powershell
+    folder = journal_path(host).rsplit("\\", 1)[0]
+    script = f"{folder}\\probe.ps1"
+    out: dict[str, Any] = {"registered": False, "register_error": None, "ran": False, "language_mode": None,
+                           "com": False, "com_error": None, "machine_policy": policy.machine_policy or "Undefined"}
+    host.fs.mkdir(folder)
+    write_file(host, script, "probe")
+    answered: dict[str, Any] = {}
+
+    def run(owner: Host, trigger: str) -> bool:
+        if owner.powershell.script_blocked():
+            return True  # powershell.exe refuses the script: no answer
+        refused = owner.powershell.com_refused()
+        answered.update(language_mode=owner.powershell.system_language_mode, com=refused is None, com_error=refused)
+        return True
+
+    try:
+        host.tasks.register(PROBE_TASK, 0, False, run)
+        out["registered"] = True
+        host.tasks.get(PROBE_TASK).fires = float("inf")  # no trigger: schtasks /Run
+        host.tasks.run_now(PROBE_TASK)
+        if answered:
+            out.update(ran=True, **answered)
+    finally:
+        host.tasks.delete(PROBE_TASK)
+        if host.fs.exists(script):
+            host.fs.remove(script)
+    return out
+
+
 @module("configmgr.sql_upgrade.site_preflight")
 def site_preflight(ctx: ModuleContext) -> dict[str, Any]:
     host = ctx.host
     params = ctx.params
+    if params.get("_phase") == "probe":
+        return {"changed": False, "probe": _readiness_probe(host)}
     renames = _value(host, SESSION_MANAGER, "PendingFileRenameOperations") or []
     active, pending = _value(host, ACTIVE_NAME, "ComputerName"), _value(host, PENDING_NAME, "ComputerName")
     result: dict[str, Any] = {

@@ -12,6 +12,7 @@ from .errors import Unmodelled, WindowsError_, WmiUnavailable
 from .faults import Faults
 from .fs import FileSystem
 from .net import Network
+from .powershell import PowerShellPolicy
 from .processes import ProcessTable
 from .registry import Registry
 from .scm import Scm, Service
@@ -61,6 +62,7 @@ class Host:
         self.computer_name: str = parts["computer_name"]
         self.domain_netbios: str | None = parts["domain_netbios"]
         self.component_manager_poll_seconds: float = parts["component_manager_poll_seconds"]
+        self.powershell: PowerShellPolicy = parts.get("powershell") or PowerShellPolicy()
         self._drivers: set[str] = {d.lower() for d in parts["drivers"]}
         self.clock: Clock = parts["clock"]
         self.boot_time: float = parts["boot_time"]

@@ -52,6 +52,7 @@ from .net import (
     Network,
     RemoteClient,
 )
+from .powershell import PowerShellPolicy
 from .processes import build_specs
 from .registry import Registry
 from .scenario_check import LOAD_STATES, STATIC_KEYS, default_service_name, validate
@@ -301,6 +302,7 @@ def build_parts(host: Host, data: dict[str, Any]) -> dict[str, Any]:
         "computer_name": h["computer_name"],
         "domain_netbios": h.get("domain"),
         "component_manager_poll_seconds": float(h.get("component_manager_poll_seconds", 60)),
+        "powershell": PowerShellPolicy(**(h.get("powershell") or {})),
         "drivers": list(h.get("drivers", [])),
         "clock": clock,
         "boot_time": parse_iso(h.get("boot_time", h["clock_start"])),

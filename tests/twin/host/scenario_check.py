@@ -22,6 +22,7 @@ from .net import (
     PROFILES,
     PROTOCOLS,
 )
+from .powershell import EXECUTION_POLICIES, LANGUAGE_MODES
 from .processes import validate_processes
 from .scm import ROLES, START_MODES
 from .sql import USER_ACCESS, parse_version
@@ -44,6 +45,7 @@ HOST_KEYS = (
     "boot_time",
     "drives",
     "drivers",
+    "powershell",
     "component_manager_poll_seconds",
 )
 SERVICE_REQUIRED = ("name", "display_name", "path", "start_mode", "state")
@@ -141,6 +143,13 @@ def validate(data: Any) -> None:
         if not re.fullmatch(r"[A-Za-z]", drive):
             raise ScenarioError(f"host.drives[{i}]", f"{drive!r} is not a drive letter")
     drivers = {d.lower() for d in expect_str_list(host.get("drivers", []), "host.drivers")}
+    if "powershell" in host:
+        ps = expect_map(host["powershell"], "host.powershell")
+        expect_keys(ps, ("machine_policy", "system_language_mode"), "host.powershell")
+        if ps.get("machine_policy") is not None:
+            expect_one_of(ps["machine_policy"], EXECUTION_POLICIES, "host.powershell.machine_policy")
+        expect_one_of(ps.get("system_language_mode", "FullLanguage"), LANGUAGE_MODES,
+                      "host.powershell.system_language_mode")
     if "component_manager_poll_seconds" in host:
         expect_int(host["component_manager_poll_seconds"], "host.component_manager_poll_seconds", minimum=1)
     names = _validate_services(expect_list(top["services"], "services"), drivers)
