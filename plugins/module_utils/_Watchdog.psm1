@@ -337,7 +337,20 @@ Function Invoke-ServiceWindowWatchdog {
                     $setupPid = 0
                 }
             }
-            if ($setupPid -gt 0 -and $null -eq (Get-Process -Id $setupPid -ErrorAction SilentlyContinue)) {
+            $found = if ($setupPid -gt 0) { Get-Process -Id $setupPid -ErrorAction SilentlyContinue } else { $null }
+            if ($null -ne $found) {
+                # Windows reuses process ids: a process with setup's id that started more than two minutes after
+                # setup was recorded as starting is another process, and setup has ended (issue 26).
+                try {
+                    if ($found.StartTime.ToUniversalTime() -gt $setupStarted.AddMinutes(2)) {
+                        $found = $null
+                    }
+                }
+                catch {
+                    $log.Add("could not read the start time of process ${setupPid}: $($_.Exception.Message)")
+                }
+            }
+            if ($setupPid -gt 0 -and $null -eq $found) {
                 break
             }
             if ($setupPid -eq 0 -and ([DateTime]::UtcNow - $setupStarted).TotalMinutes -ge 10) {

@@ -335,3 +335,19 @@ def test_a_probation_that_ends_before_the_confirm_is_reported_and_the_host_is_ba
     assert firewall(host) == fw and all(clients(host).values())
     assert journal(host)["network"]["status"] == "restored" and journal(host)["watchdog"]["trigger"] == "lease"
     assert host.tasks.get("\\configmgr.sql_upgrade\\watchdog") is None
+
+
+def test_a_process_that_reuses_setups_id_does_not_hold_the_watchdog(make_fleet: Any) -> None:
+    """Issue 26: Windows reuses process ids. Setup recorded as running with an id that now belongs to a process
+    started long after setup did: the watchdog sees it is not setup and puts the host back at the lease's end."""
+    runner, host, table, fw = open_window(make_fleet)
+    doc = journal(host)
+    doc["setup"] = {"status": "running", "process_id": 0, "started": doc["updated"]}
+    host.clock.advance(20 * 60)
+    other = host.processes.spawn("notepad", "C:\\Windows\\System32\\notepad.exe", 0)
+    doc["setup"]["process_id"] = other
+    host.fs.write(journal_path(host), json.dumps(doc).encode())
+    host.clock.advance(40 * 60)
+    host.tasks.run_due()
+    assert firewall(host) == fw and services(host) == table
+    assert host.processes.get(other) is not None  # the other process was left alone

@@ -662,7 +662,12 @@ def run_watchdog(host: Host, trigger: str) -> bool:
             ended = state.get("ended") is not None
             setup_pid = 0 if ended else int(state.get("process_id") or 0)
         if not ended:
-            if setup_pid > 0 and host.processes.get(setup_pid) is not None:
+            found = host.processes.get(setup_pid) if setup_pid > 0 else None
+            # Process ids are reused: one that started more than two minutes after setup's recorded start is
+            # another process (Invoke-ServiceWindowWatchdog compares Process.StartTime).
+            if found is not None and found.created > parse_iso(str(setup["started"])) + 120:
+                found = None
+            if setup_pid > 0 and found is not None:
                 return False
             if setup_pid == 0 and not host.fs.exists(state_file):
                 if host.clock.now() - parse_iso(str(setup["started"])) < 600:
