@@ -58,39 +58,9 @@ Function Register-Watchdog {
     # The invariant culture (':' in a custom format is the session culture's time separator) and the local offset:
     # Task Scheduler reads StartBoundary as YYYY-MM-DDTHH:MM:SS(+-)HH:MM ("StartBoundary (triggerBaseType)").
     $fires = (Get-Date).AddMinutes($Minutes).ToString("yyyy-MM-dd'T'HH:mm:sszzz", [System.Globalization.CultureInfo]::InvariantCulture)
-    $command = [System.Security.SecurityElement]::Escape("$env:SystemRoot\System32\WindowsPowerShell\v1.0\powershell.exe")
-    $arguments = [System.Security.SecurityElement]::Escape("-NoProfile -NonInteractive -ExecutionPolicy Bypass -File `"$script`"")
-    $xml = @"
-<?xml version="1.0" encoding="UTF-16"?>
-<Task version="1.2" xmlns="http://schemas.microsoft.com/windows/2004/02/mit/task">
-  <RegistrationInfo><Description>configmgr.sql_upgrade: puts the KB 256202 window back when its lease ends or the server boots</Description></RegistrationInfo>
-  <Triggers>
-    <TimeTrigger><StartBoundary>$fires</StartBoundary><Enabled>true</Enabled></TimeTrigger>
-    <BootTrigger><Enabled>true</Enabled></BootTrigger>
-  </Triggers>
-  <Principals><Principal id="System"><UserId>S-1-5-18</UserId><RunLevel>HighestAvailable</RunLevel></Principal></Principals>
-  <Settings>
-    <MultipleInstancesPolicy>IgnoreNew</MultipleInstancesPolicy>
-    <DisallowStartIfOnBatteries>false</DisallowStartIfOnBatteries>
-    <StopIfGoingOnBatteries>false</StopIfGoingOnBatteries>
-    <StartWhenAvailable>true</StartWhenAvailable>
-    <ExecutionTimeLimit>PT72H</ExecutionTimeLimit>
-    <Priority>4</Priority>
-  </Settings>
-  <Actions Context="System"><Exec><Command>$command</Command><Arguments>$arguments lease</Arguments></Exec></Actions>
-</Task>
-"@
-    $xmlPath = Join-Path -Path (Split-Path -Path $JournalPath -Parent) -ChildPath 'watchdog.xml'
-    [System.IO.File]::WriteAllText($xmlPath, $xml, [System.Text.Encoding]::Unicode)
-    try {
-        $run = Invoke-NativeCommand -FilePath 'schtasks.exe' -ArgumentList @('/Create', '/TN', $Name, '/XML', $xmlPath, '/F')
-        if ($run.rc -ne 0) {
-            throw "schtasks.exe /Create /TN $Name failed ($($run.rc)): $($run.output -join ' ')"
-        }
-    }
-    finally {
-        [System.IO.File]::Delete($xmlPath)
-    }
+    Register-SystemScriptTask -Name $Name -Script $script -Argument 'lease' -StartWhenAvailable `
+        -Description 'configmgr.sql_upgrade: puts the KB 256202 window back when its lease ends or the server boots' `
+        -Triggers "<TimeTrigger><StartBoundary>$fires</StartBoundary><Enabled>true</Enabled></TimeTrigger><BootTrigger><Enabled>true</Enabled></BootTrigger>"
     return 'changed'
 }
 

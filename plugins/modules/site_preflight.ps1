@@ -39,9 +39,10 @@ $spec = @{
 $module = [Ansible.Basic.AnsibleModule]::Create($args, $spec)
 
 if ($module.Params._phase -eq 'probe') {
-    # The lease can run (issue 26): a one-shot task as SYSTEM with the watchdog's PowerShell host, arguments and
-    # script folder (Register-Watchdog in _Watchdog.psm1) runs a script that writes what it could do. The task,
-    # the script and its answer are removed before this returns, in check mode too: nothing is left behind.
+    # The lease can run (issue 26): a one-shot task as SYSTEM, registered as the watchdog's is
+    # (Register-SystemScriptTask: the same PowerShell host and arguments) from the watchdog's folder, runs a script
+    # that writes what it could do. The task, the script and its answer are removed before this returns, in check
+    # mode too: nothing is left behind.
     $folder = Split-Path -Path (Get-JournalPath) -Parent
     $taskName = '\configmgr.sql_upgrade\probe'
     $script = Join-Path -Path $folder -ChildPath 'probe.ps1'
@@ -59,34 +60,15 @@ Set-Content -LiteralPath '$answer' -Value (ConvertTo-Json -Compress -InputObject
             Remove-Item -LiteralPath $answer -Force
         }
         Write-JournalText -Path $script -Text $text
-        $command = [System.Security.SecurityElement]::Escape("$env:SystemRoot\System32\WindowsPowerShell\v1.0\powershell.exe")
-        $arguments = [System.Security.SecurityElement]::Escape("-NoProfile -NonInteractive -ExecutionPolicy Bypass -File `"$script`"")
-        $xml = @"
-<?xml version="1.0" encoding="UTF-16"?>
-<Task version="1.2" xmlns="http://schemas.microsoft.com/windows/2004/02/mit/task">
-  <RegistrationInfo><Description>configmgr.sql_upgrade: readiness probe of the window's watchdog (removed at once)</Description></RegistrationInfo>
-  <Principals><Principal id="System"><UserId>S-1-5-18</UserId><RunLevel>HighestAvailable</RunLevel></Principal></Principals>
-  <Settings>
-    <DisallowStartIfOnBatteries>false</DisallowStartIfOnBatteries>
-    <StopIfGoingOnBatteries>false</StopIfGoingOnBatteries>
-    <ExecutionTimeLimit>PT5M</ExecutionTimeLimit>
-  </Settings>
-  <Actions Context="System"><Exec><Command>$command</Command><Arguments>$arguments</Arguments></Exec></Actions>
-</Task>
-"@
-        $xmlPath = Join-Path -Path $folder -ChildPath 'probe.xml'
-        [System.IO.File]::WriteAllText($xmlPath, $xml, [System.Text.Encoding]::Unicode)
         try {
-            $create = Invoke-NativeCommand -FilePath 'schtasks.exe' -ArgumentList @('/Create', '/TN', $taskName, '/XML', $xmlPath, '/F')
-        }
-        finally {
-            [System.IO.File]::Delete($xmlPath)
-        }
-        if ($create.rc -ne 0) {
-            $probe.register_error = "schtasks.exe /Create failed ($($create.rc)): $($create.output -join ' ')"
-        }
-        else {
+            Register-SystemScriptTask -Name $taskName -Script $script -TimeLimit 'PT5M' `
+                -Description "configmgr.sql_upgrade: readiness probe of the window's watchdog (removed at once)"
             $probe.registered = $true
+        }
+        catch {
+            $probe.register_error = $_.Exception.Message
+        }
+        if ($probe.registered) {
             $null = Invoke-NativeCommand -FilePath 'schtasks.exe' -ArgumentList @('/Run', '/TN', $taskName)
             $deadline = [System.DateTime]::UtcNow.AddSeconds(60)
             while (-not (Test-Path -LiteralPath $answer) -and [System.DateTime]::UtcNow -lt $deadline) {

@@ -385,33 +385,12 @@ if ($module.Params._phase -eq 'start') {
         ${function:Invoke-SetupRunner}.ToString() + "`r`n}`r`nInvoke-SetupRunner`r`n")
     # The command line (with a product key) in a file of the journal's protected folder, never in the task.
     Write-JournalText -Path $runFile -Text (ConvertTo-Json -Compress -InputObject @{ setup = $setupExe; arguments = $module.Params._arguments })
-    $command = [System.Security.SecurityElement]::Escape("$env:SystemRoot\System32\WindowsPowerShell\v1.0\powershell.exe")
-    $arguments = [System.Security.SecurityElement]::Escape("-NoProfile -NonInteractive -ExecutionPolicy Bypass -File `"$runnerFile`"")
-    $xml = @"
-<?xml version="1.0" encoding="UTF-16"?>
-<Task version="1.2" xmlns="http://schemas.microsoft.com/windows/2004/02/mit/task">
-  <RegistrationInfo><Description>configmgr.sql_upgrade: SQL Server setup (KB 256202 step 5), detached from WinRM</Description></RegistrationInfo>
-  <Principals><Principal id="System"><UserId>S-1-5-18</UserId><RunLevel>HighestAvailable</RunLevel></Principal></Principals>
-  <Settings>
-    <MultipleInstancesPolicy>IgnoreNew</MultipleInstancesPolicy>
-    <DisallowStartIfOnBatteries>false</DisallowStartIfOnBatteries>
-    <StopIfGoingOnBatteries>false</StopIfGoingOnBatteries>
-    <ExecutionTimeLimit>PT72H</ExecutionTimeLimit>
-    <Priority>4</Priority>
-  </Settings>
-  <Actions Context="System"><Exec><Command>$command</Command><Arguments>$arguments</Arguments></Exec></Actions>
-</Task>
-"@
-    $xmlPath = Join-Path -Path $folder -ChildPath 'sql_setup.xml'
-    [System.IO.File]::WriteAllText($xmlPath, $xml, [System.Text.Encoding]::Unicode)
     try {
-        $create = Invoke-NativeCommand -FilePath 'schtasks.exe' -ArgumentList @('/Create', '/TN', $taskName, '/XML', $xmlPath, '/F')
-        if ($create.rc -ne 0) {
-            $module.FailJson("schtasks.exe /Create /TN $taskName failed ($($create.rc)): $($create.output -join ' '); setup did not start")
-        }
+        Register-SystemScriptTask -Name $taskName -Script $runnerFile `
+            -Description 'configmgr.sql_upgrade: SQL Server setup (KB 256202 step 5), detached from WinRM'
     }
-    finally {
-        [System.IO.File]::Delete($xmlPath)
+    catch {
+        $module.FailJson("$($_.Exception.Message); setup did not start")
     }
     $run = Invoke-NativeCommand -FilePath 'schtasks.exe' -ArgumentList @('/Run', '/TN', $taskName)
     if ($run.rc -ne 0) {
