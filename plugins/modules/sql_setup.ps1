@@ -197,18 +197,28 @@ Function Get-MediaVersion {
     return [System.Diagnostics.FileVersionInfo]::GetVersionInfo($setupExe).ProductVersion
 }
 
+Function Get-SetupLogRoot {
+    <#
+    .SYNOPSIS
+    Setup's log folder for a version: %ProgramFiles%\Microsoft SQL Server\<nnn>\Setup Bootstrap\Log, <nnn> = major
+    version x 10 (Microsoft Learn, "View and read SQL Server Setup log files").
+    #>
+    [OutputType([string])]
+    param ([Parameter(Mandatory = $true)][string]$Version)
+    $nnn = [string]([int]($Version.Split('.')[0]) * 10)
+    return Join-Path -Path $env:ProgramFiles -ChildPath "Microsoft SQL Server\$nnn\Setup Bootstrap\Log"
+}
+
 Function Get-SummaryText {
     <#
     .SYNOPSIS
-    Summary.txt of the latest setup run of the media's version (%ProgramFiles%\Microsoft SQL Server\<nnn>\Setup
-    Bootstrap\Log\Summary.txt, <nnn> = major version x 10), or $null.
+    Summary.txt of the latest setup run of the media's version (in Get-SetupLogRoot), or $null.
     #>
     param ([string]$Version)
     if (-not $Version) {
         return $null
     }
-    $nnn = [string]([int]($Version.Split('.')[0]) * 10)
-    $path = Join-Path -Path $env:ProgramFiles -ChildPath "Microsoft SQL Server\$nnn\Setup Bootstrap\Log\Summary.txt"
+    $path = Join-Path -Path (Get-SetupLogRoot -Version $Version) -ChildPath 'Summary.txt'
     if (-not (Test-Path -LiteralPath $path -PathType Leaf)) {
         return $null
     }
@@ -286,8 +296,7 @@ Function Get-SetupProgress {
     }
     # Two minutes of slack: the runner stamps setup's start after CreateProcess returns; setup makes its folder at once.
     $since = $started.AddSeconds(-120)
-    $nnn = [string]([int]($Version.Split('.')[0]) * 10)
-    $root = Join-Path -Path $env:ProgramFiles -ChildPath "Microsoft SQL Server\$nnn\Setup Bootstrap\Log"
+    $root = Get-SetupLogRoot -Version $Version
     if (-not (Test-Path -LiteralPath $root -PathType Container)) {
         return
     }

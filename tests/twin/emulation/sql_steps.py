@@ -503,7 +503,7 @@ def setup_progress(host: Host, version: str | None, run_state: dict[str, Any] | 
     except ValueError:
         return None
     since = started.timestamp() - 120
-    root = f"C:\\Program Files\\Microsoft SQL Server\\{parse_version(version)[0] * 10}\\Setup Bootstrap\\Log"
+    root = setup_log_root(version)
     if not host.fs.is_dir(root):
         return None
     folders = [(host.fs.stat(f"{root}\\{name}")["mtime"], name) for name in host.fs.listdir(root)
@@ -552,14 +552,19 @@ def instance_facts(host: Host, name: str) -> dict[str, Any]:
     return out
 
 
-def summary_text(host: Host, version: str | None) -> str | None:
-    """Get-SummaryText: Summary.txt of the media version's Setup Bootstrap\\Log (<nnn> = major x 10)."""
-    if not version:
-        return None
+def setup_log_root(version: str) -> str:
+    """Get-SetupLogRoot: %ProgramFiles%\\Microsoft SQL Server\\<nnn>\\Setup Bootstrap\\Log, <nnn> = major x 10."""
     major = parse_version(version)[0]
     if major not in BOOTSTRAP_FOLDER:
         raise Unmodelled(f"SQL Server major version {major}")
-    path = f"C:\\Program Files\\Microsoft SQL Server\\{major * 10}\\Setup Bootstrap\\Log\\Summary.txt"
+    return f"C:\\Program Files\\Microsoft SQL Server\\{major * 10}\\Setup Bootstrap\\Log"
+
+
+def summary_text(host: Host, version: str | None) -> str | None:
+    """Get-SummaryText: Summary.txt of the media version's Setup Bootstrap\\Log."""
+    if not version:
+        return None
+    path = f"{setup_log_root(version)}\\Summary.txt"
     return host.fs.read(path).decode("utf-8") if host.fs.exists(path) else None
 
 
